@@ -1,0 +1,13 @@
+"""Exceptions for bad input. The CLI turns each into one line and exit code 2."""
+
+
+class SprkitInputError(ValueError):
+    """Base class: the user gave something sprkit cannot use; the message names it."""
+
+
+class ParameterError(SprkitInputError):
+    """A penalty parameter (lam0, lam2, lam, alpha, M) is out of its domain."""
+
+
+class InstanceError(SprkitInputError):
+    """An instance file is missing, unreadable or inconsistent."""

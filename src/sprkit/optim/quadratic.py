@@ -1,0 +1,90 @@
+"""Equivalent compact forms of the loss L(W) = (1/n) ||Y - X W||_F^2.
+
+- :func:`compressed_least_squares`: L(W) = ||A W - B||_F^2 + const with A having at most d rows
+  (thin QR of X when n > d), so conic models carry d x c residuals instead of n x c.
+- :class:`ReducedLeastSquares`: the free rows (group -1) minimized out exactly, leaving a
+  quadratic in the penalized rows only: L = <W, G W> - 2 <W, B> + const (Gram form).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from sprkit.instances.format import Instance
+
+
+def compressed_least_squares(instance: Instance) -> tuple[np.ndarray, np.ndarray, float]:
+    """(A, B, const) with (1/n)||Y - X W||^2 == ||A W - B||^2 + const for every W."""
+    scale = 1.0 / np.sqrt(instance.n)
+    X, Y = instance.X * scale, instance.Y * scale
+    if instance.n <= instance.d:
+        return X, Y, 0.0
+    Q, R = np.linalg.qr(X, mode="reduced")
+    B = Q.T @ Y
+    const = float(max(np.sum(Y * Y) - np.sum(B * B), 0.0))
+    return R, B, const
+
+
+@dataclass(frozen=True)
+class ReducedLeastSquares:
+    """L restricted to penalized rows P after the exact minimization over free rows F.
+
+    gram = X_P'^T X_P' / n, cross = X_P'^T Y' / n, const = ||Y'||^2 / n where ' denotes the
+    projection onto the orthogonal complement of span(X_F). `free_map` gives the optimal free
+    rows for penalized rows W_P: W_F = free_offset - free_map @ W_P.
+    """
+
+    penalized_rows: np.ndarray
+    free_rows: np.ndarray
+    gram: np.ndarray
+    cross: np.ndarray
+    const: float
+    free_map: np.ndarray
+    free_offset: np.ndarray
+
+    @classmethod
+    def from_instance(cls, instance: Instance) -> ReducedLeastSquares:
+        penalized = np.flatnonzero(instance.groups >= 0)
+        free = np.flatnonzero(instance.groups < 0)
+        X_P, X_F, Y = instance.X[:, penalized], instance.X[:, free], instance.Y
+        if free.size:
+            # Least squares through lstsq (rank-revealing) so duplicate free columns are fine.
+            coef_P = np.linalg.lstsq(X_F, X_P, rcond=None)[0]
+            coef_Y = np.linalg.lstsq(X_F, Y, rcond=None)[0]
+            X_P = X_P - X_F @ coef_P
+            Y = Y - X_F @ coef_Y
+        else:
+            coef_P = np.zeros((0, penalized.size))
+            coef_Y = np.zeros((0, instance.c))
+        n = instance.n
+        return cls(
+            penalized_rows=penalized,
+            free_rows=free,
+            gram=X_P.T @ X_P / n,
+            cross=X_P.T @ Y / n,
+            const=float(np.sum(Y * Y) / n),
+            free_map=coef_P,
+            free_offset=coef_Y,
+        )
+
+    def loss(self, W_P: np.ndarray) -> float:
+        """L at the penalized rows W_P with the free rows at their optimum."""
+        return float(
+            np.sum(W_P * (self.gram @ W_P)) - 2.0 * np.sum(W_P * self.cross) + self.const
+        )
+
+    def full_weights(self, W_P: np.ndarray, d: int) -> np.ndarray:
+        """The d x c matrix W: penalized rows W_P, free rows at their exact optimum."""
+        W = np.zeros((d, W_P.shape[1]))
+        W[self.penalized_rows] = W_P
+        W[self.free_rows] = self.free_offset - self.free_map @ W_P
+        return W
+
+    def lipschitz(self) -> float:
+        """Lipschitz constant of grad L = 2 (gram W - cross): twice the top eigenvalue."""
+        size = self.gram.shape[0]
+        top = scipy.linalg.eigh(self.gram, eigvals_only=True, subset_by_index=[size - 1, size - 1])
+        return float(2.0 * max(top[0], 1e-300))

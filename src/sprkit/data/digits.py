@@ -21,7 +21,9 @@ class DigitsSplit:
     y_test: np.ndarray
 
 
-def digits_split(seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2) -> DigitsSplit:
+def digits_split(
+    seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2
+) -> DigitsSplit:
     """Deterministic stratified train/validation/test split of the digits data."""
     bunch = load_digits()
     pixels = (bunch.data / 16.0).astype(np.float32)

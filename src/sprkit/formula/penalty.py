@@ -252,7 +252,14 @@ def spr_penalty_ragged(
 ) -> Array:
     """z per group for ragged groups (flat `values`, `group_index` in 0..n_groups-1)."""
     return spr_closed_form_ragged(
-        values, group_index, n_groups, M=M, lam0=lam0, lam2=lam2, lam=lam, alpha=alpha,
+        values,
+        group_index,
+        n_groups,
+        M=M,
+        lam0=lam0,
+        lam2=lam2,
+        lam=lam,
+        alpha=alpha,
         outside=outside,
     ).value
 

@@ -72,9 +72,7 @@ class ReducedLeastSquares:
 
     def loss(self, W_P: np.ndarray) -> float:
         """L at the penalized rows W_P with the free rows at their optimum."""
-        return float(
-            np.sum(W_P * (self.gram @ W_P)) - 2.0 * np.sum(W_P * self.cross) + self.const
-        )
+        return float(np.sum(W_P * (self.gram @ W_P)) - 2.0 * np.sum(W_P * self.cross) + self.const)
 
     def full_weights(self, W_P: np.ndarray, d: int) -> np.ndarray:
         """The d x c matrix W: penalized rows W_P, free rows at their exact optimum."""
@@ -88,3 +86,10 @@ class ReducedLeastSquares:
         size = self.gram.shape[0]
         top = scipy.linalg.eigh(self.gram, eigvals_only=True, subset_by_index=[size - 1, size - 1])
         return float(2.0 * max(top[0], 1e-300))
+
+
+def least_squares_bound(instance: Instance, scale: float = 2.0) -> float:
+    """A default M: `scale` times the largest |entry| of the penalized rows of the unpenalized
+    least-squares fit (minimum-norm solution), so the box does not bind at the dense fit."""
+    W = np.linalg.lstsq(instance.X, instance.Y, rcond=None)[0]
+    return float(scale * np.max(np.abs(W[instance.groups >= 0])))

@@ -65,7 +65,12 @@ class SPRRoute:
 
     def _objective(self, W_P: np.ndarray, lam0: float, lam2: float) -> float:
         penalty = spr_closed_form_ragged(
-            W_P.ravel(), self.entry_group, self.n_groups, lam0=lam0, lam2=lam2, M=self.bounds,
+            W_P.ravel(),
+            self.entry_group,
+            self.n_groups,
+            lam0=lam0,
+            lam2=lam2,
+            M=self.bounds,
             outside="exact",
         ).value
         return self.reduced.loss(W_P) + float(np.sum(penalty))
@@ -81,8 +86,12 @@ class SPRRoute:
     def lam0_max(self, lam2: float) -> float:
         """Smallest lam0 at which W = 0 (every structure pruned) is optimal, for this lam2."""
         psi = spr_conjugate_ragged(
-            2.0 * self.reduced.cross.ravel(), self.entry_group, self.n_groups,
-            lam0=0.0, lam2=lam2, M=self.bounds,
+            2.0 * self.reduced.cross.ravel(),
+            self.entry_group,
+            self.n_groups,
+            lam0=0.0,
+            lam2=lam2,
+            M=self.bounds,
         )
         return float(np.max(psi))
 
@@ -122,8 +131,14 @@ class SPRRoute:
         for iteration in range(1, max_iter + 1):
             gradient = 2.0 * (reduced.gram @ momentum_point - reduced.cross)
             flat, y_groups = spr_prox_ragged(
-                (momentum_point - step * gradient).ravel(), self.entry_group, self.n_groups,
-                step=step, lam0=lam0, lam2=lam2, M=self.bounds, y_start=y_groups,
+                (momentum_point - step * gradient).ravel(),
+                self.entry_group,
+                self.n_groups,
+                step=step,
+                lam0=lam0,
+                lam2=lam2,
+                M=self.bounds,
+                y_start=y_groups,
             )
             x_new = flat.reshape(shape)
             if np.sum((momentum_point - x_new) * (x_new - x)) > 0:  # adaptive restart
@@ -141,8 +156,13 @@ class SPRRoute:
                     break
         W = reduced.full_weights(best_x, self.instance.d)
         closed = spr_closed_form_ragged(
-            best_x.ravel(), self.entry_group, self.n_groups, lam0=lam0, lam2=lam2,
-            M=self.bounds, outside="exact",
+            best_x.ravel(),
+            self.entry_group,
+            self.n_groups,
+            lam0=lam0,
+            lam2=lam2,
+            M=self.bounds,
+            outside="exact",
         )
         value = self.instance.loss(W) + float(np.sum(closed.value))
         return SPRResult(

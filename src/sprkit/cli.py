@@ -1,0 +1,139 @@
+"""Command line: sprkit demo | bounds | instance. Bad input: one line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sprkit.errors import SprkitInputError
+from sprkit.formula import resolve_lambdas
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _add_lambdas(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lam0", type=float, help="weight of the indicator (count) term")
+    parser.add_argument("--lam2", type=float, help="weight of the squared l2 term")
+    parser.add_argument(
+        "--lam", type=float, help="paper's lam: lam2 = lam*alpha, lam0 = lam*(1-alpha)"
+    )
+    parser.add_argument("--alpha", type=float, help="paper's alpha in (0, 1)")
+    parser.add_argument("--M", type=float, required=True, help="big-M bound on |w| (> 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sprkit", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = commands.add_parser("demo", help="bounds along a lambda path on the digits MLP")
+    demo.add_argument("--out", type=Path, default=Path("sprkit-demo"), help="output folder")
+    demo.add_argument("--points", type=int, default=8, help="lambda values on the path")
+    demo.add_argument("--hidden", type=int, default=32, help="hidden neurons of the MLP")
+    demo.add_argument("--alpha", type=float, default=0.5, help="paper's alpha in (0, 1)")
+
+    bounds = commands.add_parser("bounds", help="big-M, perspective and SPR-route bounds")
+    bounds.add_argument("instance", type=Path, help="instance .npz (X, Y, groups)")
+    _add_lambdas(bounds)
+    bounds.add_argument("--tol", type=float, default=1e-9, help="SPR route relative gap")
+    bounds.add_argument("--json", action="store_true", help="print one JSON object")
+
+    instance = commands.add_parser("instance", help="write an instance .npz")
+    kinds = instance.add_subparsers(dest="kind", required=True, parser_class=_Parser)
+    synthetic = kinds.add_parser("synthetic", help="planted support, Gaussian design")
+    synthetic.add_argument("--structures", type=int, default=50)
+    synthetic.add_argument("--rows-per-group", type=int, default=1)
+    synthetic.add_argument("--n", type=int, default=500, help="samples")
+    synthetic.add_argument("--c", type=int, default=10, help="outputs")
+    synthetic.add_argument("--support", type=int, default=None, help="planted structures")
+    synthetic.add_argument("--noise", type=float, default=0.1)
+    synthetic.add_argument("--correlation", type=float, default=0.3)
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("-o", "--output", type=Path, required=True)
+    digits = kinds.add_parser("digits-mlp", help="hidden neurons of an MLP trained on digits")
+    digits.add_argument("--hidden", type=int, default=32)
+    digits.add_argument("--targets", choices=("outputs", "onehot"), default="outputs")
+    digits.add_argument("--seed", type=int, default=0)
+    digits.add_argument("-o", "--output", type=Path, required=True)
+    return parser
+
+
+def _bounds(args: argparse.Namespace) -> None:
+    from sprkit.bounds import compute_bounds
+    from sprkit.instances import load_instance
+    from sprkit.optim.relaxations import structure_bounds
+
+    lam0, lam2 = resolve_lambdas(args.lam0, args.lam2, lam=args.lam, alpha=args.alpha)
+    instance = load_instance(args.instance)
+    structure_bounds(instance, args.M)  # validate M before solving
+    if not 0 < args.tol < 1:
+        raise SprkitInputError(f"--tol must lie in (0, 1), got {args.tol}")
+    result = compute_bounds(instance, lam0=lam0, lam2=lam2, M=args.M, tol=args.tol)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(
+        f"instance {args.instance}: n={instance.n} d={instance.d} c={instance.c} "
+        f"structures={instance.n_structures}; lam0={lam0:g} lam2={lam2:g} M={args.M:g}"
+    )
+    for key in ("bigm", "perspective", "spr"):
+        print(f"{key:>12}: {result[key]:.10g}   ({result['seconds'][key]:.3f} s)")
+    print(
+        f"{'spr dual':>12}: {result['spr_lower_bound']:.10g}   "
+        f"kept {result['spr_kept']}/{instance.n_structures} structures"
+    )
+
+
+def _instance(args: argparse.Namespace) -> None:
+    from sprkit.instances import digits_mlp_instance, save_instance, synthetic_instance
+
+    if args.output.suffix != ".npz":
+        raise SprkitInputError(f"output must end in .npz, got {args.output}")
+    if args.kind == "synthetic":
+        instance = synthetic_instance(
+            args.structures,
+            rows_per_group=args.rows_per_group,
+            n=args.n,
+            c=args.c,
+            support=args.support,
+            noise=args.noise,
+            correlation=args.correlation,
+            seed=args.seed,
+        )
+    else:
+        instance = digits_mlp_instance(args.hidden, targets=args.targets, seed=args.seed)
+    save_instance(args.output, instance)
+    print(
+        f"wrote {args.output}: n={instance.n} d={instance.d} c={instance.c} "
+        f"structures={instance.n_structures}"
+    )
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from sprkit.demo import run_demo
+
+    if args.points < 2:
+        raise SprkitInputError(f"--points must be >= 2, got {args.points}")
+    run_demo(args.out, points=args.points, hidden=args.hidden, alpha=args.alpha)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"demo": _demo, "bounds": _bounds, "instance": _instance}
+    try:
+        handlers[args.command](args)
+    except SprkitInputError as exc:
+        print(f"sprkit: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -125,7 +125,10 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2, one line printed)
+        return int(exc.code or 0)
     handlers = {"demo": _demo, "bounds": _bounds, "instance": _instance}
     try:
         handlers[args.command](args)

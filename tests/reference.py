@@ -1,0 +1,62 @@
+"""Independent reference computations for the tests (straightforward, not the package's code)."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+
+def z_by_minimizing_over_y(w: np.ndarray, lam0: float, lam2: float, M: float) -> float:
+    """min over y in [||w||_inf / M, 1] of lam2 ||w||^2 / y + lam0 y by a bounded 1-D search."""
+    sq = float(np.sum(w * w))
+    if sq == 0.0:
+        return 0.0
+    low = float(np.max(np.abs(w))) / M
+    assert low <= 1.0
+
+    def objective(y: float) -> float:
+        return lam2 * sq / y + lam0 * y
+
+    if low == 1.0:
+        return objective(1.0)
+    found = minimize_scalar(
+        objective, bounds=(low, 1.0), method="bounded", options={"xatol": 1e-13, "maxiter": 2000}
+    )
+    return min(found.fun, objective(low), objective(1.0))
+
+
+def perspective_by_loop(X, Y, groups, lam0, lam2, M, relaxation="perspective") -> float:
+    """The relaxation written plainly: raw (1/n)||Y - XW||^2, one quad_over_lin per group."""
+    n, d = X.shape
+    W = cp.Variable((d, Y.shape[1]))
+    ids = np.unique(groups[groups >= 0])
+    y = cp.Variable(len(ids))
+    objective = cp.sum_squares(Y - X @ W) / n + lam0 * cp.sum(y)
+    constraints = [y >= 0, y <= 1]
+    for position, gid in enumerate(ids):
+        rows = np.flatnonzero(groups == gid)
+        block = W[rows, :]
+        constraints.append(cp.abs(block) <= M * y[position])
+        if relaxation == "perspective":
+            objective += lam2 * cp.quad_over_lin(block, y[position])
+        else:
+            objective += lam2 * cp.sum_squares(block)
+    problem = cp.Problem(cp.Minimize(objective), constraints)
+    problem.solve(solver="CLARABEL")
+    return float(problem.value)
+
+
+def integral_objective(X, Y, groups, kept_ids, lam0, lam2, M) -> float:
+    """Objective of a feasible MIP point: keep `kept_ids`, refit their rows within the box."""
+    n, d = X.shape
+    W = cp.Variable((d, Y.shape[1]))
+    pruned = np.flatnonzero((groups >= 0) & ~np.isin(groups, kept_ids))
+    kept = np.flatnonzero(np.isin(groups, kept_ids))
+    constraints = [W[pruned, :] == 0] if pruned.size else []
+    if kept.size:
+        constraints.append(cp.abs(W[kept, :]) <= M)
+    ridge = cp.sum_squares(W[kept, :]) if kept.size else 0
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(Y - X @ W) / n + lam2 * ridge), constraints)
+    problem.solve(solver="CLARABEL")
+    return float(problem.value) + lam0 * len(kept_ids)

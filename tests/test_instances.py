@@ -1,0 +1,76 @@
+"""Instance format: round trip, validation, generators."""
+
+import numpy as np
+import pytest
+
+from sprkit.errors import InstanceError
+from sprkit.instances import (
+    digits_mlp_instance,
+    load_instance,
+    make_instance,
+    save_instance,
+    synthetic_instance,
+)
+
+
+def test_round_trip_keeps_arrays_meta_and_extras(tmp_path):
+    inst = synthetic_instance(6, rows_per_group=2, n=40, c=3, support=2, seed=7)
+    path = save_instance(tmp_path / "inst.npz", inst)
+    back = load_instance(path)
+    np.testing.assert_array_equal(back.X, inst.X)
+    np.testing.assert_array_equal(back.Y, inst.Y)
+    np.testing.assert_array_equal(back.groups, inst.groups)
+    np.testing.assert_array_equal(back.extras["W_true"], inst.extras["W_true"])
+    assert back.meta == inst.meta
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_synthetic_plants_the_support_it_reports():
+    inst = synthetic_instance(20, rows_per_group=3, n=200, c=4, support=5, noise=0.0, seed=1)
+    W_true = inst.extras["W_true"]
+    nonzero_groups = np.unique(inst.groups[np.any(W_true != 0, axis=1) & (inst.groups >= 0)])
+    assert nonzero_groups.tolist() == inst.meta["planted"]
+    np.testing.assert_allclose(inst.Y, inst.X @ W_true, atol=1e-12)
+    assert inst.groups[-1] == -1 and inst.n_structures == 20
+
+
+def test_digits_mlp_instance_reproduces_the_network_outputs():
+    inst = digits_mlp_instance(12, seed=2)
+    assert inst.X.shape[1] == 13 and inst.Y.shape[1] == 10
+    # Keeping every neuron with the network's own output layer gives zero loss.
+    W = np.vstack([inst.extras["output_weight"].T, inst.extras["output_bias"][None]])
+    assert inst.loss(W) == pytest.approx(0.0, abs=1e-20)
+    assert inst.meta["test_accuracy"] > 0.85
+    onehot = digits_mlp_instance(12, seed=2, targets="onehot")
+    np.testing.assert_array_equal(onehot.Y.sum(axis=1), np.ones(onehot.n))
+
+
+@pytest.mark.parametrize(
+    "X, Y, groups, message",
+    [
+        (np.ones(5), np.ones((5, 1)), np.zeros(1, int), "X must be 2-D"),
+        (np.ones((5, 2)), np.ones((4, 1)), np.zeros(2, int), "Y has 4 rows"),
+        (np.ones((5, 2)), np.ones((5, 1)), np.zeros(3, int), "groups has 3 entries"),
+        (np.full((5, 2), np.nan), np.ones((5, 1)), np.zeros(2, int), "X contains NaN"),
+        (np.ones((5, 2)), np.full((5, 1), np.inf), np.zeros(2, int), "Y contains NaN or Inf"),
+        (np.ones((5, 2)), np.ones((5, 1)), np.array([0.5, 1.0]), "groups must be integers"),
+        (np.ones((5, 2)), np.ones((5, 1)), np.array([-2, 0]), ">= -1"),
+        (np.ones((5, 2)), np.ones((5, 1)), np.array([-1, -1]), "no prunable group"),
+    ],
+)
+def test_validation_names_the_problem(X, Y, groups, message):
+    with pytest.raises(InstanceError, match=message):
+        make_instance(X, Y, groups)
+
+
+def test_loader_rejects_missing_garbage_and_incomplete_files(tmp_path):
+    with pytest.raises(InstanceError, match="not found"):
+        load_instance(tmp_path / "missing.npz")
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_text("not a zip")
+    with pytest.raises(InstanceError, match="is not an instance"):
+        load_instance(garbage)
+    partial = tmp_path / "partial.npz"
+    np.savez(partial, X=np.ones((3, 2)), Y=np.ones((3, 1)))
+    with pytest.raises(InstanceError, match="missing array\\(s\\) groups"):
+        load_instance(partial)

@@ -1,0 +1,92 @@
+"""The exact prox of z and the conjugate z*, against cvxpy and Fenchel-Young."""
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+from sprkit.formula import spr_conjugate_ragged, spr_penalty, spr_prox_ragged
+
+
+def _prox_by_cvxpy(v, step, lam0, lam2, M):
+    """argmin ||w - v||^2/(2 step) + lam2 ||w||^2 / y + lam0 y, |w| <= M y, y in [0, 1]."""
+    w, y = cp.Variable(v.size), cp.Variable()
+    objective = cp.sum_squares(w - v) / (2 * step) + lam2 * cp.quad_over_lin(w, y) + lam0 * y
+    problem = cp.Problem(cp.Minimize(objective), [cp.abs(w) <= M * y, y >= 0, y <= 1])
+    problem.solve(solver="CLARABEL", tol_gap_abs=1e-9, tol_gap_rel=1e-9)
+    return w.value, problem.value
+
+
+def _prox_objective(w, v, step, lam0, lam2, M):
+    return (
+        np.sum((w - v) ** 2) / (2 * step)
+        + spr_penalty(w[None], lam0=lam0, lam2=lam2, M=M, outside="exact")[0]
+    )
+
+
+def test_prox_matches_cvxpy_in_every_regime():
+    rng = np.random.default_rng(0)
+    regimes = {"zero": 0, "interior": 0, "one": 0}
+    for _ in range(60):
+        v = rng.normal(size=5) * rng.uniform(0.05, 4)
+        step, lam0, lam2, M = (
+            rng.uniform(0.1, 2),
+            rng.uniform(0, 2),
+            rng.uniform(0, 2),
+            rng.uniform(0.2, 3),
+        )
+        w, y = spr_prox_ragged(v, np.zeros(5, int), 1, step=step, lam0=lam0, lam2=lam2, M=M)
+        w_ref, value_ref = _prox_by_cvxpy(v, step, lam0, lam2, M)
+        value = _prox_objective(w, v, step, lam0, lam2, M)
+        assert value <= value_ref + 1e-8 * max(1.0, abs(value_ref))
+        assert value == pytest.approx(value_ref, rel=1e-7, abs=1e-9)
+        np.testing.assert_allclose(w, w_ref, atol=1e-4)
+        assert np.all(np.abs(w) <= M * y[0] + 1e-15)
+        regimes["zero" if y[0] == 0 else "one" if y[0] == 1 else "interior"] += 1
+    assert all(count > 0 for count in regimes.values()), regimes
+
+
+def test_zero_prox_exactly_when_huber_sum_is_below_step_times_lam0():
+    step, lam2, M = 0.5, 0.8, 1.0
+    a = 2 * step * lam2
+    v = np.array([0.3, -1.7, 0.6])
+    u = np.abs(v)
+    huber = np.sum(np.where(u <= a * M, u**2 / (2 * a), M * u - a * M**2 / 2))
+    for lam0, expect_zero in ((huber / step * 1.001, True), (huber / step * 0.999, False)):
+        w, _ = spr_prox_ragged(v, np.zeros(3, int), 1, step=step, lam0=lam0, lam2=lam2, M=M)
+        assert np.all(w == 0) == expect_zero
+
+
+def test_many_ragged_groups_in_one_call_equal_separate_calls():
+    rng = np.random.default_rng(1)
+    sizes = [3, 1, 6, 2, 4]
+    blocks = [rng.normal(size=s) * rng.uniform(0.1, 3) for s in sizes]
+    M = rng.uniform(0.3, 2, size=len(sizes))
+    index = np.repeat(np.arange(len(sizes)), sizes)
+    w, y = spr_prox_ragged(
+        np.concatenate(blocks), index, len(sizes), step=0.7, lam0=0.3, lam2=0.4, M=M
+    )
+    for position, block in enumerate(blocks):
+        w_one, y_one = spr_prox_ragged(
+            block, np.zeros(block.size, int), 1, step=0.7, lam0=0.3, lam2=0.4, M=M[position]
+        )
+        np.testing.assert_allclose(w[index == position], w_one, rtol=1e-13, atol=1e-15)
+        assert y[position] == pytest.approx(y_one[0], rel=1e-13, abs=1e-15)
+
+
+def test_conjugate_satisfies_fenchel_young_with_equality_at_prox_pairs():
+    rng = np.random.default_rng(2)
+    lam0, lam2, step = 0.6, 0.9, 0.4
+    for _ in range(40):
+        size = int(rng.integers(1, 6))
+        M = rng.uniform(0.3, 2)
+        index = np.zeros(size, int)
+        u = rng.normal(size=size) * rng.uniform(0.1, 4)
+        w, _ = spr_prox_ragged(u, index, 1, step=step, lam0=lam0, lam2=lam2, M=M)
+        subgradient = (u - w) / step  # lies in the subdifferential of z at w
+        z = spr_penalty(w[None], lam0=lam0, lam2=lam2, M=M, outside="exact")[0]
+        conj = spr_conjugate_ragged(subgradient, index, 1, lam0=lam0, lam2=lam2, M=M)[0]
+        assert z + conj == pytest.approx(float(subgradient @ w), rel=1e-9, abs=1e-9)
+        # Inequality at an unrelated pair, w inside the box.
+        other = rng.uniform(-M, M, size=size)
+        z_other = spr_penalty(other[None], lam0=lam0, lam2=lam2, M=M, outside="exact")[0]
+        assert z_other + conj >= float(subgradient @ other) - 1e-12

@@ -20,6 +20,8 @@ import numpy as np
 import scipy.optimize
 
 from sprkit.formula import (
+    Case,
+    SPRClosedForm,
     resolve_lambdas,
     spr_closed_form_ragged,
     spr_conjugate_ragged,
@@ -63,8 +65,9 @@ class SPRRoute:
         self.entry_group = np.repeat(row_structure, instance.c)  # row-major flattening of W_P
         self.step = 1.0 / self.reduced.lipschitz()
 
-    def _objective(self, W_P: np.ndarray, lam0: float, lam2: float) -> float:
-        penalty = spr_closed_form_ragged(
+    def _closed_form(self, W_P: np.ndarray, lam0: float, lam2: float) -> SPRClosedForm:
+        """z (exact form), y* and case of every structure at penalized rows W_P."""
+        return spr_closed_form_ragged(
             W_P.ravel(),
             self.entry_group,
             self.n_groups,
@@ -72,7 +75,10 @@ class SPRRoute:
             lam2=lam2,
             M=self.bounds,
             outside="exact",
-        ).value
+        )
+
+    def _objective(self, W_P: np.ndarray, lam0: float, lam2: float) -> float:
+        penalty = self._closed_form(W_P, lam0, lam2).value
         return self.reduced.loss(W_P) + float(np.sum(penalty))
 
     def _dual(self, W_P: np.ndarray, lam0: float, lam2: float) -> float:
@@ -97,7 +103,7 @@ class SPRRoute:
 
     def lam_max(self, alpha: float) -> float:
         """The paper's lam at which every structure is pruned, for this alpha."""
-        lam0, _ = resolve_lambdas(lam=1.0, alpha=alpha)
+        resolve_lambdas(lam=1.0, alpha=alpha)  # validates alpha
 
         def excess(lam: float) -> float:
             return self.lam0_max(lam * alpha) - lam * (1.0 - alpha)
@@ -155,22 +161,14 @@ class SPRRoute:
                     converged = True
                     break
         W = reduced.full_weights(best_x, self.instance.d)
-        closed = spr_closed_form_ragged(
-            best_x.ravel(),
-            self.entry_group,
-            self.n_groups,
-            lam0=lam0,
-            lam2=lam2,
-            M=self.bounds,
-            outside="exact",
-        )
+        closed = self._closed_form(best_x, lam0, lam2)
         value = self.instance.loss(W) + float(np.sum(closed.value))
         return SPRResult(
             value=value,
             lower_bound=best_dual,
             W=W,
             y=closed.indicator,
-            kept=closed.case != 0,
+            kept=closed.case != Case.ZERO,
             iterations=iteration,
             converged=converged,
             seconds=time.perf_counter() - start,

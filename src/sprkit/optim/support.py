@@ -1,0 +1,131 @@
+"""The MIP's value function over supports and its cuts (y-space outer approximation).
+
+For y in [0, 1]^G let v(y) = min_W L(W) + sum_j (lam2 ||w_j||^2 / y_j + lam0 y_j) subject to
+|w_jk| <= M_j y_j; on binary y it is the MIP objective of the best W with support y. For any
+penalized rows W (free rows minimized out, see ReducedLeastSquares) weak duality at the dual
+point Theta = (2/n)(Y' - X' W) gives an affine minorant of v, valid for every y in [0, 1]^G:
+
+    v(y) >= C(W) - sum_j y_j (psi_j(2 (B - G W)_j) - lam0),     C(W) = const - <W, G W>,
+
+with psi_j(v) = z*_j(v) + lam0 the Huber sum of sprkit.formula (substitute w = y u in the
+conjugate). When W solves the fixed-support problem of a binary y, the cut is tight at y
+(strong duality of a convex QP). Minimizing the cut over y in [0, 1]^G gives the perspective
+relaxation's dual bound, so the SPR route's solution yields the root cut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.optimize
+
+from sprkit.formula import spr_conjugate_ragged
+from sprkit.optim.quadratic import ReducedLeastSquares
+
+
+@dataclass(frozen=True)
+class Cut:
+    """eta >= constant - slopes @ y (slopes one per structure)."""
+
+    constant: float
+    slopes: np.ndarray
+
+    def value(self, y: np.ndarray) -> float:
+        return float(self.constant - self.slopes @ y)
+
+
+@dataclass(frozen=True)
+class SupportSolution:
+    """Exact optimum of the fixed-support problem: value v(y) and the penalized rows W_P."""
+
+    support: np.ndarray
+    value: float
+    W_P: np.ndarray
+    cut: Cut
+
+
+class SupportProblem:
+    """Fixed-support solves and cuts for one instance and one (lam0, lam2, M)."""
+
+    def __init__(
+        self,
+        reduced: ReducedLeastSquares,
+        row_structure: np.ndarray,
+        bounds: np.ndarray,
+        *,
+        lam0: float,
+        lam2: float,
+    ) -> None:
+        self.reduced = reduced
+        self.row_structure = row_structure  # structure position of each penalized row
+        self.bounds = bounds
+        self.lam0, self.lam2 = lam0, lam2
+        self.n_groups = bounds.size
+        self.entry_group = np.repeat(row_structure, reduced.cross.shape[1])
+        self._cache: dict[bytes, SupportSolution] = {}
+
+    def cut_at(self, W_P: np.ndarray) -> Cut:
+        """The affine minorant of v from the dual point of any penalized rows W_P."""
+        gram_W = self.reduced.gram @ W_P
+        duals = 2.0 * (self.reduced.cross - gram_W)
+        psi = spr_conjugate_ragged(
+            duals.ravel(),
+            self.entry_group,
+            self.n_groups,
+            lam0=0.0,
+            lam2=self.lam2,
+            M=self.bounds,
+        )
+        constant = self.reduced.const - float(np.sum(W_P * gram_W))
+        return Cut(constant=constant, slopes=psi - self.lam0)
+
+    @staticmethod
+    def _key(support: np.ndarray) -> bytes:
+        return np.packbits(np.asarray(support, dtype=bool)).tobytes()
+
+    def known(self, support: np.ndarray) -> bool:
+        """Whether this support was solved (and its cut generated) already."""
+        return self._key(support) in self._cache
+
+    def solve(self, support: np.ndarray) -> SupportSolution:
+        """min over W with rows outside `support` (bool per structure) at zero, cached."""
+        support = np.asarray(support, dtype=bool)
+        key = self._key(support)
+        if key not in self._cache:
+            W_P = self._fit(support)
+            value = (
+                self.reduced.loss(W_P)
+                + self.lam2 * float(np.sum(W_P * W_P))
+                + self.lam0 * int(support.sum())
+            )
+            self._cache[key] = SupportSolution(support, value, W_P, self.cut_at(W_P))
+        return self._cache[key]
+
+    def _fit(self, support: np.ndarray) -> np.ndarray:
+        """Ridge fit of the kept rows inside the box |w| <= M, one column at a time if the
+        box binds (bounded-variable least squares, an exact active-set method)."""
+        W_P = np.zeros_like(self.reduced.cross)
+        rows = np.flatnonzero(support[self.row_structure])
+        if rows.size == 0:
+            return W_P
+        hessian = self.reduced.gram[np.ix_(rows, rows)] + self.lam2 * np.eye(rows.size)
+        target = self.reduced.cross[rows]
+        # Factor hessian = A^T A (eigendecomposition: also handles lam2 = 0 with a singular
+        # Gram matrix); then the objective is ||A W - T||^2 up to a constant.
+        eigenvalues, vectors = np.linalg.eigh(hessian)
+        positive = eigenvalues > eigenvalues.max() * 1e-13
+        scale = np.sqrt(eigenvalues[positive])
+        A = scale[:, None] * vectors[:, positive].T
+        T = (vectors[:, positive].T @ target) / scale[:, None]
+        unconstrained = np.linalg.lstsq(A, T, rcond=None)[0]
+        row_bound = self.bounds[self.row_structure[rows]]
+        if np.all(np.abs(unconstrained) <= row_bound[:, None]):
+            W_P[rows] = unconstrained
+            return W_P
+        for column in range(T.shape[1]):
+            fitted = scipy.optimize.lsq_linear(
+                A, T[:, column], bounds=(-row_bound, row_bound), method="bvls", tol=1e-14
+            )
+            W_P[rows, column] = fitted.x
+        return W_P

@@ -60,3 +60,48 @@ def integral_objective(X, Y, groups, kept_ids, lam0, lam2, M) -> float:
     problem = cp.Problem(cp.Minimize(cp.sum_squares(Y - X @ W) / n + lam2 * ridge), constraints)
     problem.solve(solver="CLARABEL")
     return float(problem.value) + lam0 * len(kept_ids)
+
+
+def scip_miqp(instance, lam0: float, lam2: float, M: float) -> tuple[float, list[int]]:
+    """The MIQP solved directly by SCIP (an independent solver): residuals r = X W - Y as
+    variables, (1/n) sum r^2 in the objective through an epigraph, big-M on binaries.
+    Returns SCIP's kept set and the objective of its W recomputed from the data (SCIP's own
+    value may sit below by its feasibility tolerance on the quadratic constraint)."""
+    import pyscipopt
+
+    model = pyscipopt.Model()
+    model.hideOutput()
+    model.setParam("limits/gap", 1e-10)
+    model.setParam("limits/absgap", 0.0)
+    n, d = instance.X.shape
+    c = instance.c
+    W = [[model.addVar(lb=None, ub=None) for _ in range(c)] for _ in range(d)]
+    y = {int(j): model.addVar(vtype="B") for j in instance.structure_ids}
+    for r in range(d):
+        group = int(instance.groups[r])
+        if group >= 0:
+            for k in range(c):
+                model.addCons(W[r][k] <= M * y[group])
+                model.addCons(-W[r][k] <= M * y[group])
+    residuals = []
+    for i in range(n):
+        for k in range(c):
+            residual = model.addVar(lb=None, ub=None)
+            model.addCons(
+                residual
+                == instance.Y[i, k]
+                - pyscipopt.quicksum(instance.X[i, r] * W[r][k] for r in range(d))
+            )
+            residuals.append(residual)
+    epigraph = model.addVar(lb=0.0)
+    ridge = pyscipopt.quicksum(
+        W[r][k] * W[r][k] for r in range(d) if instance.groups[r] >= 0 for k in range(c)
+    )
+    model.addCons(pyscipopt.quicksum(v * v for v in residuals) / n + lam2 * ridge <= epigraph)
+    model.setObjective(epigraph + lam0 * pyscipopt.quicksum(y.values()))
+    model.optimize()
+    kept = sorted(j for j, var in y.items() if model.getVal(var) > 0.5)
+    weights = np.array([[model.getVal(v) for v in row] for row in W])
+    penalized = weights[instance.groups >= 0]
+    objective = instance.loss(weights) + lam2 * float(np.sum(penalized**2)) + lam0 * len(kept)
+    return objective, kept

@@ -44,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lambdas(bounds)
     bounds.add_argument("--tol", type=float, default=1e-9, help="SPR route relative gap")
     bounds.add_argument("--json", action="store_true", help="print one JSON object")
+    bounds.add_argument("--with-mip", action="store_true", help="also solve the MIP exactly")
+    bounds.add_argument("--time-limit", type=float, default=600.0, help="MIP seconds")
+
+    solve = commands.add_parser("solve", help="solve the MIP to certified optimality")
+    solve.add_argument("instance", type=Path, help="instance .npz (X, Y, groups)")
+    _add_lambdas(solve)
+    solve.add_argument("--time-limit", type=float, default=600.0, help="seconds (> 0)")
+    solve.add_argument("--tol", type=float, default=1e-6, help="relative gap for 'optimal'")
+    solve.add_argument("--json", action="store_true", help="print one JSON object")
 
     instance = commands.add_parser("instance", help="write an instance .npz")
     kinds = instance.add_subparsers(dest="kind", required=True, parser_class=_Parser)
@@ -65,17 +74,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _bounds(args: argparse.Namespace) -> None:
-    from sprkit.bounds import compute_bounds
+def _checked_problem(args: argparse.Namespace):
+    """Load the instance and validate lambdas, M, tol and time limit before any solve."""
     from sprkit.instances import load_instance
     from sprkit.optim.relaxations import structure_bounds
 
     lam0, lam2 = resolve_lambdas(args.lam0, args.lam2, lam=args.lam, alpha=args.alpha)
     instance = load_instance(args.instance)
-    structure_bounds(instance, args.M)  # validate M before solving
+    structure_bounds(instance, args.M)
     if not 0 < args.tol < 1:
         raise SprkitInputError(f"--tol must lie in (0, 1), got {args.tol}")
-    result = compute_bounds(instance, lam0=lam0, lam2=lam2, M=args.M, tol=args.tol)
+    if not args.time_limit > 0:
+        raise SprkitInputError(f"--time-limit must be > 0 seconds, got {args.time_limit}")
+    return instance, lam0, lam2
+
+
+def _bounds(args: argparse.Namespace) -> None:
+    from sprkit.bounds import compute_bounds
+
+    instance, lam0, lam2 = _checked_problem(args)
+    result = compute_bounds(
+        instance,
+        lam0=lam0,
+        lam2=lam2,
+        M=args.M,
+        tol=args.tol,
+        mip_time_limit=args.time_limit if args.with_mip else None,
+    )
     if args.json:
         print(json.dumps(result))
         return
@@ -83,11 +108,30 @@ def _bounds(args: argparse.Namespace) -> None:
         f"instance {args.instance}: n={instance.n} d={instance.d} c={instance.c} "
         f"structures={instance.n_structures}; lam0={lam0:g} lam2={lam2:g} M={args.M:g}"
     )
-    for key in ("bigm", "perspective", "spr"):
-        print(f"{key:>12}: {result[key]:.10g}   ({result['seconds'][key]:.3f} s)")
+    for key in ("bigm", "perspective", "spr", "mip"):
+        if key in result:
+            print(f"{key:>12}: {result[key]:.10g}   ({result['seconds'][key]:.3f} s)")
     print(
         f"{'spr dual':>12}: {result['spr_lower_bound']:.10g}   "
         f"kept {result['spr_kept']}/{instance.n_structures} structures"
+    )
+
+
+def _solve(args: argparse.Namespace) -> None:
+    from sprkit.optim.mip import ExactSolver
+
+    instance, lam0, lam2 = _checked_problem(args)
+    result = ExactSolver(instance, args.M).solve(
+        lam0, lam2, tol=args.tol, time_limit=args.time_limit
+    )
+    if args.json:
+        print(json.dumps(result.as_dict()))
+        return
+    print(
+        f"status    {result.status}\nobjective {result.objective:.10g}\n"
+        f"bound     {result.bound:.10g}\ngap       {result.gap:.3g}\n"
+        f"kept      {len(result.kept)}/{instance.n_structures}: {result.kept}\n"
+        f"seconds   {result.seconds:.3f} ({result.rounds} master solves, {result.cuts} cuts)"
     )
 
 
@@ -129,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2, one line printed)
         return int(exc.code or 0)
-    handlers = {"demo": _demo, "bounds": _bounds, "instance": _instance}
+    handlers = {"demo": _demo, "bounds": _bounds, "solve": _solve, "instance": _instance}
     try:
         handlers[args.command](args)
     except SprkitInputError as exc:

@@ -13,6 +13,8 @@ the perspective relaxation's; the first incumbent is the SPR support refitted ex
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -56,13 +58,29 @@ class MIPResult:
         }
 
 
+def _new_highs() -> highspy.Highs:
+    """A silent Highs object. HiGHS prints a banner on stdout (C level) when the first object
+    is built, before any option can be set; it would corrupt `--json` output, so stdout's file
+    descriptor points to /dev/null for the duration of the constructor."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            highs = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    highs.setOptionValue("output_flag", False)
+    return highs
+
+
 class _Master:
     """The master MILP in highspy: columns y_0..y_{G-1} (binary) and eta (last)."""
 
     def __init__(self, n_groups: int, mip_gap: float) -> None:
         self.n_groups = n_groups
-        self.highs = highspy.Highs()
-        self.highs.setOptionValue("output_flag", False)
+        self.highs = _new_highs()
         self.highs.setOptionValue("mip_rel_gap", mip_gap)
         self.highs.setOptionValue("mip_abs_gap", 0.0)
         self.highs.setOptionValue("threads", 1)

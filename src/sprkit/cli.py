@@ -131,7 +131,7 @@ def _solve(args: argparse.Namespace) -> None:
         f"status    {result.status}\nobjective {result.objective:.10g}\n"
         f"bound     {result.bound:.10g}\ngap       {result.gap:.3g}\n"
         f"kept      {len(result.kept)}/{instance.n_structures}: {result.kept}\n"
-        f"seconds   {result.seconds:.3f} ({result.rounds} master solves, {result.cuts} cuts)"
+        f"seconds   {result.seconds:.3f} ({result.rounds} master solves, {len(result.cuts)} cuts)"
     )
 
 

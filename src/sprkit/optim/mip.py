@@ -45,7 +45,7 @@ class MIPResult:
     W: np.ndarray
     seconds: float
     rounds: int
-    cuts: int
+    cuts: tuple[Cut, ...]
 
     def as_dict(self) -> dict:
         return {
@@ -157,10 +157,11 @@ class ExactSolver:
         master = _Master(self.bounds.size, mip_gap=tol / 10.0)
 
         relaxed = self.route.solve(lam0, lam2, tol=min(1e-9, tol / 100.0))
-        master.add_cut(problem.cut_at(relaxed.W[self.reduced.penalized_rows]))
+        cuts = [problem.cut_at(relaxed.W[self.reduced.penalized_rows])]
+        master.add_cut(cuts[0])
         bound = relaxed.lower_bound
         incumbent: SupportSolution | None = None
-        cuts, rounds = 1, 0
+        rounds = 0
         candidates = [relaxed.kept, relaxed.y >= 0.5]
         while True:
             new = [support for support in candidates if not problem.known(support)]
@@ -169,7 +170,7 @@ class ExactSolver:
                 if incumbent is None or solution.value < incumbent.value:
                     incumbent = solution
                 master.add_cut(solution.cut)
-                cuts += 1
+                cuts.append(solution.cut)
             if self._gap(incumbent.value, bound) <= tol or time.perf_counter() >= deadline:
                 break
             if rounds and not new:  # HiGHS proposes only points already cut: bound is final
@@ -193,7 +194,7 @@ class ExactSolver:
         tol: float,
         start: float,
         rounds: int,
-        cuts: int,
+        cuts: list[Cut],
     ) -> MIPResult:
         W = self.reduced.full_weights(incumbent.W_P, self.instance.d)
         objective = (
@@ -211,5 +212,5 @@ class ExactSolver:
             W=W,
             seconds=time.perf_counter() - start,
             rounds=rounds,
-            cuts=cuts,
+            cuts=tuple(cuts),
         )

@@ -1,0 +1,54 @@
+"""The Pyomo MIQP model is the same problem the exact solver certifies."""
+
+import numpy as np
+import pyomo.environ as pyo
+import pytest
+
+from sprkit.instances import synthetic_instance
+from sprkit.optim.mip import ExactSolver
+from sprkit.optim.pyomo_model import build_pyomo_model
+from sprkit.optim.quadratic import compressed_least_squares
+
+
+def _violation(model) -> float:
+    worst = 0.0
+    for constraint in model.component_data_objects(pyo.Constraint, active=True):
+        body = pyo.value(constraint.body)
+        if constraint.has_lb():
+            worst = max(worst, pyo.value(constraint.lower) - body)
+        if constraint.has_ub():
+            worst = max(worst, body - pyo.value(constraint.upper))
+    return worst
+
+
+def test_pyomo_model_at_the_certified_optimum_is_feasible_with_the_same_objective():
+    instance = synthetic_instance(6, rows_per_group=2, n=30, c=2, support=2, noise=0.5, seed=4)
+    lam0, lam2, M = 0.2, 0.1, 2.0
+    result = ExactSolver(instance, M).solve(lam0, lam2)
+    model = build_pyomo_model(instance, lam0=lam0, lam2=lam2, M=M, cuts=result.cuts)
+    A, B, const = compressed_least_squares(instance)
+    residual = A @ result.W - B
+    for (r, k), var in model.W.items():
+        var.set_value(result.W[r, k])
+    for (i, k), var in model.residual.items():
+        var.set_value(residual[i, k])
+    for j in model.structures:
+        model.y[j].set_value(1.0 if j in result.kept else 0.0)
+        rows = instance.groups == j
+        model.l2[j].set_value(float(np.sum(result.W[rows] ** 2)))
+    model.loss.set_value(float(np.sum(residual**2) + const))
+    assert pyo.value(model.objective) == pytest.approx(result.objective, rel=1e-10)
+    # Feasible, cuts included (they are valid inequalities; the tightest one is active).
+    assert _violation(model) <= 1e-9 * max(1.0, result.objective)
+    assert len(model.cuts) == len(result.cuts) > 0
+    assert min(pyo.value(c.body) - pyo.value(c.lower) for c in model.cuts.values()) == (
+        pytest.approx(0.0, abs=1e-8)
+    )
+
+
+def test_pruned_structure_forces_its_rows_to_zero():
+    instance = synthetic_instance(3, n=10, c=1, support=1, seed=0)
+    model = build_pyomo_model(instance, lam0=1.0, lam2=0.0, M=1.5)
+    model.y[0].set_value(0.0)
+    model.W[0, 0].set_value(1e-3)
+    assert pyo.value(model.upper_bound[0, 0].body) > pyo.value(model.upper_bound[0, 0].upper)

@@ -161,6 +161,9 @@ def save_instance(path: str | os.PathLike, instance: Instance) -> Path:
                 meta=np.array(json.dumps(instance.meta)),
                 **instance.extras,
             )
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; use the usual mode
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -28,8 +28,9 @@ from sprkit.optim.relaxations import structure_bounds
 from sprkit.optim.spr_route import SPRRoute
 from sprkit.optim.support import Cut, SupportProblem, SupportSolution
 
-OPTIMAL = "optimal"
-TIME_LIMIT = "time_limit"
+OPTIMAL = "optimal"  # relative gap <= tol
+TIME_LIMIT = "time_limit"  # stopped at the time limit with the best incumbent and bound
+STALLED = "stalled"  # the master only proposed supports already cut, gap still above tol
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class _Master:
         self.highs = _new_highs()
         self.highs.setOptionValue("mip_rel_gap", mip_gap)
         self.highs.setOptionValue("mip_abs_gap", 0.0)
+        # Cuts are compared with eta in absolute terms: HiGHS's default 1e-6 row tolerance
+        # would leave the bound 1e-6 below the objective, too loose for a 1e-6 relative gap.
+        self.highs.setOptionValue("mip_feasibility_tolerance", 1e-9)
+        self.highs.setOptionValue("primal_feasibility_tolerance", 1e-9)
         self.highs.setOptionValue("threads", 1)
         infinity = highspy.kHighsInf
         lower = np.zeros(n_groups + 1)
@@ -179,7 +184,8 @@ class ExactSolver:
             master_bound, candidates = master.solve(deadline - time.perf_counter())
             bound = max(bound, master_bound)
             rounds += 1
-        return self._result(incumbent, bound, lam0, lam2, tol, start, rounds, cuts)
+        timed_out = time.perf_counter() >= deadline
+        return self._result(incumbent, bound, lam0, lam2, tol, start, rounds, cuts, timed_out)
 
     @staticmethod
     def _gap(objective: float, bound: float) -> float:
@@ -195,6 +201,7 @@ class ExactSolver:
         start: float,
         rounds: int,
         cuts: list[Cut],
+        timed_out: bool,
     ) -> MIPResult:
         W = self.reduced.full_weights(incumbent.W_P, self.instance.d)
         objective = (
@@ -204,7 +211,7 @@ class ExactSolver:
         )
         gap = self._gap(objective, bound)
         return MIPResult(
-            status=OPTIMAL if gap <= tol else TIME_LIMIT,
+            status=OPTIMAL if gap <= tol else TIME_LIMIT if timed_out else STALLED,
             objective=objective,
             bound=min(bound, objective),
             gap=gap,

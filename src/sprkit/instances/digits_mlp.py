@@ -75,3 +75,19 @@ def digits_mlp_instance(hidden: int = 32, *, targets: str = "outputs", seed: int
         "output_bias": last.bias.detach().numpy(),
     }
     return make_instance(X, Y, groups, meta=meta, extras=extras)
+
+
+def pruned_network_accuracy(instance: Instance, W: np.ndarray, split: str = "test") -> float:
+    """Accuracy of the MLP whose output layer is replaced by W (d x 10, last row the bias);
+    hidden neurons whose row of W is zero are pruned. Needs a digits-mlp instance."""
+    if instance.meta.get("generator") != "digits-mlp":
+        raise InstanceError("pruned_network_accuracy needs an instance from digits_mlp_instance")
+    data = digits_split(int(instance.meta["seed"]))
+    pixels, labels = {"test": (data.x_test, data.y_test), "val": (data.x_val, data.y_val)}[split]
+    hidden = np.maximum(
+        pixels.astype(np.float64) @ instance.extras["hidden_weight"].T
+        + instance.extras["hidden_bias"],
+        0.0,
+    )
+    logits = np.hstack([hidden, np.ones((hidden.shape[0], 1))]) @ W
+    return float(np.mean(logits.argmax(axis=1) == labels))

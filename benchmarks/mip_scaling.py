@@ -52,7 +52,7 @@ def run(sizes: list[int], fractions: list[float], scip_limit: float, limit: floa
                 "sprkit_gap": ours.gap,
                 "kept": len(ours.kept),
                 "master_solves": ours.rounds,
-                "cuts": ours.cuts,
+                "cuts": len(ours.cuts),
             }
             row.update(scip_solve(instance, lam0, lam2, M, scip_limit))
             row["scip_over_sprkit_time"] = row["scip_s"] / ours_seconds

@@ -30,6 +30,7 @@ from sprkit.formula import (
 from sprkit.instances.format import Instance
 from sprkit.optim.quadratic import ReducedLeastSquares
 from sprkit.optim.relaxations import structure_bounds
+from sprkit.optim.support import dual_cut
 
 _CHECK_EVERY = 10
 
@@ -82,12 +83,9 @@ class SPRRoute:
         return self.reduced.loss(W_P) + float(np.sum(penalty))
 
     def _dual(self, W_P: np.ndarray, lam0: float, lam2: float) -> float:
-        gram_W = self.reduced.gram @ W_P
-        duals = 2.0 * (self.reduced.cross - gram_W)
-        conjugate = spr_conjugate_ragged(
-            duals.ravel(), self.entry_group, self.n_groups, lam0=lam0, lam2=lam2, M=self.bounds
-        )
-        return self.reduced.const - float(np.sum(W_P * gram_W)) - float(np.sum(conjugate))
+        """Fenchel dual bound at W_P: the minimum over y in [0, 1]^G of its y-space cut."""
+        cut = dual_cut(self.reduced, self.entry_group, self.bounds, W_P, lam0=lam0, lam2=lam2)
+        return cut.constant - float(np.sum(np.maximum(cut.slopes, 0.0)))
 
     def lam0_max(self, lam2: float) -> float:
         """Smallest lam0 at which W = 0 (every structure pruned) is optimal, for this lam2."""

@@ -35,6 +35,25 @@ class Cut:
         return float(self.constant - self.slopes @ y)
 
 
+def dual_cut(
+    reduced: ReducedLeastSquares,
+    entry_group: np.ndarray,
+    bounds: np.ndarray,
+    W_P: np.ndarray,
+    *,
+    lam0: float,
+    lam2: float,
+) -> Cut:
+    """The affine minorant of v from the dual point of any penalized rows W_P
+    (`entry_group`: structure position of each entry of W_P flattened row-major)."""
+    gram_W = reduced.gram @ W_P
+    duals = 2.0 * (reduced.cross - gram_W)
+    psi = spr_conjugate_ragged(
+        duals.ravel(), entry_group, bounds.size, lam0=0.0, lam2=lam2, M=bounds
+    )
+    return Cut(constant=reduced.const - float(np.sum(W_P * gram_W)), slopes=psi - lam0)
+
+
 @dataclass(frozen=True)
 class SupportSolution:
     """Exact optimum of the fixed-support problem: value v(y) and the penalized rows W_P."""
@@ -67,18 +86,9 @@ class SupportProblem:
 
     def cut_at(self, W_P: np.ndarray) -> Cut:
         """The affine minorant of v from the dual point of any penalized rows W_P."""
-        gram_W = self.reduced.gram @ W_P
-        duals = 2.0 * (self.reduced.cross - gram_W)
-        psi = spr_conjugate_ragged(
-            duals.ravel(),
-            self.entry_group,
-            self.n_groups,
-            lam0=0.0,
-            lam2=self.lam2,
-            M=self.bounds,
+        return dual_cut(
+            self.reduced, self.entry_group, self.bounds, W_P, lam0=self.lam0, lam2=self.lam2
         )
-        constant = self.reduced.const - float(np.sum(W_P * gram_W))
-        return Cut(constant=constant, slopes=psi - self.lam0)
 
     @staticmethod
     def _key(support: np.ndarray) -> bytes:

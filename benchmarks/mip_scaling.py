@@ -54,7 +54,9 @@ def run(sizes: list[int], fractions: list[float], scip_limit: float, limit: floa
                 "master_solves": ours.rounds,
                 "cuts": len(ours.cuts),
             }
-            row.update(scip_solve(instance, lam0, lam2, M, scip_limit))
+            scip = scip_solve(instance, lam0, lam2, M, scip_limit)
+            row["same_kept"] = scip.pop("scip_kept", None) == ours.kept
+            row.update(scip)
             row["scip_over_sprkit_time"] = row["scip_s"] / ours_seconds
             row["objective_rel_diff"] = (ours.objective - row["scip_objective"]) / abs(
                 ours.objective

@@ -125,10 +125,9 @@ class _Master:
         self.highs.run()
         info = self.highs.getInfo()
         found = list(self.found)
-        if self.highs.getModelStatus() == highspy.HighsModelStatus.kOptimal or info.mip_node_count:
+        if info.primal_solution_status == int(highspy.SolutionStatus.kSolutionStatusFeasible):
             values = np.asarray(self.highs.getSolution().col_value)
-            if values.size == self.n_groups + 1:
-                found.append(np.round(values[: self.n_groups]).astype(bool))
+            found.append(np.round(values[: self.n_groups]).astype(bool))
         return float(info.mip_dual_bound), found
 
 
@@ -169,8 +168,11 @@ class ExactSolver:
         rounds = 0
         candidates = [relaxed.kept, relaxed.y >= 0.5]
         while True:
-            new = [support for support in candidates if not problem.known(support)]
-            for support in new:
+            new = 0
+            for support in candidates:
+                if problem.known(support):
+                    continue
+                new += 1
                 solution = problem.solve(support)
                 if incumbent is None or solution.value < incumbent.value:
                     incumbent = solution

@@ -1,0 +1,112 @@
+"""The SPR regularizer for convolutional networks (the paper's per-layer grouping).
+
+A structure is one output channel of a Conv2d together with the scale and shift of the
+BatchNorm2d that normalizes it (and the conv bias, if any): n_g scalars. The penalty is
+
+    R(W) = sum_g n_g z(w_g) / sum_g n_g,
+
+z the training form of sprkit.formula (y* = 1 beyond the box) in the paper's (lam, alpha, M)
+parametrization, with M per block (one Conv2d + BatchNorm2d) = M_scale x the largest |value|
+in the block, read once from a reference (dense) model and then fixed. The loss adds
+lam * R(W). Per-channel norms are computed with one reduction per block and the closed form is
+evaluated once for all channels of all blocks together (no loop over channels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sprkit.errors import ParameterError
+from sprkit.formula import resolve_lambdas, spr_from_reductions
+
+
+@dataclass(frozen=True)
+class ChannelBlock:
+    """A Conv2d and the BatchNorm2d right after it (module names in the model)."""
+
+    conv_name: str
+    bn_name: str
+    conv: nn.Conv2d
+    bn: nn.BatchNorm2d
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The per-channel parameter tensors, each with the channel as first dimension."""
+        parts = [self.conv.weight.flatten(1)]
+        if self.conv.bias is not None:
+            parts.append(self.conv.bias[:, None])
+        if self.bn.affine:
+            parts += [self.bn.weight[:, None], self.bn.bias[:, None]]
+        return parts
+
+    def channel_reductions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per output channel: sum of squares and largest |value| over the channel's scalars."""
+        parts = self.tensors()
+        sq_norm = sum(part.square().sum(dim=1) for part in parts)
+        max_abs = torch.stack([part.abs().amax(dim=1) for part in parts]).amax(dim=0)
+        return sq_norm, max_abs
+
+    @property
+    def scalars_per_channel(self) -> int:
+        return sum(part.shape[1] for part in self.tensors())
+
+
+def find_conv_bn_blocks(model: nn.Module) -> list[ChannelBlock]:
+    """Conv2d layers directly followed (in registration order) by a BatchNorm2d over the
+    same channels: the paper's one-group-per-channel structures."""
+    blocks = []
+    previous: tuple[str, nn.Module] | None = None
+    for name, module in model.named_modules():
+        if (
+            isinstance(module, nn.BatchNorm2d)
+            and previous is not None
+            and isinstance(previous[1], nn.Conv2d)
+            and previous[1].out_channels == module.num_features
+        ):
+            blocks.append(ChannelBlock(previous[0], name, previous[1], module))
+        if isinstance(module, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
+            previous = (name, module)
+    return blocks
+
+
+class SPRRegularizer:
+    """lam * R(W) for the conv/BN channels of `model`, with M fixed from the model as it is
+    now (call it on the dense reference model)."""
+
+    def __init__(self, model: nn.Module, *, lam: float, alpha: float, M_scale: float = 1.0) -> None:
+        self.lam0, self.lam2 = resolve_lambdas(lam=lam, alpha=alpha)
+        if not M_scale > 0:
+            raise ParameterError(f"M_scale must be > 0, got {M_scale}")
+        self.blocks = find_conv_bn_blocks(model)
+        if not self.blocks:
+            raise ParameterError("no Conv2d + BatchNorm2d block found: nothing to regularize")
+        with torch.no_grad():
+            block_M = [M_scale * block.channel_reductions()[1].max() for block in self.blocks]
+        counts = [block.conv.out_channels for block in self.blocks]
+        device = self.blocks[0].conv.weight.device
+        self.M = torch.cat([m.expand(n) for m, n in zip(block_M, counts, strict=True)]).to(device)
+        self.scalars = torch.cat(
+            [
+                torch.full((n,), float(b.scalars_per_channel), device=device)
+                for b, n in zip(self.blocks, counts, strict=True)
+            ]
+        )
+
+    def channel_values(self) -> torch.Tensor:
+        """z (training form) for every channel of every block, in block order."""
+        reductions = [block.channel_reductions() for block in self.blocks]
+        sq_norm = torch.cat([r[0] for r in reductions])
+        max_abs = torch.cat([r[1] for r in reductions])
+        M = self.M.to(dtype=sq_norm.dtype)
+        return spr_from_reductions(
+            sq_norm, max_abs, lam0=self.lam0, lam2=self.lam2, M=M, outside="train"
+        ).value
+
+    def __call__(self) -> torch.Tensor:
+        """lam * R(W), differentiable. lam is already inside lam0 = lam (1 - alpha) and
+        lam2 = lam alpha, so this is the n_g-weighted mean of the channels' z."""
+        values = self.channel_values()
+        weights = self.scalars.to(dtype=values.dtype)
+        return (weights * values).sum() / weights.sum()

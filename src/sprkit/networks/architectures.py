@@ -1,0 +1,167 @@
+"""ResNets used with SPR: CIFAR ResNet-20/32/44/56/110 (option-A shortcuts, He et al. 2016),
+ResNet-18/50 in their CIFAR form (3x3 stem, no max-pool, projection shortcuts), and a small
+ResNet for the 8x8 digits images. Every conv is followed by its BatchNorm2d, so each output
+channel forms one SPR structure (sprkit.networks.regularizer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sprkit.errors import ParameterError
+
+
+def _conv_bn(inputs: int, outputs: int, kernel: int, stride: int = 1) -> list[nn.Module]:
+    return [
+        nn.Conv2d(inputs, outputs, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(outputs),
+    ]
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A: subsample spatially by `stride` and append zero channels (no parameters)."""
+
+    def __init__(self, inputs: int, outputs: int, stride: int) -> None:
+        super().__init__()
+        self.stride, self.extra = stride, outputs - inputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers and a residual connection."""
+
+    expansion = 1
+
+    def __init__(self, inputs: int, planes: int, stride: int, shortcut: str) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = _conv_bn(inputs, planes, 3, stride)
+        self.conv2, self.bn2 = _conv_bn(planes, planes, 3)
+        self.shortcut = _shortcut(inputs, planes, stride, shortcut)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3, 1x1 expand (x4), each with BatchNorm2d, and a residual connection."""
+
+    expansion = 4
+
+    def __init__(self, inputs: int, planes: int, stride: int, shortcut: str) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = _conv_bn(inputs, planes, 1)
+        self.conv2, self.bn2 = _conv_bn(planes, planes, 3, stride)
+        self.conv3, self.bn3 = _conv_bn(planes, planes * 4, 1)
+        self.shortcut = _shortcut(inputs, planes * 4, stride, shortcut)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        return F.relu(self.bn3(self.conv3(out)) + self.shortcut(x))
+
+
+def _shortcut(inputs: int, outputs: int, stride: int, kind: str) -> nn.Module:
+    if stride == 1 and inputs == outputs:
+        return nn.Identity()
+    if kind == "A":
+        return ZeroPadShortcut(inputs, outputs, stride)
+    return nn.Sequential(*_conv_bn(inputs, outputs, 1, stride))
+
+
+class ResNet(nn.Module):
+    """Stem conv-BN, stages of residual blocks, global average pooling, linear classifier."""
+
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        blocks_per_stage: list[int],
+        widths: list[int],
+        *,
+        num_classes: int,
+        in_channels: int = 3,
+        shortcut: str = "A",
+    ) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = _conv_bn(in_channels, widths[0], 3)
+        layers, inputs = [], widths[0]
+        for stage, (count, planes) in enumerate(zip(blocks_per_stage, widths, strict=True)):
+            for index in range(count):
+                stride = 2 if stage > 0 and index == 0 else 1
+                layers.append(block(inputs, planes, stride, shortcut))
+                inputs = planes * block.expansion
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(inputs, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layers(F.relu(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+
+
+def _cifar_resnet(depth: int) -> Callable[..., ResNet]:
+    def build(num_classes: int = 10, in_channels: int = 3) -> ResNet:
+        n = (depth - 2) // 6
+        return ResNet(
+            BasicBlock,
+            [n] * 3,
+            [16, 32, 64],
+            num_classes=num_classes,
+            in_channels=in_channels,
+            shortcut="A",
+        )
+
+    return build
+
+
+def resnet18(num_classes: int = 10, in_channels: int = 3) -> ResNet:
+    return ResNet(
+        BasicBlock,
+        [2, 2, 2, 2],
+        [64, 128, 256, 512],
+        num_classes=num_classes,
+        in_channels=in_channels,
+        shortcut="B",
+    )
+
+
+def resnet50(num_classes: int = 10, in_channels: int = 3) -> ResNet:
+    return ResNet(
+        Bottleneck,
+        [3, 4, 6, 3],
+        [64, 128, 256, 512],
+        num_classes=num_classes,
+        in_channels=in_channels,
+        shortcut="B",
+    )
+
+
+def resnet_digits(num_classes: int = 10, in_channels: int = 1) -> ResNet:
+    """A small ResNet for 8x8 images: widths 16 and 32, one basic block per stage."""
+    return ResNet(
+        BasicBlock, [1, 1], [16, 32], num_classes=num_classes, in_channels=in_channels, shortcut="A"
+    )
+
+
+ARCHITECTURES: dict[str, Callable[..., ResNet]] = {
+    **{f"resnet{depth}": _cifar_resnet(depth) for depth in (20, 32, 44, 56, 110)},
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "resnet-digits": resnet_digits,
+}
+
+
+def build_model(arch: str, num_classes: int, in_channels: int = 3) -> ResNet:
+    """The named architecture; ParameterError lists the known names otherwise."""
+    if arch not in ARCHITECTURES:
+        raise ParameterError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](num_classes=num_classes, in_channels=in_channels)

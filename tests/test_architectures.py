@@ -1,0 +1,44 @@
+"""Architectures: published parameter counts, output shapes, SPR structures found."""
+
+import pytest
+import torch
+
+from sprkit.errors import ParameterError
+from sprkit.networks import find_conv_bn_blocks
+from sprkit.networks.architectures import build_model
+
+# Parameter counts for 10 classes as published: He et al. 2016 Table 6 (0.27M, 0.46M, 0.66M,
+# 0.85M, 1.7M) with exact figures of the common reference implementations.
+PUBLISHED = {
+    "resnet20": 269_722,
+    "resnet32": 464_154,
+    "resnet44": 658_586,
+    "resnet56": 853_018,
+    "resnet110": 1_730_714,
+    "resnet18": 11_173_962,
+    "resnet50": 23_520_842,
+}
+
+
+@pytest.mark.parametrize("arch, count", PUBLISHED.items())
+def test_parameter_counts_match_the_published_figures(arch, count):
+    model = build_model(arch, num_classes=10)
+    assert sum(p.numel() for p in model.parameters()) == count
+
+
+@pytest.mark.parametrize("arch", ["resnet20", "resnet18"])
+def test_cifar_output_shape_and_one_structure_per_conv(arch):
+    model = build_model(arch, num_classes=100)
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 100)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(find_conv_bn_blocks(model)) == len(convs)
+
+
+def test_digits_resnet_takes_8x8_single_channel_images():
+    model = build_model("resnet-digits", num_classes=10, in_channels=1)
+    assert model(torch.zeros(4, 1, 8, 8)).shape == (4, 10)
+
+
+def test_unknown_architecture_is_named():
+    with pytest.raises(ParameterError, match="unknown architecture 'vgg'"):
+        build_model("vgg", num_classes=10)

@@ -1,0 +1,85 @@
+"""From SPR-trained weights to pruned channels: the magnitude threshold and channel masks.
+
+Rule (the paper's, with the drop measured on a validation split, never the test set): for a
+magnitude threshold t, a channel is kept whole if at least `keep_fraction` of its conv weights
+have |w| >= t, and removed whole otherwise (its conv weights and bias and its BatchNorm scale
+and shift are zeroed, so it outputs exactly zero). The threshold used is the largest t whose
+validation accuracy drop stays within a tolerance, found by bisection on t (which assumes the
+drop grows with t, as it does when larger thresholds remove supersets of channels).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from sprkit.errors import ParameterError
+from sprkit.networks.regularizer import ChannelBlock, find_conv_bn_blocks
+
+
+def channel_masks(
+    blocks: list[ChannelBlock], threshold: float, keep_fraction: float = 0.5
+) -> list[torch.Tensor]:
+    """Per block, a bool vector over output channels: True = kept at this threshold."""
+    if not 0.0 < keep_fraction <= 1.0:
+        raise ParameterError(f"keep_fraction must lie in (0, 1], got {keep_fraction}")
+    masks = []
+    for block in blocks:
+        weights = block.conv.weight.detach().flatten(1).abs()
+        surviving = (weights >= threshold).float().mean(dim=1)
+        masks.append(surviving >= keep_fraction)
+    return masks
+
+
+@torch.no_grad()
+def apply_channel_masks(blocks: list[ChannelBlock], masks: list[torch.Tensor]) -> None:
+    """Zero every parameter of the removed channels, in place."""
+    for block, mask in zip(blocks, masks, strict=True):
+        removed = ~mask.to(block.conv.weight.device)
+        block.conv.weight[removed] = 0.0
+        if block.conv.bias is not None:
+            block.conv.bias[removed] = 0.0
+        if block.bn.affine:
+            block.bn.weight[removed] = 0.0
+            block.bn.bias[removed] = 0.0
+
+
+def masked_copy(model: nn.Module, threshold: float, keep_fraction: float = 0.5):
+    """A deep copy of `model` with the channels below `threshold` removed; and the masks."""
+    pruned = copy.deepcopy(model)
+    blocks = find_conv_bn_blocks(pruned)
+    masks = channel_masks(blocks, threshold, keep_fraction)
+    apply_channel_masks(blocks, masks)
+    return pruned, masks
+
+
+def largest_threshold(
+    model: nn.Module,
+    validation_accuracy: Callable[[nn.Module], float],
+    *,
+    tolerance: float,
+    keep_fraction: float = 0.5,
+    iterations: int = 30,
+) -> float:
+    """The largest t (up to the bisection's resolution) whose masked model loses at most
+    `tolerance` validation accuracy (absolute, e.g. 0.01 = one point) against `model`."""
+    if tolerance < 0:
+        raise ParameterError(f"tolerance must be >= 0, got {tolerance}")
+    reference = validation_accuracy(model)
+    blocks = find_conv_bn_blocks(model)
+    high = max(float(b.conv.weight.detach().abs().max()) for b in blocks)
+    low = 0.0  # t = 0 keeps every channel: no drop
+
+    def acceptable(threshold: float) -> bool:
+        pruned, _ = masked_copy(model, threshold, keep_fraction)
+        return reference - validation_accuracy(pruned) <= tolerance
+
+    if acceptable(high):
+        return high
+    for _ in range(iterations):
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if acceptable(middle) else (low, middle)
+    return low

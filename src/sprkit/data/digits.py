@@ -39,3 +39,21 @@ def digits_split(
         random_state=seed,
     )
     return DigitsSplit(x_train, y_train, x_val, y_val, x_test, y_test)
+
+
+def digits_image_datasets(seed: int = 0):
+    """(train, val, test) TensorDatasets of (1, 8, 8) float32 images and int64 labels."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    split = digits_split(seed)
+
+    def as_dataset(pixels: np.ndarray, labels: np.ndarray) -> TensorDataset:
+        images = torch.as_tensor(pixels).reshape(-1, 1, 8, 8)
+        return TensorDataset(images, torch.as_tensor(labels))
+
+    return (
+        as_dataset(split.x_train, split.y_train),
+        as_dataset(split.x_val, split.y_val),
+        as_dataset(split.x_test, split.y_test),
+    )

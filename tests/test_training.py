@@ -1,0 +1,114 @@
+"""The training recipe: resume equality, masks frozen in fine-tuning, NaN stop, bad config."""
+
+import pytest
+import torch
+from torch.utils.data import Subset, TensorDataset
+
+import sprkit.networks.training as training
+from sprkit.data.digits import digits_image_datasets
+from sprkit.errors import ParameterError
+from sprkit.networks.architectures import build_model
+from sprkit.networks.training import NonFiniteLossError, TrainConfig, train_spr
+
+
+def _data():
+    train, val, _ = digits_image_datasets(0)
+    small = Subset(train, range(192))
+    images = torch.stack([small[i][0] for i in range(len(small))])
+    labels = torch.stack([small[i][1] for i in range(len(small))])
+    return TensorDataset(images, labels), val
+
+
+CONFIG = TrainConfig(
+    penalized_epochs=2,
+    finetune_epochs=1,
+    lr=0.05,
+    milestones=[2],
+    batch_size=64,
+    lam=0.5,
+    alpha=0.5,
+    tolerance=0.05,
+)
+
+
+def _model():
+    torch.manual_seed(0)
+    return build_model("resnet-digits", num_classes=10, in_channels=1)
+
+
+def test_resume_after_interruption_ends_at_the_same_weights(tmp_path, monkeypatch):
+    train, val = _data()
+    full, full_masks = train_spr(_model(), train, val, CONFIG, tmp_path / "full")
+
+    calls = {"n": 0}
+    original = training.accuracy
+
+    def interrupt_on_second_call(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # during epoch 2's log: only epoch 1 is checkpointed
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "accuracy", interrupt_on_second_call)
+    with pytest.raises(KeyboardInterrupt):
+        train_spr(_model(), train, val, CONFIG, tmp_path / "resumed")
+    monkeypatch.setattr(training, "accuracy", original)
+    resumed, masks = train_spr(_model(), train, val, CONFIG, tmp_path / "resumed", resume=True)
+    for (name, a), (_, b) in zip(
+        full.state_dict().items(), resumed.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert all(torch.equal(a, b) for a, b in zip(full_masks, masks, strict=True))
+    log = (tmp_path / "resumed" / "log.csv").read_text().splitlines()
+    assert len(log) == 1 + 3  # header + one row per epoch, no duplicate
+
+
+def test_removed_channels_stay_zero_through_fine_tuning(tmp_path):
+    train, val = _data()
+    config = TrainConfig(
+        penalized_epochs=1,
+        finetune_epochs=2,
+        lr=0.05,
+        milestones=[],
+        batch_size=64,
+        lam=2.0,
+        alpha=0.5,
+        tolerance=0.3,
+    )
+    model, masks = train_spr(_model(), train, val, config, tmp_path)
+    blocks = training.find_conv_bn_blocks(model)
+    removed = sum(int((~m).sum()) for m in masks)
+    assert removed > 0
+    for block, mask in zip(blocks, masks, strict=True):
+        assert torch.all(block.conv.weight[~mask] == 0)
+        assert torch.all(block.bn.weight[~mask] == 0) and torch.all(block.bn.bias[~mask] == 0)
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
+    train, val = _data()
+    config = TrainConfig(
+        penalized_epochs=3,
+        finetune_epochs=0,
+        lr=1e12,
+        milestones=[],
+        batch_size=64,
+        lam=0.5,
+        alpha=0.5,
+    )
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at epoch"):
+        train_spr(_model(), train, val, config, tmp_path)
+    checkpoint = tmp_path / "checkpoint.pt"
+    if checkpoint.exists():  # whatever was saved is the last good, finite state
+        state = torch.load(checkpoint, weights_only=True)
+        assert all(
+            torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point()
+        )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [(dict(alpha=1.0), "alpha"), (dict(lam=-1.0), "lam"), (dict(penalized_epochs=-1), "epochs")],
+)
+def test_bad_config_is_named(kwargs, message):
+    with pytest.raises(ParameterError, match=message):
+        TrainConfig(**kwargs)

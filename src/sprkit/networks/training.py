@@ -84,6 +84,22 @@ def _save_atomically(state: dict, path: Path) -> None:
     os.replace(temporary, path)
 
 
+def _prune(
+    model: nn.Module, val_data: TensorDataset, config: TrainConfig, device: torch.device
+) -> list[torch.Tensor]:
+    """Zero the channels below the largest threshold within the validation tolerance."""
+    threshold = largest_threshold(
+        model,
+        lambda candidate: accuracy(candidate, val_data, device),
+        tolerance=config.tolerance,
+        keep_fraction=config.keep_fraction,
+    )
+    blocks = find_conv_bn_blocks(model)
+    masks = channel_masks(blocks, threshold, config.keep_fraction)
+    apply_channel_masks(blocks, masks)
+    return masks
+
+
 def train_spr(
     model: nn.Module,
     train_data: TensorDataset,
@@ -128,14 +144,7 @@ def train_spr(
         total=total_epochs,
     ):
         if epoch == config.penalized_epochs and masks is None:
-            threshold = largest_threshold(
-                model,
-                lambda m: accuracy(m, val_data, device),
-                tolerance=config.tolerance,
-                keep_fraction=config.keep_fraction,
-            )
-            masks = channel_masks(blocks, threshold, config.keep_fraction)
-            apply_channel_masks(blocks, masks)
+            masks = _prune(model, val_data, config, device)
         penalized = epoch < config.penalized_epochs
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         loader = DataLoader(
@@ -189,12 +198,5 @@ def train_spr(
             checkpoint_path,
         )
     if masks is None:  # no fine-tuning phase: prune at the end
-        threshold = largest_threshold(
-            model,
-            lambda m: accuracy(m, val_data, device),
-            tolerance=config.tolerance,
-            keep_fraction=config.keep_fraction,
-        )
-        masks = channel_masks(blocks, threshold, config.keep_fraction)
-        apply_channel_masks(blocks, masks)
+        masks = _prune(model, val_data, config, device)
     return model, masks

@@ -83,5 +83,11 @@ def test_bad_settings_raise_named_errors():
         SPRRegularizer(_net(), lam=1.0, alpha=1.0)
     with pytest.raises(ParameterError, match="M_scale"):
         SPRRegularizer(_net(), lam=1.0, alpha=0.5, M_scale=0.0)
+    zeroed = _net()
+    with torch.no_grad():
+        for parameter in zeroed[3:5].parameters():
+            parameter.zero_()
+    with pytest.raises(ParameterError, match="all-zero"):
+        SPRRegularizer(zeroed, lam=1.0, alpha=0.5)
     with pytest.raises(ParameterError, match="no Conv2d"):
         SPRRegularizer(nn.Sequential(nn.Linear(3, 2)), lam=1.0, alpha=0.5)

@@ -103,15 +103,19 @@ def spr_from_reductions(
     lam2: float,
     M: Array,
     outside: Outside = "train",
+    check_M: bool = True,
 ) -> SPRClosedForm:
     """The closed form from per-group ||w||_2^2 and ||w||_inf (the one place it is written).
 
     `M` is a scalar or one value per group. Branch-free (``where``) so that torch gradients
     are finite everywhere: the square root and the division are guarded at w = 0.
+    `check_M=False` skips the M > 0 check (it copies M to the host, a device sync on GPU) for
+    callers that validated M once already, such as the training regularizer.
     """
     if outside not in ("train", "exact"):
         raise ParameterError(f"outside must be 'train' or 'exact', got {outside!r}")
-    _check_M(M)
+    if check_M:
+        _check_M(M)
     torch_mode = isinstance(sq_norm, torch.Tensor)
     xp = torch if torch_mode else np
     M = _like(sq_norm, M)

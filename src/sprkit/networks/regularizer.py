@@ -87,6 +87,8 @@ class SPRRegularizer:
         counts = [block.conv.out_channels for block in self.blocks]
         device = self.blocks[0].conv.weight.device
         self.M = torch.cat([m.expand(n) for m, n in zip(block_M, counts, strict=True)]).to(device)
+        if not bool((self.M > 0).all()):
+            raise ParameterError("a Conv2d+BatchNorm2d block has all-zero parameters: M would be 0")
         self.scalars = torch.cat(
             [
                 torch.full((n,), float(b.scalars_per_channel), device=device)
@@ -101,7 +103,7 @@ class SPRRegularizer:
         max_abs = torch.cat([r[1] for r in reductions])
         M = self.M.to(dtype=sq_norm.dtype)
         return spr_from_reductions(
-            sq_norm, max_abs, lam0=self.lam0, lam2=self.lam2, M=M, outside="train"
+            sq_norm, max_abs, lam0=self.lam0, lam2=self.lam2, M=M, outside="train", check_M=False
         ).value
 
     def __call__(self) -> torch.Tensor:

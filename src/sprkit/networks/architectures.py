@@ -23,15 +23,45 @@ def _conv_bn(inputs: int, outputs: int, kernel: int, stride: int = 1) -> list[nn
 
 
 class ZeroPadShortcut(nn.Module):
-    """Option A: subsample spatially by `stride` and append zero channels (no parameters)."""
+    """Option A: subsample spatially by `stride`; output channel j is input channel source[j],
+    or zero where source[j] = -1. Dense: source = [0, ..., inputs - 1, -1, ..., -1] (zero
+    channels appended, no parameters); pruning deletes and renumbers entries of `source`."""
 
     def __init__(self, inputs: int, outputs: int, stride: int) -> None:
         super().__init__()
-        self.stride, self.extra = stride, outputs - inputs
+        self.stride = stride
+        source = torch.cat([torch.arange(inputs), torch.full((outputs - inputs,), -1)])
+        self.register_buffer("source", source)
+        self.register_buffer("inputs", torch.tensor(inputs))  # kept in the state dict
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :, :: self.stride, :: self.stride]
-        return F.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
+        # One appended zero channel stands for every -1 entry (index -1 picks the last).
+        padded = torch.cat([x, torch.zeros_like(x[:, :1])], dim=1)
+        return padded.index_select(1, torch.where(self.source < 0, x.shape[1], self.source))
+
+
+class ResidualBias(nn.Module):
+    """A dead residual branch replaced by its constant output: y = x + bias (per channel)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bias[None, :, None, None]
+
+
+class ShortcutBlock(nn.Module):
+    """A residual block whose branch is constant: relu(shortcut(x) + bias)."""
+
+    def __init__(self, shortcut: nn.Module, channels: int) -> None:
+        super().__init__()
+        self.shortcut = shortcut
+        self.branch_bias = ResidualBias(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.branch_bias(self.shortcut(x)))
 
 
 class BasicBlock(nn.Module):

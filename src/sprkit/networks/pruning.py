@@ -17,21 +17,34 @@ import torch
 from torch import nn
 
 from sprkit.errors import ParameterError
+from sprkit.networks.grouping import ChannelGrouping
 from sprkit.networks.regularizer import ChannelBlock, find_conv_bn_blocks
 
 
 def channel_masks(
-    blocks: list[ChannelBlock], threshold: float, keep_fraction: float = 0.5
+    blocks: list[ChannelBlock],
+    threshold: float,
+    keep_fraction: float = 0.5,
+    grouping: ChannelGrouping | None = None,
 ) -> list[torch.Tensor]:
-    """Per block, a bool vector over output channels: True = kept at this threshold."""
+    """Per block, a bool vector over output channels: True = kept at this threshold. With a
+    grouping, the surviving share is taken over all conv weights of the structure, so the
+    channels of one structure are kept or removed together."""
     if not 0.0 < keep_fraction <= 1.0:
         raise ParameterError(f"keep_fraction must lie in (0, 1], got {keep_fraction}")
-    masks = []
-    for block in blocks:
-        weights = block.conv.weight.detach().flatten(1).abs()
-        surviving = (weights >= threshold).float().mean(dim=1)
-        masks.append(surviving >= keep_fraction)
-    return masks
+    surviving = torch.cat(
+        [(b.conv.weight.detach().flatten(1).abs() >= threshold).sum(dim=1) for b in blocks]
+    ).double()
+    totals = torch.cat(
+        [torch.full((b.conv.out_channels,), b.conv.weight[0].numel()) for b in blocks]
+    ).to(surviving)
+    if grouping is not None:
+        index = grouping.flat().to(surviving.device)
+        group_surviving = surviving.new_zeros(grouping.n_groups).index_add(0, index, surviving)
+        group_totals = totals.new_zeros(grouping.n_groups).index_add(0, index, totals)
+        surviving, totals = group_surviving[index], group_totals[index]
+    kept = surviving / totals >= keep_fraction
+    return list(kept.split([b.conv.out_channels for b in blocks]))
 
 
 @torch.no_grad()
@@ -47,11 +60,16 @@ def apply_channel_masks(blocks: list[ChannelBlock], masks: list[torch.Tensor]) -
             block.bn.bias[removed] = 0.0
 
 
-def masked_copy(model: nn.Module, threshold: float, keep_fraction: float = 0.5):
+def masked_copy(
+    model: nn.Module,
+    threshold: float,
+    keep_fraction: float = 0.5,
+    grouping: ChannelGrouping | None = None,
+):
     """A deep copy of `model` with the channels below `threshold` removed; and the masks."""
     pruned = copy.deepcopy(model)
     blocks = find_conv_bn_blocks(pruned)
-    masks = channel_masks(blocks, threshold, keep_fraction)
+    masks = channel_masks(blocks, threshold, keep_fraction, grouping)
     apply_channel_masks(blocks, masks)
     return pruned, masks
 
@@ -62,6 +80,7 @@ def largest_threshold(
     *,
     tolerance: float,
     keep_fraction: float = 0.5,
+    grouping: ChannelGrouping | None = None,
     iterations: int = 30,
 ) -> float:
     """The largest t (up to the bisection's resolution) whose masked model loses at most
@@ -74,7 +93,7 @@ def largest_threshold(
     low = 0.0  # t = 0 keeps every channel: no drop
 
     def acceptable(threshold: float) -> bool:
-        pruned, _ = masked_copy(model, threshold, keep_fraction)
+        pruned, _ = masked_copy(model, threshold, keep_fraction, grouping)
         return reference - validation_accuracy(pruned) <= tolerance
 
     if acceptable(high):

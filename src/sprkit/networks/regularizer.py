@@ -15,12 +15,16 @@ evaluated once for all channels of all blocks together (no loop over channels).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from sprkit.errors import ParameterError
 from sprkit.formula import resolve_lambdas, spr_from_reductions
+
+if TYPE_CHECKING:
+    from sprkit.networks.grouping import ChannelGrouping
 
 
 @dataclass(frozen=True)
@@ -73,34 +77,62 @@ def find_conv_bn_blocks(model: nn.Module) -> list[ChannelBlock]:
 
 class SPRRegularizer:
     """lam * R(W) for the conv/BN channels of `model`, with M fixed from the model as it is
-    now (call it on the dense reference model)."""
+    now (call it on the dense reference model). `grouping` (sprkit.networks.grouping) says
+    which channels form one structure; by default each channel is one (the paper's). A
+    structure spanning several blocks gets the largest of their M."""
 
-    def __init__(self, model: nn.Module, *, lam: float, alpha: float, M_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        lam: float,
+        alpha: float,
+        M_scale: float = 1.0,
+        grouping: ChannelGrouping | None = None,
+    ) -> None:
         self.lam0, self.lam2 = resolve_lambdas(lam=lam, alpha=alpha)
         if not M_scale > 0:
             raise ParameterError(f"M_scale must be > 0, got {M_scale}")
         self.blocks = find_conv_bn_blocks(model)
         if not self.blocks:
             raise ParameterError("no Conv2d + BatchNorm2d block found: nothing to regularize")
+        device = self.blocks[0].conv.weight.device
+        counts = [block.conv.out_channels for block in self.blocks]
+        if grouping is None:
+            self.group_index = torch.arange(sum(counts), device=device)
+            self.n_groups = sum(counts)
+        else:
+            self.group_index = grouping.flat().to(device)
+            self.n_groups = grouping.n_groups
         with torch.no_grad():
             block_M = [M_scale * block.channel_reductions()[1].max() for block in self.blocks]
-        counts = [block.conv.out_channels for block in self.blocks]
-        device = self.blocks[0].conv.weight.device
-        self.M = torch.cat([m.expand(n) for m, n in zip(block_M, counts, strict=True)]).to(device)
+        channel_M = torch.cat([m.expand(n) for m, n in zip(block_M, counts, strict=True)])
+        self.M = self._group_max(channel_M.to(device))
         if not bool((self.M > 0).all()):
             raise ParameterError("a Conv2d+BatchNorm2d block has all-zero parameters: M would be 0")
-        self.scalars = torch.cat(
+        channel_scalars = torch.cat(
             [
                 torch.full((n,), float(b.scalars_per_channel), device=device)
                 for b, n in zip(self.blocks, counts, strict=True)
             ]
         )
+        self.scalars = channel_scalars.new_zeros(self.n_groups).index_add(
+            0, self.group_index, channel_scalars
+        )
 
-    def channel_values(self) -> torch.Tensor:
-        """z (training form) for every channel of every block, in block order."""
+    def _group_max(self, channel_values: torch.Tensor) -> torch.Tensor:
+        return channel_values.new_zeros(self.n_groups).scatter_reduce(
+            0, self.group_index, channel_values, reduce="amax", include_self=True
+        )
+
+    def group_values(self) -> torch.Tensor:
+        """z (training form) of every structure, by group id."""
         reductions = [block.channel_reductions() for block in self.blocks]
-        sq_norm = torch.cat([r[0] for r in reductions])
-        max_abs = torch.cat([r[1] for r in reductions])
+        channel_sq_norm = torch.cat([r[0] for r in reductions])
+        sq_norm = channel_sq_norm.new_zeros(self.n_groups).index_add(
+            0, self.group_index, channel_sq_norm
+        )
+        max_abs = self._group_max(torch.cat([r[1] for r in reductions]))
         M = self.M.to(dtype=sq_norm.dtype)
         return spr_from_reductions(
             sq_norm, max_abs, lam0=self.lam0, lam2=self.lam2, M=M, outside="train", check_M=False
@@ -108,7 +140,7 @@ class SPRRegularizer:
 
     def __call__(self) -> torch.Tensor:
         """lam * R(W), differentiable. lam is already inside lam0 = lam (1 - alpha) and
-        lam2 = lam alpha, so this is the n_g-weighted mean of the channels' z."""
-        values = self.channel_values()
+        lam2 = lam alpha, so this is the n_g-weighted mean of the structures' z."""
+        values = self.group_values()
         weights = self.scalars.to(dtype=values.dtype)
         return (weights * values).sum() / weights.sum()

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 from sprkit.errors import ParameterError
+from sprkit.networks.grouping import GROUPINGS, ChannelGrouping, make_grouping
 from sprkit.networks.pruning import apply_channel_masks, channel_masks, largest_threshold
 from sprkit.networks.regularizer import SPRRegularizer, find_conv_bn_blocks
 
@@ -52,6 +53,7 @@ class TrainConfig:
     M_scale: float = 1.0
     tolerance: float = 0.01
     keep_fraction: float = 0.5
+    grouping: str = "graph"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +65,10 @@ class TrainConfig:
             raise ParameterError(f"alpha must lie in the open interval (0, 1), got {self.alpha}")
         if not self.lam >= 0:
             raise ParameterError(f"lam must be >= 0, got {self.lam}")
+        if self.grouping not in GROUPINGS:
+            raise ParameterError(
+                f"unknown grouping {self.grouping!r}; known: {', '.join(GROUPINGS)}"
+            )
 
 
 def accuracy(model: nn.Module, data: TensorDataset, device: torch.device) -> float:
@@ -85,17 +91,22 @@ def _save_atomically(state: dict, path: Path) -> None:
 
 
 def _prune(
-    model: nn.Module, val_data: TensorDataset, config: TrainConfig, device: torch.device
+    model: nn.Module,
+    val_data: TensorDataset,
+    config: TrainConfig,
+    grouping: ChannelGrouping,
+    device: torch.device,
 ) -> list[torch.Tensor]:
-    """Zero the channels below the largest threshold within the validation tolerance."""
+    """Zero the structures below the largest threshold within the validation tolerance."""
     threshold = largest_threshold(
         model,
         lambda candidate: accuracy(candidate, val_data, device),
         tolerance=config.tolerance,
         keep_fraction=config.keep_fraction,
+        grouping=grouping,
     )
     blocks = find_conv_bn_blocks(model)
-    masks = channel_masks(blocks, threshold, config.keep_fraction)
+    masks = channel_masks(blocks, threshold, config.keep_fraction, grouping)
     apply_channel_masks(blocks, masks)
     return masks
 
@@ -114,7 +125,10 @@ def train_spr(
     device = torch.device(device)
     run_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
-    regularizer = SPRRegularizer(model, lam=config.lam, alpha=config.alpha, M_scale=config.M_scale)
+    grouping = make_grouping(model, config.grouping, tuple(train_data[0][0].shape))
+    regularizer = SPRRegularizer(
+        model, lam=config.lam, alpha=config.alpha, M_scale=config.M_scale, grouping=grouping
+    )
     blocks = find_conv_bn_blocks(model)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -144,7 +158,7 @@ def train_spr(
         total=total_epochs,
     ):
         if epoch == config.penalized_epochs and masks is None:
-            masks = _prune(model, val_data, config, device)
+            masks = _prune(model, val_data, config, grouping, device)
         penalized = epoch < config.penalized_epochs
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         loader = DataLoader(
@@ -198,5 +212,5 @@ def train_spr(
             checkpoint_path,
         )
     if masks is None:  # no fine-tuning phase: prune at the end
-        masks = _prune(model, val_data, config, device)
+        masks = _prune(model, val_data, config, grouping, device)
     return model, masks

@@ -75,9 +75,12 @@ class BasicBlock(nn.Module):
         self.conv2, self.bn2 = _conv_bn(planes, planes, 3)
         self.shortcut = _shortcut(inputs, planes, stride, shortcut)
 
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch, before the addition."""
+        return self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+        return F.relu(self.branch(x) + self.shortcut(x))
 
 
 class Bottleneck(nn.Module):
@@ -92,10 +95,14 @@ class Bottleneck(nn.Module):
         self.conv3, self.bn3 = _conv_bn(planes, planes * 4, 1)
         self.shortcut = _shortcut(inputs, planes * 4, stride, shortcut)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch, before the addition."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(out)))
-        return F.relu(self.bn3(self.conv3(out)) + self.shortcut(x))
+        return self.bn3(self.conv3(out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.branch(x) + self.shortcut(x))
 
 
 def _shortcut(inputs: int, outputs: int, stride: int, kind: str) -> nn.Module:

@@ -1,4 +1,6 @@
-"""Command line: sprkit demo | bounds | instance. Bad input: one line on stderr, exit code 2."""
+"""Command line: sprkit demo | bounds | solve | instance | prune.
+
+Bad input: one line on stderr, exit code 2."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from sprkit.errors import SprkitInputError
+from sprkit.errors import SprkitInputError, TrainingError
 from sprkit.formula import resolve_lambdas
 
 
@@ -71,7 +73,36 @@ def build_parser() -> argparse.ArgumentParser:
     digits.add_argument("--targets", choices=("outputs", "onehot"), default="outputs")
     digits.add_argument("--seed", type=int, default=0)
     digits.add_argument("-o", "--output", type=Path, required=True)
+
+    prune = commands.add_parser(
+        "prune", help="SPR-train, prune, fine-tune and compress a ResNet; write the report"
+    )
+    prune.add_argument("--dataset", help="digits (embedded), cifar10 or cifar100")
+    prune.add_argument("--arch", help="resnet20/32/44/56/110, resnet18, resnet50, resnet-digits")
+    prune.add_argument("--data-dir", help="folder with the CIFAR .tar.gz or its extracted folder")
+    prune.add_argument("--config", type=Path, help="TOML file of settings (configs/*.toml)")
+    prune.add_argument("--out", type=Path, default=Path("sprkit-prune"), help="run folder")
+    prune.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if any)")
+    prune.add_argument("--seed", type=int, default=None)
+    prune.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     return parser
+
+
+def _prune(args: argparse.Namespace) -> None:
+    import torch
+
+    from sprkit.prune import read_config, resolve_settings, run_prune
+
+    config = read_config(args.config) if args.config else {}
+    overrides = {"arch": args.arch, "data_dir": args.data_dir, "seed": args.seed}
+    settings = resolve_settings(args.dataset, config, overrides)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    summary = run_prune(settings, args.out, device=device, resume=args.resume)
+    print(json.dumps({k: summary[k] for k in PRUNE_SUMMARY_KEYS}, indent=1))
+    print(f"report: {args.out / 'report.json'}, {args.out / 'kept_channels.png'}")
+
+
+PRUNE_SUMMARY_KEYS = ("arch", "dataset", "macs_removed", "parameters_removed", "speedup")
 
 
 def _checked_problem(args: argparse.Namespace):
@@ -173,12 +204,21 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2, one line printed)
         return int(exc.code or 0)
-    handlers = {"demo": _demo, "bounds": _bounds, "solve": _solve, "instance": _instance}
+    handlers = {
+        "demo": _demo,
+        "bounds": _bounds,
+        "solve": _solve,
+        "instance": _instance,
+        "prune": _prune,
+    }
     try:
         handlers[args.command](args)
     except SprkitInputError as exc:
         print(f"sprkit: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingError as exc:
+        print(f"sprkit: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

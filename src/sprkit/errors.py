@@ -11,3 +11,7 @@ class ParameterError(SprkitInputError):
 
 class InstanceError(SprkitInputError):
     """An instance file is missing, unreadable or inconsistent."""
+
+
+class TrainingError(RuntimeError):
+    """A training run that cannot go on (for example a non-finite loss)."""

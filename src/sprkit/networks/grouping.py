@@ -114,19 +114,48 @@ def layer_grouping(model: nn.Module) -> ChannelGrouping:
     return ChannelGrouping("layer", tuple(group_of), start)
 
 
+def _merge_across_option_a(
+    group_of: list[torch.Tensor], links: list[tuple[int, int]], n_groups: int
+) -> tuple[list[torch.Tensor], int]:
+    """Union the linked group ids and renumber them 0..n-1 in order of first appearance."""
+    parent = list(range(n_groups))
+
+    def root(node: int) -> int:
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for first, second in links:
+        parent[root(first)] = root(second)
+    roots = torch.tensor([root(node) for node in range(n_groups)])
+    _, renumbered = torch.unique(roots, return_inverse=True)
+    return [renumbered[g] for g in group_of], int(renumbered.max()) + 1
+
+
 def graph_grouping(model: nn.Module, input_shape: tuple[int, ...]) -> ChannelGrouping:
     """Coupled groups of the dependency graph: position k of a Torch-Pruning group (one channel
-    index per member layer) is one structure over every conv-BN block it prunes outputs of."""
+    index per member layer) is one structure over every conv-BN block it prunes outputs of.
+    An option-A shortcut copies input channel source[j] into output channel j, so the two
+    streams' channels can only vanish together: their structures are merged into one."""
     blocks = find_conv_bn_blocks(model)
     block_of_conv = {id(block.conv): index for index, block in enumerate(blocks)}
     group_of = [torch.full((b.conv.out_channels,), -1) for b in blocks]
     graph = dependency_graph(model, input_shape)
+    shortcut_side: dict[tuple[int, str, int], int] = {}  # (shortcut, in/out, channel) -> id
+    shortcuts: dict[int, ZeroPadShortcut] = {}
     n_groups = 0
     for group in graph.get_all_groups(root_module_types=[nn.Conv2d]):
         width = len(group[0].idxs)
         members = 0
         for dependency, idxs in group:
-            index = block_of_conv.get(id(dependency.target.module))
+            module = dependency.target.module
+            if isinstance(module, ZeroPadShortcut):
+                side = dependency.handler.__name__.removeprefix("prune_")
+                shortcuts[id(module)] = module
+                for k, channel in enumerate(idxs):
+                    shortcut_side[(id(module), side, int(channel))] = n_groups + k
+            index = block_of_conv.get(id(module))
             if index is None or dependency.handler != tp.prune_conv_out_channels:
                 continue
             if len(idxs) != width:
@@ -135,9 +164,16 @@ def graph_grouping(model: nn.Module, input_shape: tuple[int, ...]) -> ChannelGro
                 n_groups, n_groups + width
             )
             members += 1
-        n_groups += width if members else 0
+        n_groups += width
     if any(bool((g < 0).any()) for g in group_of):
         raise ParameterError("a conv-BN channel is in no dependency group")
+    links = [
+        (shortcut_side[(key, "out_channels", j)], shortcut_side[(key, "in_channels", source)])
+        for key, module in shortcuts.items()
+        for j, source in enumerate(module.source.tolist())
+        if source >= 0
+    ]
+    group_of, n_groups = _merge_across_option_a(group_of, links, n_groups)
     return ChannelGrouping("graph", tuple(group_of), n_groups)
 
 

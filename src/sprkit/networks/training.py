@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,13 +27,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
-from sprkit.errors import ParameterError
+from sprkit.errors import ParameterError, TrainingError
 from sprkit.networks.grouping import GROUPINGS, ChannelGrouping, make_grouping
 from sprkit.networks.pruning import apply_channel_masks, channel_masks, largest_threshold
 from sprkit.networks.regularizer import SPRRegularizer, find_conv_bn_blocks
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TrainingError):
     """The training loss became NaN or Inf."""
 
 
@@ -120,8 +121,11 @@ def train_spr(
     *,
     resume: bool = False,
     device: torch.device | str = "cpu",
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
 ) -> tuple[nn.Module, list[torch.Tensor]]:
-    """Run the recipe; returns the model (masked after pruning) and the channel masks."""
+    """Run the recipe; returns the model (masked after pruning) and the channel masks. The
+    weights at the end of the penalized phase, just before pruning, are kept in
+    run_dir/penalized.pt. `augment` transforms each training batch (seeded per epoch)."""
     device = torch.device(device)
     run_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
@@ -158,15 +162,19 @@ def train_spr(
         total=total_epochs,
     ):
         if epoch == config.penalized_epochs and masks is None:
+            _save_atomically(model.state_dict(), run_dir / "penalized.pt")
             masks = _prune(model, val_data, config, grouping, device)
         penalized = epoch < config.penalized_epochs
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        augment_generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch + 7919)
         loader = DataLoader(
             train_data, batch_size=config.batch_size, shuffle=True, generator=generator
         )
         model.train()
         running, batches = 0.0, 0
         for images, labels in loader:
+            if augment is not None:
+                images = augment(images, augment_generator)
             images, labels = images.to(device), labels.to(device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, enabled=scaler_enabled):
@@ -212,5 +220,6 @@ def train_spr(
             checkpoint_path,
         )
     if masks is None:  # no fine-tuning phase: prune at the end
+        _save_atomically(model.state_dict(), run_dir / "penalized.pt")
         masks = _prune(model, val_data, config, grouping, device)
     return model, masks

@@ -1,0 +1,28 @@
+"""Batch augmentation for CIFAR-style training, on tensors.
+
+Written here rather than taken from torchvision because torchvision is an optional extra (its
+registry wheel does not import beside the CPU torch wheel); this is the standard random crop
+(zero padding 4) and horizontal flip, drawn from a torch.Generator so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def random_crop_flip(
+    images: torch.Tensor, generator: torch.Generator, padding: int = 4
+) -> torch.Tensor:
+    """Per image: a random crop of the zero-padded image at the original size, then a
+    horizontal flip with probability 1/2. `images` is (N, C, H, W)."""
+    count, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+    top = torch.randint(0, 2 * padding + 1, (count,), generator=generator).to(images.device)
+    left = torch.randint(0, 2 * padding + 1, (count,), generator=generator).to(images.device)
+    flip = (torch.rand(count, generator=generator) < 0.5).to(images.device)
+    rows = top[:, None] + torch.arange(height, device=images.device)
+    columns = left[:, None] + torch.arange(width, device=images.device)
+    columns = torch.where(flip[:, None], columns.flip(1), columns)
+    batch = torch.arange(count, device=images.device)[:, None, None]
+    cropped = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], columns[:, None, :]]
+    return cropped.permute(0, 3, 1, 2).contiguous()

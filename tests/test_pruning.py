@@ -55,3 +55,25 @@ def test_bisection_finds_the_largest_acceptable_threshold():
     assert largest_threshold(model, kept_share, tolerance=1.0) == pytest.approx(4.0)
     with pytest.raises(ParameterError, match="tolerance"):
         largest_threshold(model, kept_share, tolerance=-0.1)
+
+
+def test_threshold_keeps_the_residual_stream_alive_even_when_accuracy_never_drops():
+    from sprkit.networks.architectures import build_model
+    from sprkit.networks.compression import compress
+    from sprkit.networks.grouping import graph_grouping
+
+    torch.manual_seed(0)
+    model = build_model("resnet-digits", num_classes=10, in_channels=1).eval()
+    grouping = graph_grouping(model, (1, 8, 8))
+    threshold = largest_threshold(
+        model, lambda _: 0.1, tolerance=0.0, keep_fraction=0.5, grouping=grouping
+    )
+    pruned, masks = masked_copy(model, threshold, 0.5, grouping)
+    names = [b.conv_name for b in find_conv_bn_blocks(model)]
+    assert masks[names.index("conv1")].sum() >= 1
+    _, beyond = masked_copy(model, threshold * 1.001, 0.5, grouping)
+    assert not beyond[names.index("conv1")].any()  # the largest such threshold
+    compressed, _ = compress(pruned, masks, (1, 8, 8))
+    inputs = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        assert (compressed(inputs) - pruned(inputs)).abs().max() <= 1e-5

@@ -197,6 +197,12 @@ ARCHITECTURES: dict[str, Callable[..., ResNet]] = {
 }
 
 
+def is_branch_conv(name: str) -> bool:
+    """Whether the conv called `name` lies inside a residual branch (layers.<i>.conv<k>)."""
+    parts = name.split(".")
+    return len(parts) == 3 and parts[0] == "layers" and parts[2].startswith("conv")
+
+
 def build_model(arch: str, num_classes: int, in_channels: int = 3) -> ResNet:
     """The named architecture; ParameterError lists the known names otherwise."""
     if arch not in ARCHITECTURES:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from sprkit.errors import ParameterError
+from sprkit.networks.architectures import is_branch_conv
 from sprkit.networks.grouping import ChannelGrouping
 from sprkit.networks.regularizer import ChannelBlock, find_conv_bn_blocks
 
@@ -84,7 +85,10 @@ def largest_threshold(
     iterations: int = 30,
 ) -> float:
     """The largest t (up to the bisection's resolution) whose masked model loses at most
-    `tolerance` validation accuracy (absolute, e.g. 0.01 = one point) against `model`."""
+    `tolerance` validation accuracy (absolute, e.g. 0.01 = one point) against `model` and
+    keeps a channel in every block outside residual branches (the stem and projection
+    shortcuts: without them a whole residual stream, hence the network's output, is gone;
+    a residual branch may die whole, compression then folds it into a bias)."""
     if tolerance < 0:
         raise ParameterError(f"tolerance must be >= 0, got {tolerance}")
     reference = validation_accuracy(model)
@@ -92,8 +96,12 @@ def largest_threshold(
     high = max(float(b.conv.weight.detach().abs().max()) for b in blocks)
     low = 0.0  # t = 0 keeps every channel: no drop
 
+    stream_blocks = [i for i, b in enumerate(blocks) if not is_branch_conv(b.conv_name)]
+
     def acceptable(threshold: float) -> bool:
-        pruned, _ = masked_copy(model, threshold, keep_fraction, grouping)
+        pruned, masks = masked_copy(model, threshold, keep_fraction, grouping)
+        if not all(bool(masks[i].any()) for i in stream_blocks):
+            return False
         return reference - validation_accuracy(pruned) <= tolerance
 
     if acceptable(high):

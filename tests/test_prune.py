@@ -1,0 +1,151 @@
+"""`sprkit prune`: the report on the digits data and on a tiny CIFAR archive; bad settings."""
+
+import json
+import pickle
+import tarfile
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sprkit.cli import main
+from sprkit.data.images import load_image_data
+from sprkit.networks.measure import count_macs, count_parameters
+from sprkit.networks.report import top_k_accuracies
+from sprkit.networks.serialization import load_compressed
+from sprkit.prune import DEFAULTS, read_config, resolve_settings
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+QUICK = """
+[train]
+penalized_epochs = 3
+finetune_epochs = 1
+milestones = [3]
+batch_size = 128
+lam = 2.0
+tolerance = 0.05
+"""
+
+
+def _run(capsys, argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_digits_run_writes_a_consistent_report(tmp_path, capsys):
+    config = tmp_path / "quick.toml"
+    config.write_text(QUICK)
+    out = tmp_path / "run"
+    code, stdout, err = _run(
+        capsys, ["prune", "--dataset", "digits", "--config", config, "--out", out]
+    )
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    networks = pd.read_csv(out / "report.csv").set_index("network")
+    assert list(networks.index) == ["dense", "masked", "compressed"]
+    assert (out / "kept_channels.png").stat().st_size > 0
+    assert len(pd.read_csv(out / "layers.csv")) == 5
+    # The saved network, loaded alone, reproduces the report's figures.
+    compressed, description = load_compressed(out / "network")
+    test = load_image_data("digits", None).test
+    accuracy = top_k_accuracies(compressed, test)
+    assert accuracy["top1"] == networks.loc["compressed", "top1"]
+    assert networks.loc["compressed", "top1"] == networks.loc["masked", "top1"]
+    assert networks.loc["compressed", "macs"] == count_macs(compressed, (1, 8, 8))
+    assert networks.loc["compressed", "parameters"] == count_parameters(compressed)
+    assert networks.loc["dense", "macs"] == 525_632  # resnet-digits, counted by layer shapes
+    assert report["macs_removed"] == pytest.approx(
+        1 - networks.loc["compressed", "macs"] / networks.loc["dense", "macs"]
+    )
+    assert report["max_logit_difference_masked_vs_compressed"] <= 1e-5
+    assert report["train"]["penalized_epochs"] == 3
+    assert '"macs_removed"' in stdout
+
+
+def _write_tiny_cifar10(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        batch = {
+            b"data": rng.integers(0, 256, size=(8, 3072), dtype=np.uint8),
+            b"labels": rng.integers(0, 10, size=8).tolist(),
+        }
+        (folder / name).write_bytes(pickle.dumps(batch))
+    with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+
+
+def test_cifar_archive_runs_end_to_end(tmp_path, capsys):
+    _write_tiny_cifar10(tmp_path / "data")
+    config = tmp_path / "quick.toml"
+    config.write_text('arch = "resnet20"\nlatency_batch = 2\n' + QUICK)
+    out = tmp_path / "run"
+    argv = ["prune", "--dataset", "cifar10", "--data-dir", tmp_path / "data"]
+    code, _, err = _run(capsys, [*argv, "--config", config, "--out", out])
+    assert code == 0, err
+    networks = pd.read_csv(out / "report.csv").set_index("network")
+    assert networks.loc["dense", "parameters"] == 269_722
+    assert networks.loc["compressed", "top1"] == networks.loc["masked", "top1"]
+
+
+def test_cifar_augmentation_and_normalization(tmp_path):
+    _write_tiny_cifar10(tmp_path)
+    data = load_image_data("cifar10", tmp_path)
+    assert data.input_shape == (3, 32, 32)
+    assert len(data.train) + len(data.val) == 40 and len(data.test) == 8
+    pixels = data.train.tensors[0]
+    assert torch.allclose(pixels.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5)
+    augmented = data.augment(pixels[:4], torch.Generator().manual_seed(0))
+    assert augmented.shape == pixels[:4].shape
+
+
+@pytest.mark.parametrize(
+    "argv, config, message",
+    [
+        (["--dataset", "digits", "--arch", "resnet7"], "", "unknown architecture 'resnet7'"),
+        (["--dataset", "digits"], "[train]\nalpha = 1.5\n", "alpha must lie in the open"),
+        (["--dataset", "digits"], "[train]\nlam = -1.0\n", "lam must be >= 0"),
+        (["--dataset", "cifar10"], "", "needs --data-dir"),
+        (["--dataset", "cifar10", "--data-dir", "/nonexistent/cifar"], "", "is not a directory"),
+        (["--dataset", "imagenet"], "", "unknown dataset 'imagenet'"),
+        (["--dataset", "digits"], "[train]\nepochs = 3\n", "unknown key(s) epochs"),
+        (["--dataset", "digits"], "learning_rate = 3\n", "unknown key(s) learning_rate"),
+        (["--dataset", "digits"], "arch = [\n", "is not valid TOML"),
+        (["--dataset", "digits"], '[train]\ngrouping = "rows"\n', "unknown grouping 'rows'"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, argv, config, message):
+    config_file = tmp_path / "bad.toml"
+    config_file.write_text(config)
+    out = tmp_path / "run"
+    code, _, err = _run(capsys, ["prune", *argv, "--config", config_file, "--out", out])
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (out / "report.json").exists()
+
+
+def test_missing_config_file_is_named(tmp_path, capsys):
+    code, _, err = _run(capsys, ["prune", "--dataset", "digits", "--config", tmp_path / "no.toml"])
+    assert code == 2 and "no.toml does not exist" in err
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_configs_resolve(path):
+    settings = resolve_settings(None, read_config(path), {})
+    assert settings.dataset == tomllib.loads(path.read_text())["dataset"]
+
+
+def test_digits_config_file_equals_the_embedded_default():
+    from_file = resolve_settings(None, read_config(CONFIGS / "digits.toml"), {})
+    embedded = resolve_settings("digits", {}, {})
+    assert from_file == embedded
+    assert DEFAULTS["digits"]["arch"] == from_file.arch

@@ -25,6 +25,9 @@ def test_demo_writes_table_and_plots_with_ordered_bounds(tmp_path, capsys):
     assert table["spr_kept"].iloc[0] == 0 and table["mip_kept"].iloc[0] == 0  # lam_max
     assert table["mip_kept"].iloc[-1] > 0
     assert "perspective" in capsys.readouterr().out
+    report = pd.read_csv(out / "prune" / "report.csv").set_index("network")
+    assert report.loc["compressed", "top1"] == report.loc["masked", "top1"]
+    assert report.loc["compressed", "macs"] < report.loc["dense", "macs"]
 
 
 def test_pruned_network_accuracy_matches_the_torch_network():

@@ -35,11 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sprkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    demo = commands.add_parser("demo", help="bounds along a lambda path on the digits MLP")
+    demo = commands.add_parser(
+        "demo", help="MIP study on the digits MLP, then SPR pruning of a ResNet on digits"
+    )
     demo.add_argument("--out", type=Path, default=Path("sprkit-demo"), help="output folder")
     demo.add_argument("--points", type=int, default=8, help="lambda values on the path")
     demo.add_argument("--hidden", type=int, default=32, help="hidden neurons of the MLP")
     demo.add_argument("--alpha", type=float, default=0.5, help="paper's alpha in (0, 1)")
+    demo.add_argument("--no-prune", action="store_true", help="skip the ResNet pruning run")
 
     bounds = commands.add_parser("bounds", help="big-M, perspective and SPR-route bounds")
     bounds.add_argument("instance", type=Path, help="instance .npz (X, Y, groups)")
@@ -193,10 +196,17 @@ def _instance(args: argparse.Namespace) -> None:
 
 def _demo(args: argparse.Namespace) -> None:
     from sprkit.demo import run_demo
+    from sprkit.prune import resolve_settings, run_prune
 
     if args.points < 2:
         raise SprkitInputError(f"--points must be >= 2, got {args.points}")
     run_demo(args.out, points=args.points, hidden=args.hidden, alpha=args.alpha)
+    if args.no_prune:
+        return
+    print("\nSPR pruning of the small ResNet on the digits images (sprkit prune --dataset digits)")
+    summary = run_prune(resolve_settings("digits", {}, {}), args.out / "prune")
+    print(json.dumps({k: summary[k] for k in PRUNE_SUMMARY_KEYS}, indent=1))
+    print(f"report: {args.out / 'prune' / 'report.csv'}")
 
 
 def main(argv: list[str] | None = None) -> int:

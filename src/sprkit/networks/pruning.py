@@ -18,7 +18,9 @@ from torch import nn
 
 from sprkit.errors import ParameterError
 from sprkit.networks.architectures import is_branch_conv
+from sprkit.networks.compression import compress
 from sprkit.networks.grouping import ChannelGrouping
+from sprkit.networks.measure import count_macs
 from sprkit.networks.regularizer import ChannelBlock, find_conv_bn_blocks
 
 
@@ -110,3 +112,64 @@ def largest_threshold(
         middle = 0.5 * (low + high)
         low, high = (middle, high) if acceptable(middle) else (low, middle)
     return low
+
+
+def masks_without_lowest(
+    grouping: ChannelGrouping, scores: torch.Tensor, count: int
+) -> list[torch.Tensor]:
+    """Channel masks removing the `count` structures of lowest score."""
+    keep = torch.ones(grouping.n_groups, dtype=torch.bool)
+    keep[torch.argsort(scores, stable=True)[:count]] = False
+    return [keep[group] for group in grouping.group_of]
+
+
+def fewest_removed(
+    model: nn.Module,
+    grouping: ChannelGrouping,
+    scores: torch.Tensor,
+    acceptable: Callable[[nn.Module, list[torch.Tensor]], bool],
+    *,
+    want: str,
+) -> list[torch.Tensor]:
+    """Masks removing the lowest-score structures, by bisection on their number: the fewest
+    removed that is `acceptable` (want="fewest", for an acceptability that grows with the
+    number, e.g. a MAC budget) or the most removed that is (want="most", for one that
+    shrinks, e.g. an accuracy tolerance). Stream blocks always keep a channel (see
+    largest_threshold); ParameterError when no number qualifies."""
+    blocks = find_conv_bn_blocks(model)
+    stream_blocks = [i for i, b in enumerate(blocks) if not is_branch_conv(b.conv_name)]
+
+    def streams_alive(count: int) -> bool:
+        masks = masks_without_lowest(grouping, scores, count)
+        return all(bool(masks[i].any()) for i in stream_blocks)
+
+    def check(count: int) -> bool:
+        masks = masks_without_lowest(grouping, scores, count)
+        pruned = copy.deepcopy(model)
+        apply_channel_masks(find_conv_bn_blocks(pruned), masks)
+        return acceptable(pruned, masks)
+
+    low, high = 0, grouping.n_groups  # the most structures removable with streams alive
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if streams_alive(middle) else (low, middle - 1)
+    low, high = 0, low
+    if want == "fewest":
+        if not check(high):
+            raise ParameterError("no number of removed structures meets the target")
+        while low < high:
+            middle = (low + high) // 2
+            low, high = (low, middle) if check(middle) else (middle + 1, high)
+        return masks_without_lowest(grouping, scores, low)
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if check(middle) else (low, middle - 1)
+    return masks_without_lowest(grouping, scores, low)
+
+
+def compressed_macs(
+    masked: nn.Module, masks: list[torch.Tensor], input_shape: tuple[int, ...]
+) -> int:
+    """MACs of the network `compress` makes of a masked model."""
+    compressed, _ = compress(masked.eval(), masks, input_shape)
+    return count_macs(compressed, input_shape)

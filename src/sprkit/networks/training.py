@@ -2,10 +2,11 @@
 
 One SGD (momentum, weight decay) run on one multi-step learning-rate schedule over
 `penalized_epochs + finetune_epochs` epochs. During the penalized epochs the loss is
-cross-entropy + lam * R(W) (SPRRegularizer, M fixed from the model at the start). At the
-switch, channels are pruned with the largest threshold whose validation accuracy drop is
-within `tolerance` (sprkit.networks.pruning), and from then on the penalty is off and the
-removed channels are re-zeroed after every step. Each epoch appends a row to log.csv and
+cross-entropy + lam * R(W) (SPRRegularizer, M fixed from the model at the start; or a
+competitor's penalty, sprkit.networks.baselines). At the switch, structures are pruned (the
+largest threshold whose validation accuracy drop is within `tolerance`, or a MAC budget;
+sprkit.networks.pruning), and from then on the penalty is off and the removed channels are
+re-zeroed after every step; `prune=False` trains a dense network with the same schedule. Each epoch appends a row to log.csv and
 log.json and writes checkpoint.pt atomically; `resume=True` continues from it (loaded with
 weights_only=True) and, on CPU, ends at the same weights as an uninterrupted run: batches are
 shuffled by a generator seeded with (seed, epoch). A non-finite loss stops the run with
@@ -28,8 +29,20 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 from sprkit.errors import ParameterError, TrainingError
+from sprkit.networks.baselines import (
+    PENALTIES,
+    BatchNormL1Regularizer,
+    GroupLassoRegularizer,
+    structure_scores,
+)
 from sprkit.networks.grouping import GROUPINGS, ChannelGrouping, make_grouping
-from sprkit.networks.pruning import apply_channel_masks, channel_masks, largest_threshold
+from sprkit.networks.pruning import (
+    apply_channel_masks,
+    channel_masks,
+    compressed_macs,
+    fewest_removed,
+    largest_threshold,
+)
 from sprkit.networks.regularizer import SPRRegularizer, find_conv_bn_blocks
 
 
@@ -55,6 +68,9 @@ class TrainConfig:
     tolerance: float = 0.01
     keep_fraction: float = 0.5
     grouping: str = "graph"
+    penalty: str = "spr"
+    target_macs: int | None = None
+    prune: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -66,6 +82,10 @@ class TrainConfig:
             raise ParameterError(f"alpha must lie in the open interval (0, 1), got {self.alpha}")
         if not self.lam >= 0:
             raise ParameterError(f"lam must be >= 0, got {self.lam}")
+        if self.penalty not in PENALTIES:
+            raise ParameterError(f"unknown penalty {self.penalty!r}; known: {', '.join(PENALTIES)}")
+        if self.target_macs is not None and not self.target_macs > 0:
+            raise ParameterError(f"target_macs must be > 0, got {self.target_macs}")
         if self.grouping not in GROUPINGS:
             raise ParameterError(
                 f"unknown grouping {self.grouping!r}; known: {', '.join(GROUPINGS)}"
@@ -98,18 +118,54 @@ def _prune(
     grouping: ChannelGrouping,
     device: torch.device,
 ) -> list[torch.Tensor]:
-    """Zero the structures below the largest threshold within the validation tolerance."""
-    threshold = largest_threshold(
-        model,
-        lambda candidate: accuracy(candidate, val_data, device),
-        tolerance=config.tolerance,
-        keep_fraction=config.keep_fraction,
-        grouping=grouping,
-    )
+    """Zero the structures to remove, by the configured rule: with `target_macs`, the fewest
+    lowest-scoring structures that bring the compressed network within the MAC budget;
+    otherwise the largest weight threshold within the validation tolerance (SPR, group
+    lasso) or the most lowest-|gamma| structures within it (bn_l1)."""
     blocks = find_conv_bn_blocks(model)
-    masks = channel_masks(blocks, threshold, config.keep_fraction, grouping)
+    shape = tuple(val_data[0][0].shape)
+    reference = accuracy(model, val_data, device)
+    if config.target_macs is not None or config.penalty == "bn_l1":
+        scores = structure_scores(model, grouping, config.penalty)
+        if config.target_macs is not None:
+            masks = fewest_removed(
+                model,
+                grouping,
+                scores,
+                lambda pruned, masks: compressed_macs(pruned, masks, shape) <= config.target_macs,
+                want="fewest",
+            )
+        else:
+            masks = fewest_removed(
+                model,
+                grouping,
+                scores,
+                lambda pruned, _: (
+                    reference - accuracy(pruned, val_data, device) <= config.tolerance
+                ),
+                want="most",
+            )
+    else:
+        threshold = largest_threshold(
+            model,
+            lambda candidate: accuracy(candidate, val_data, device),
+            tolerance=config.tolerance,
+            keep_fraction=config.keep_fraction,
+            grouping=grouping,
+        )
+        masks = channel_masks(blocks, threshold, config.keep_fraction, grouping)
     apply_channel_masks(blocks, masks)
     return masks
+
+
+def _penalty(model: nn.Module, config: TrainConfig, grouping: ChannelGrouping):
+    if config.penalty == "group_lasso":
+        return GroupLassoRegularizer(model, lam=config.lam, grouping=grouping)
+    if config.penalty == "bn_l1":
+        return BatchNormL1Regularizer(model, lam=config.lam)
+    return SPRRegularizer(
+        model, lam=config.lam, alpha=config.alpha, M_scale=config.M_scale, grouping=grouping
+    )
 
 
 def train_spr(
@@ -130,9 +186,7 @@ def train_spr(
     run_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
     grouping = make_grouping(model, config.grouping, tuple(train_data[0][0].shape))
-    regularizer = SPRRegularizer(
-        model, lam=config.lam, alpha=config.alpha, M_scale=config.M_scale, grouping=grouping
-    )
+    regularizer = _penalty(model, config, grouping)
     blocks = find_conv_bn_blocks(model)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -147,7 +201,8 @@ def train_spr(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        regularizer.M = state["M"].to(device)
+        if isinstance(regularizer, SPRRegularizer):
+            regularizer.M = state["M"].to(device)
         masks = state["masks"] or None
         log = json.loads(state["log"])
         start_epoch = int(state["epoch"])
@@ -161,7 +216,7 @@ def train_spr(
         initial=start_epoch,
         total=total_epochs,
     ):
-        if epoch == config.penalized_epochs and masks is None:
+        if epoch == config.penalized_epochs and masks is None and config.prune:
             _save_atomically(model.state_dict(), run_dir / "penalized.pt")
             masks = _prune(model, val_data, config, grouping, device)
         penalized = epoch < config.penalized_epochs
@@ -211,7 +266,7 @@ def train_spr(
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "M": regularizer.M,
+                "M": getattr(regularizer, "M", torch.zeros(0)),
                 "masks": masks or [],
                 "log": json.dumps(log),
                 "epoch": epoch + 1,
@@ -219,6 +274,8 @@ def train_spr(
             },
             checkpoint_path,
         )
+    if not config.prune:
+        return model, [torch.ones(b.conv.out_channels, dtype=torch.bool) for b in blocks]
     if masks is None:  # no fine-tuning phase: prune at the end
         _save_atomically(model.state_dict(), run_dir / "penalized.pt")
         masks = _prune(model, val_data, config, grouping, device)

@@ -31,7 +31,7 @@ from sprkit.networks.report import top_k_accuracies
 from sprkit.networks.training import TrainConfig, train_spr
 from sprkit.prune import resolve_settings
 
-COMPETITORS = {"group_lasso": [0.1, 0.5, 2.0], "bn_l1": [1e-4, 1e-3, 1e-2]}
+COMPETITORS = {"group_lasso": [0.5, 2.0, 8.0], "bn_l1": [1e-4, 1e-3, 1e-2]}
 
 
 def run(config: TrainConfig, data, folder: Path) -> dict:
@@ -111,8 +111,9 @@ def main() -> None:
         f"Recipe (every method): {base.penalized_epochs} penalized + {base.finetune_epochs} "
         f"fine-tuning epochs, SGD lr {base.lr} momentum {base.momentum} weight decay "
         f"{base.weight_decay}, milestones {base.milestones}, batch {base.batch_size}, "
-        f"grouping '{base.grouping}'. Dense: the same {base.penalized_epochs + base.finetune_epochs}"
-        " epochs, no penalty, no pruning. MACs of the dense network: "
+        f"grouping '{base.grouping}'. Dense: the same "
+        f"{base.penalized_epochs + base.finetune_epochs} epochs, no penalty, no pruning. "
+        "MACs of the dense network: "
         f"{dense_macs:,} (torch.utils.flop_counter).  ",
         f"SPR: lam {base.lam}, alpha {base.alpha}, pruned by its threshold rule within "
         f"{base.tolerance:.0%} validation accuracy. Competitors: pruned by their own score "

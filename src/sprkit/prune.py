@@ -20,7 +20,7 @@ import torch
 from sprkit.data.images import DATASETS, load_image_data
 from sprkit.errors import ParameterError, SprkitInputError
 from sprkit.networks.architectures import build_model
-from sprkit.networks.compression import compress
+from sprkit.networks.compression import compress, fold_batchnorm
 from sprkit.networks.measure import count_macs, count_parameters
 from sprkit.networks.regularizer import find_conv_bn_blocks
 from sprkit.networks.report import latency_ms, max_logit_difference, top_k_accuracies, write_report
@@ -165,7 +165,7 @@ def run_prune(
                 "parameters": count_parameters(network),
                 "macs": count_macs(network, shape),
                 "latency_ms": latency_ms(
-                    network, shape, batch_size=settings.latency_batch, device=device
+                    fold_batchnorm(network), shape, batch_size=settings.latency_batch, device=device
                 ),
             }
         )
@@ -177,7 +177,8 @@ def run_prune(
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "conventions": "accuracy share on the test split; MACs via torch.utils.flop_counter "
-        "(one input); latency median ms per forward pass on a batch of latency_batch",
+        "(one input); latency median ms per forward pass on a batch of latency_batch, "
+        "BatchNorm folded into the convs (deployed form) for every network",
         "dense_means": "the SPR-trained network just before pruning (all channels)",
         "latency_batch": settings.latency_batch,
         "macs_removed": 1.0 - compressed_row["macs"] / dense_row["macs"],

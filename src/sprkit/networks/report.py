@@ -4,7 +4,7 @@ Conventions: accuracies are shares in [0, 1] on the test split (top-5 only with 
 classes); parameters are counted scalars; MACs are multiply-accumulates of one forward pass on
 one input, counted with torch.utils.flop_counter (sprkit.networks.measure); latency is the
 median wall time in milliseconds of one forward pass on a batch, in eval mode, on the device
-and with the torch threads of the run.
+and with the torch threads of the run (`sprkit prune` measures BatchNorm-folded copies).
 """
 
 from __future__ import annotations

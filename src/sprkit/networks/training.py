@@ -6,11 +6,12 @@ cross-entropy + lam * R(W) (SPRRegularizer, M fixed from the model at the start;
 competitor's penalty, sprkit.networks.baselines). At the switch, structures are pruned (the
 largest threshold whose validation accuracy drop is within `tolerance`, or a MAC budget;
 sprkit.networks.pruning), and from then on the penalty is off and the removed channels are
-re-zeroed after every step; `prune=False` trains a dense network with the same schedule. Each epoch appends a row to log.csv and
-log.json and writes checkpoint.pt atomically; `resume=True` continues from it (loaded with
-weights_only=True) and, on CPU, ends at the same weights as an uninterrupted run: batches are
-shuffled by a generator seeded with (seed, epoch). A non-finite loss stops the run with
-NonFiniteLossError, leaving the last good checkpoint in place.
+re-zeroed after every step; `prune=False` trains a dense network with the same schedule.
+Each epoch appends a row to log.csv and log.json and writes checkpoint.pt atomically;
+`resume=True` continues from it (loaded with weights_only=True) and, on CPU, ends at the
+same weights as an uninterrupted run: batches are shuffled by a generator seeded with
+(seed, epoch). A non-finite loss stops the run with NonFiniteLossError, leaving the last
+good checkpoint in place.
 """
 
 from __future__ import annotations

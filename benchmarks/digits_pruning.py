@@ -31,7 +31,7 @@ from sprkit.networks.report import top_k_accuracies
 from sprkit.networks.training import TrainConfig, train_spr
 from sprkit.prune import resolve_settings
 
-COMPETITORS = {"group_lasso": [0.5, 2.0, 8.0], "bn_l1": [1e-4, 1e-3, 1e-2]}
+COMPETITORS = {"group_lasso": [2.0, 8.0, 32.0], "bn_l1": [1e-4, 1e-3, 1e-2]}
 
 
 def run(config: TrainConfig, data, folder: Path) -> dict:

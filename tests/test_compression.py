@@ -7,7 +7,7 @@ from masked_models import input_shape, masked_model
 
 from sprkit.networks import find_conv_bn_blocks
 from sprkit.networks.architectures import ARCHITECTURES, ShortcutBlock
-from sprkit.networks.compression import compress
+from sprkit.networks.compression import compress, fold_batchnorm
 from sprkit.networks.measure import count_macs, count_parameters
 
 
@@ -53,3 +53,15 @@ def test_only_masked_channels_are_cut_and_kept_weights_are_copied(arch, kind):
             assert not bool((~mask_of[name])[kept].any()), f"{name}: a masked channel stayed"
         original = masked.get_submodule(name).weight.detach()[kept]
         assert _is_ordered_input_subset(modules[name].weight.detach(), original), name
+
+
+@pytest.mark.parametrize("arch", ["resnet-digits", "resnet20", "resnet50"])
+def test_batchnorm_folding_keeps_the_function_and_removes_every_batchnorm(arch):
+    masked, masks = masked_model(arch, "graph")
+    compressed, _ = compress(masked, masks, input_shape(arch))
+    folded = fold_batchnorm(compressed)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in compressed.modules())  # untouched
+    inputs = torch.randn(3, *input_shape(arch))
+    with torch.no_grad():
+        assert (folded(inputs) - masked(inputs)).abs().max() <= 1e-5

@@ -121,6 +121,13 @@ def test_cifar_augmentation_and_normalization(tmp_path):
         (["--dataset", "digits"], "learning_rate = 3\n", "unknown key(s) learning_rate"),
         (["--dataset", "digits"], "arch = [\n", "is not valid TOML"),
         (["--dataset", "digits"], '[train]\ngrouping = "rows"\n', "unknown grouping 'rows'"),
+        (["--dataset", "digits"], '[train]\nlr = "fast"\n', "[train] lr must be a number"),
+        (["--dataset", "digits"], "[train]\nmilestones = [1.5]\n", "a list of integers"),
+        (["--dataset", "digits"], "[train]\nbatch_size = true\n", "must be an integer"),
+        (["--dataset", "digits"], 'seed = "x"\n', "seed must be an integer"),
+        (["--dataset", "digits"], "latency_batch = 0\n", "latency_batch must be >= 1"),
+        (["--dataset", "digits", "--device", "gpu"], "", "is not a torch device"),
+        (["--dataset", "digits", "--device", "cuda:3"], "", "CUDA is not available"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, argv, config, message):

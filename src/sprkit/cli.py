@@ -100,6 +100,11 @@ def _prune(args: argparse.Namespace) -> None:
     overrides = {"arch": args.arch, "data_dir": args.data_dir, "seed": args.seed}
     settings = resolve_settings(args.dataset, config, overrides)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        message = f"--device {device!r} is not a torch device (cpu, cuda, cuda:N)"
+        raise SprkitInputError(message) from None
     summary = run_prune(settings, args.out, device=device, resume=args.resume)
     print(json.dumps({k: summary[k] for k in PRUNE_SUMMARY_KEYS}, indent=1))
     print(f"report: {args.out / 'report.json'}, {args.out / 'kept_channels.png'}")

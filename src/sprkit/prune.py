@@ -47,6 +47,46 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar100": {"arch": "resnet56", "train": {}},
 }
 TOP_LEVEL_KEYS = {"arch", "dataset", "data_dir", "seed", "latency_batch", "train"}
+SETTING_TYPES = {"arch": str, "data_dir": str, "seed": int, "latency_batch": int}
+# Expected TOML types of the [train] keys (an int is accepted where a float is expected).
+TRAIN_TYPES: dict[str, type | tuple[type, ...]] = {
+    "penalized_epochs": int,
+    "finetune_epochs": int,
+    "lr": float,
+    "momentum": float,
+    "weight_decay": float,
+    "milestones": list,
+    "gamma": float,
+    "batch_size": int,
+    "lam": float,
+    "alpha": float,
+    "M_scale": float,
+    "tolerance": float,
+    "keep_fraction": float,
+    "grouping": str,
+    "penalty": str,
+    "target_macs": int,
+    "prune": bool,
+    "seed": int,
+}
+
+
+def _check_type(name: str, value: Any, kind: type | tuple[type, ...]) -> None:
+    """SprkitInputError naming `name` unless `value` is of the expected TOML type."""
+    accepted = (int, float) if kind is float else kind
+    if isinstance(value, bool) and kind is not bool:
+        accepted = ()
+    if not isinstance(value, accepted) or (
+        kind is list and not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        expected = {
+            list: "a list of integers",
+            int: "an integer",
+            float: "a number",
+            str: "a string",
+            bool: "true or false",
+        }[kind]
+        raise SprkitInputError(f"{name} must be {expected}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -92,10 +132,14 @@ def resolve_settings(
     unknown = set(train) - known
     if unknown:
         raise SprkitInputError(f"[train]: unknown key(s) {', '.join(sorted(unknown))}")
-    try:
-        train_config = TrainConfig(**{"seed": merged.get("seed", 0), **train})
-    except TypeError as error:
-        raise SprkitInputError(f"[train]: {error}") from None
+    for key, value in train.items():
+        _check_type(f"[train] {key}", value, TRAIN_TYPES[key])
+    for key, kind in SETTING_TYPES.items():
+        if merged.get(key) is not None:
+            _check_type(key, merged[key], kind)
+    if int(merged.get("latency_batch", 64)) < 1:
+        raise SprkitInputError(f"latency_batch must be >= 1, got {merged['latency_batch']}")
+    train_config = TrainConfig(**{"seed": merged.get("seed", 0), **train})
     return PruneSettings(
         arch=merged["arch"],
         dataset=dataset,

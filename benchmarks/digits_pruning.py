@@ -34,7 +34,11 @@ from sprkit.networks.report import top_k_accuracies
 from sprkit.networks.training import TrainConfig, train_spr
 from sprkit.prune import resolve_settings
 
-SWEEPS = {"spr": [0.5, 2.0, 8.0], "group_lasso": [2.0, 8.0, 32.0], "bn_l1": [1e-4, 1e-3, 1e-2]}
+SWEEPS = {
+    "spr": [0.5, 1.0, 2.0, 4.0],
+    "group_lasso": [8.0, 32.0, 128.0, 512.0],
+    "bn_l1": [1e-4, 1e-3, 1e-2, 1e-1],
+}
 
 
 def run(config: TrainConfig, data, folder: Path) -> dict:

@@ -64,6 +64,17 @@ def test_digits_run_writes_a_consistent_report(tmp_path, capsys):
     assert report["max_logit_difference_masked_vs_compressed"] <= 1e-5
     assert report["train"]["penalized_epochs"] == 3
     assert '"macs_removed"' in stdout
+    # A second run into the same folder is refused (the first one stays intact) ...
+    before = (out / "report.json").read_bytes()
+    argv = ["prune", "--dataset", "digits", "--config", config, "--out", out]
+    code, _, err = _run(capsys, argv)
+    assert code == 2 and "already holds a run" in err
+    assert (out / "report.json").read_bytes() == before
+    # ... and resuming a finished run reproduces the report's accuracies.
+    code, _, err = _run(capsys, [*argv, "--resume"])
+    assert code == 0, err
+    again = pd.read_csv(out / "report.csv").set_index("network")
+    assert again["top1"].tolist() == networks["top1"].tolist()
 
 
 def _write_tiny_cifar10(root: Path) -> None:

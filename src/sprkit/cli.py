@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if any)")
     prune.add_argument("--seed", type=int, default=None)
     prune.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    prune.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     return parser
 
 
@@ -105,7 +106,9 @@ def _prune(args: argparse.Namespace) -> None:
     except RuntimeError:
         message = f"--device {device!r} is not a torch device (cpu, cuda, cuda:N)"
         raise SprkitInputError(message) from None
-    summary = run_prune(settings, args.out, device=device, resume=args.resume)
+    summary = run_prune(
+        settings, args.out, device=device, resume=args.resume, overwrite=args.overwrite
+    )
     print(json.dumps({k: summary[k] for k in PRUNE_SUMMARY_KEYS}, indent=1))
     print(f"report: {args.out / 'report.json'}, {args.out / 'kept_channels.png'}")
 
@@ -209,7 +212,7 @@ def _demo(args: argparse.Namespace) -> None:
     if args.no_prune:
         return
     print("\nSPR pruning of the small ResNet on the digits images (sprkit prune --dataset digits)")
-    summary = run_prune(resolve_settings("digits", {}, {}), args.out / "prune")
+    summary = run_prune(resolve_settings("digits", {}, {}), args.out / "prune", overwrite=True)
     print(json.dumps({k: summary[k] for k in PRUNE_SUMMARY_KEYS}, indent=1))
     print(f"report: {args.out / 'prune' / 'report.csv'}")
 

@@ -9,6 +9,7 @@ weights_only state dict), report.json, report.csv, layers.csv and kept_channels.
 
 from __future__ import annotations
 
+import shutil
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -165,14 +166,27 @@ def _layer_table(dense: torch.nn.Module, masks: list[torch.Tensor], kept: dict) 
 
 
 def run_prune(
-    settings: PruneSettings, out: Path, *, device: str = "cpu", resume: bool = False
+    settings: PruneSettings,
+    out: Path,
+    *,
+    device: str = "cpu",
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run the pipeline into `out`; returns the report's summary."""
+    """Run the pipeline into `out`; returns the report's summary. A folder that already holds
+    a run is continued with `resume`, replaced with `overwrite`, and refused otherwise."""
     build_model(settings.arch, 10)  # unknown architecture: fail before loading data
+    checkpoint = out / "training" / "checkpoint.pt"
+    if checkpoint.exists() and not (resume or overwrite):
+        raise SprkitInputError(
+            f"{out} already holds a run; --resume continues it, --overwrite replaces it"
+        )
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ParameterError(f"--device {device}: CUDA is not available on this machine")
     data = load_image_data(settings.dataset, settings.data_dir, settings.seed)
     shape = data.input_shape
+    if overwrite and not resume and checkpoint.exists():
+        shutil.rmtree(out / "training")
     torch.manual_seed(settings.seed)
     model = build_model(settings.arch, data.num_classes, shape[0])
     masked, masks = train_spr(

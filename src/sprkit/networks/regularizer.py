@@ -46,11 +46,10 @@ class ChannelBlock:
         return parts
 
     def channel_reductions(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per output channel: sum of squares and largest |value| over the channel's scalars."""
-        parts = self.tensors()
-        sq_norm = sum(part.square().sum(dim=1) for part in parts)
-        max_abs = torch.stack([part.abs().amax(dim=1) for part in parts]).amax(dim=0)
-        return sq_norm, max_abs
+        """Per output channel: sum of squares and largest |value| over the channel's scalars
+        (one matrix per block: two reductions instead of two per parameter tensor)."""
+        rows = torch.cat(self.tensors(), dim=1)
+        return (rows * rows).sum(dim=1), rows.abs().amax(dim=1)
 
     @property
     def scalars_per_channel(self) -> int:

@@ -80,7 +80,7 @@ def _remove_dead_branches(
         bias = constant[:, 0, 0]
         if not torch.equal(constant, bias[:, None, None].expand_as(constant)):
             raise ParameterError(f"dead branch of block {index} is not spatially constant")
-        replacement = ShortcutBlock(block.shortcut, len(bias))
+        replacement = ShortcutBlock(block.shortcut, len(bias)).to(bias.device)
         with torch.no_grad():
             replacement.branch_bias.bias.copy_(bias)
         model.layers[index] = replacement

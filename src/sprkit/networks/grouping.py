@@ -33,14 +33,14 @@ class _ZeroPadShortcutPruner(tp.pruner.function.BasePruningFunc):
     TARGET_MODULES = ZeroPadShortcut
 
     def prune_out_channels(self, layer: ZeroPadShortcut, idxs: Sequence[int]) -> ZeroPadShortcut:
-        keep = torch.ones(len(layer.source), dtype=torch.bool)
+        keep = torch.ones(len(layer.source), dtype=torch.bool, device=layer.source.device)
         keep[list(idxs)] = False
         layer.source = layer.source[keep]
         return layer
 
     def prune_in_channels(self, layer: ZeroPadShortcut, idxs: Sequence[int]) -> ZeroPadShortcut:
-        removed = torch.as_tensor(sorted(idxs), dtype=torch.long)
         source = layer.source
+        removed = torch.as_tensor(sorted(idxs), dtype=torch.long, device=source.device)
         shift = torch.searchsorted(removed, source.clamp(min=0))  # removed inputs below
         dropped = torch.isin(source, removed)
         layer.source = torch.where((source < 0) | dropped, -1, source - shift)
@@ -60,7 +60,7 @@ class _ResidualBiasPruner(tp.pruner.function.BasePruningFunc):
     TARGET_MODULES = ResidualBias
 
     def prune_out_channels(self, layer: ResidualBias, idxs: Sequence[int]) -> ResidualBias:
-        keep = torch.ones(len(layer.bias), dtype=torch.bool)
+        keep = torch.ones(len(layer.bias), dtype=torch.bool, device=layer.bias.device)
         keep[list(idxs)] = False
         layer.bias = nn.Parameter(layer.bias.data[keep].clone())
         return layer

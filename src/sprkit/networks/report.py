@@ -10,7 +10,6 @@ and with the torch threads of the run (`sprkit prune` measures BatchNorm-folded 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from sprkit.atomic import write_atomically  # noqa: E402
 
 
 def top_k_accuracies(
@@ -114,6 +115,4 @@ def write_report(folder: Path, summary: dict, networks: pd.DataFrame, layers: pd
         ("layers.csv", lambda path: layers.to_csv(path, index=False)),
         ("kept_channels.png", lambda path: plot_kept_channels(layers, path)),
     ):
-        temporary = folder / f".{name}.tmp"
-        write(temporary)
-        os.replace(temporary, folder / name)
+        write_atomically(folder / name, write)

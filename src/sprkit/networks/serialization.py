@@ -11,12 +11,12 @@ ONNX export needs the optional `onnx` extra (onnx, onnxscript; onnxruntime to ru
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from sprkit.atomic import write_atomically
 from sprkit.errors import SprkitInputError
 from sprkit.networks.architectures import (
     ResidualBias,
@@ -47,12 +47,9 @@ def save_compressed(
         "dead_blocks": compression.dead_blocks,
         "kept_channels": compression.kept_channels,
     }
-    temporary = folder / (WEIGHTS + ".tmp")
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, temporary)
-    os.replace(temporary, folder / WEIGHTS)
-    temporary = folder / (DESCRIPTION + ".tmp")
-    temporary.write_text(json.dumps(description, indent=1))
-    os.replace(temporary, folder / DESCRIPTION)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    write_atomically(folder / WEIGHTS, lambda path: torch.save(state, path))
+    write_atomically(folder / DESCRIPTION, lambda path: path.write_text(json.dumps(description)))
 
 
 def _resized(module: nn.Module, name: str, state: dict[str, torch.Tensor]) -> nn.Module:

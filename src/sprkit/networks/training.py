@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
+from sprkit.atomic import write_atomically
 from sprkit.errors import ParameterError, TrainingError
 from sprkit.networks.baselines import (
     PENALTIES,
@@ -75,14 +75,36 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        finite = ("lr", "momentum", "weight_decay", "gamma", "lam", "alpha", "M_scale")
+        for name in (*finite, "tolerance", "keep_fraction"):
+            if not math.isfinite(getattr(self, name)):
+                raise ParameterError(f"{name} must be a finite number, got {getattr(self, name)}")
         if self.penalized_epochs < 0 or self.finetune_epochs < 0:
             raise ParameterError("epochs must be >= 0")
         if not self.lr > 0 or not self.batch_size > 0:
             raise ParameterError("lr and batch_size must be > 0")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ParameterError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if not self.weight_decay >= 0:
+            raise ParameterError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ParameterError(
+                f"gamma (learning-rate factor) must lie in (0, 1], got {self.gamma}"
+            )
+        if any(m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise ParameterError(
+                f"milestones must be increasing epochs >= 1, got {self.milestones}"
+            )
         if not 0.0 < self.alpha < 1.0:
             raise ParameterError(f"alpha must lie in the open interval (0, 1), got {self.alpha}")
         if not self.lam >= 0:
             raise ParameterError(f"lam must be >= 0, got {self.lam}")
+        if not 0.0 <= self.tolerance <= 1.0:
+            raise ParameterError(
+                f"tolerance must lie in [0, 1] (accuracy share), got {self.tolerance}"
+            )
+        if not 0.0 < self.keep_fraction <= 1.0:
+            raise ParameterError(f"keep_fraction must lie in (0, 1], got {self.keep_fraction}")
         if self.penalty not in PENALTIES:
             raise ParameterError(f"unknown penalty {self.penalty!r}; known: {', '.join(PENALTIES)}")
         if self.target_macs is not None and not self.target_macs > 0:
@@ -91,6 +113,8 @@ class TrainConfig:
             raise ParameterError(
                 f"unknown grouping {self.grouping!r}; known: {', '.join(GROUPINGS)}"
             )
+        if not 0 <= self.seed < 2**32:
+            raise ParameterError(f"seed must lie in [0, 2^32), got {self.seed}")
 
 
 def accuracy(model: nn.Module, data: TensorDataset, device: torch.device) -> float:
@@ -107,9 +131,7 @@ def accuracy(model: nn.Module, data: TensorDataset, device: torch.device) -> flo
 
 
 def _save_atomically(state: dict, path: Path) -> None:
-    temporary = path.with_suffix(".tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    write_atomically(path, lambda temporary: torch.save(state, temporary))
 
 
 def _prune(
@@ -169,6 +191,24 @@ def _penalty(model: nn.Module, config: TrainConfig, grouping: ChannelGrouping):
     )
 
 
+def _load_checkpoint(path: Path, config: TrainConfig, device: torch.device) -> dict:
+    """The checkpoint's state (weights_only); ParameterError if it is unreadable or was
+    written with other settings than `config` (a resumed run must continue the same run)."""
+    try:
+        state = torch.load(path, weights_only=True, map_location=device)
+        saved = json.loads(state["config"])
+    except Exception as error:  # any unreadable file: torch raises many kinds
+        raise ParameterError(f"{path} is not a readable checkpoint: {error}") from None
+    current = json.loads(json.dumps(asdict(config)))
+    changed = sorted(key for key in current if saved.get(key) != current[key])
+    if changed:
+        raise ParameterError(
+            f"{path} was written with other settings ({', '.join(changed)}); "
+            "resume with the same settings or start a new run"
+        )
+    return state
+
+
 def train_spr(
     model: nn.Module,
     train_data: TensorDataset,
@@ -197,19 +237,25 @@ def train_spr(
     log: list[dict] = []
     masks: list[torch.Tensor] | None = None
     start_epoch = 0
+    total_epochs = config.penalized_epochs + config.finetune_epochs
+    scaler_enabled = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=scaler_enabled)
     if resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, weights_only=True, map_location=device)
-        model.load_state_dict(state["model"])
+        state = _load_checkpoint(checkpoint_path, config, device)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError:
+            raise ParameterError(
+                f"{checkpoint_path} holds another architecture than the one to train"
+            ) from None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
         if isinstance(regularizer, SPRRegularizer):
             regularizer.M = state["M"].to(device)
         masks = state["masks"] or None
         log = json.loads(state["log"])
         start_epoch = int(state["epoch"])
-    total_epochs = config.penalized_epochs + config.finetune_epochs
-    scaler_enabled = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=scaler_enabled)
     for epoch in tqdm(
         range(start_epoch, total_epochs),
         desc="training",
@@ -272,10 +318,12 @@ def train_spr(
                 "log": json.dumps(log),
                 "epoch": epoch + 1,
                 "config": json.dumps(asdict(config)),
+                "scaler": scaler.state_dict(),
             },
             checkpoint_path,
         )
     if not config.prune:
+        _save_atomically(model.state_dict(), run_dir / "penalized.pt")
         return model, [torch.ones(b.conv.out_channels, dtype=torch.bool) for b in blocks]
     if masks is None:  # no fine-tuning phase: prune at the end
         _save_atomically(model.state_dict(), run_dir / "penalized.pt")

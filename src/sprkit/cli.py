@@ -101,11 +101,6 @@ def _prune(args: argparse.Namespace) -> None:
     overrides = {"arch": args.arch, "data_dir": args.data_dir, "seed": args.seed}
     settings = resolve_settings(args.dataset, config, overrides)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        torch.device(device)
-    except RuntimeError:
-        message = f"--device {device!r} is not a torch device (cpu, cuda, cuda:N)"
-        raise SprkitInputError(message) from None
     summary = run_prune(
         settings, args.out, device=device, resume=args.resume, overwrite=args.overwrite
     )

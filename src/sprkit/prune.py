@@ -28,8 +28,8 @@ from sprkit.networks.report import latency_ms, max_logit_difference, top_k_accur
 from sprkit.networks.serialization import save_compressed
 from sprkit.networks.training import TrainConfig, train_spr
 
-# The embedded default: the small ResNet on the digits images, sized to run in about a
-# minute on 2 CPU cores. CIFAR defaults are the paper's recipe (300 + 200 epochs).
+# The embedded default: the small ResNet on the digits images, sized to run in about 10 s
+# on 2 CPU cores. CIFAR defaults are the paper's recipe (300 + 200 epochs).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {
         "arch": "resnet-digits",
@@ -126,6 +126,8 @@ def resolve_settings(
     if dataset not in DATASETS:
         raise SprkitInputError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
     merged: dict[str, Any] = {**DEFAULTS[dataset], "dataset": dataset}
+    if not isinstance(config.get("train", {}), dict):
+        raise SprkitInputError("train must be a table ([train] section) of recipe settings")
     train = {**DEFAULTS[dataset]["train"], **config.get("train", {})}
     merged.update({k: v for k, v in config.items() if k != "train"})
     merged.update({k: v for k, v in overrides.items() if v is not None})
@@ -140,7 +142,9 @@ def resolve_settings(
             _check_type(key, merged[key], kind)
     if int(merged.get("latency_batch", 64)) < 1:
         raise SprkitInputError(f"latency_batch must be >= 1, got {merged['latency_batch']}")
-    train_config = TrainConfig(**{"seed": merged.get("seed", 0), **train})
+    if overrides.get("seed") is not None or "seed" not in train:  # --seed wins over [train]
+        train["seed"] = merged.get("seed", 0)
+    train_config = TrainConfig(**train)
     return PruneSettings(
         arch=merged["arch"],
         dataset=dataset,
@@ -165,6 +169,24 @@ def _layer_table(dense: torch.nn.Module, masks: list[torch.Tensor], kept: dict) 
     return pd.DataFrame(rows)
 
 
+def _check_device(device: str) -> None:
+    """ParameterError unless `device` is cpu or an available CUDA device."""
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ParameterError(
+            f"--device {device!r} is not a torch device (cpu, cuda, cuda:N)"
+        ) from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise ParameterError(f"--device {device!r}: sprkit runs on cpu or cuda")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"--device {device}: CUDA is not available on this machine")
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise ParameterError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)"
+        )
+
+
 def run_prune(
     settings: PruneSettings,
     out: Path,
@@ -176,16 +198,17 @@ def run_prune(
     """Run the pipeline into `out`; returns the report's summary. A folder that already holds
     a run is continued with `resume`, replaced with `overwrite`, and refused otherwise."""
     build_model(settings.arch, 10)  # unknown architecture: fail before loading data
-    checkpoint = out / "training" / "checkpoint.pt"
-    if checkpoint.exists() and not (resume or overwrite):
+    _check_device(device)
+    if out.exists() and not out.is_dir():
+        raise SprkitInputError(f"--out {out} is a file, not a folder")
+    holds_run = (out / "training").exists() or (out / "report.json").exists()
+    if holds_run and not (resume or overwrite):
         raise SprkitInputError(
             f"{out} already holds a run; --resume continues it, --overwrite replaces it"
         )
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ParameterError(f"--device {device}: CUDA is not available on this machine")
     data = load_image_data(settings.dataset, settings.data_dir, settings.seed)
     shape = data.input_shape
-    if overwrite and not resume and checkpoint.exists():
+    if overwrite and not resume and (out / "training").exists():
         shutil.rmtree(out / "training")
     torch.manual_seed(settings.seed)
     model = build_model(settings.arch, data.num_classes, shape[0])
@@ -237,7 +260,8 @@ def run_prune(
         "conventions": "accuracy share on the test split; MACs via torch.utils.flop_counter "
         "(one input); latency median ms per forward pass on a batch of latency_batch, "
         "BatchNorm folded into the convs (deployed form) for every network",
-        "dense_means": "the SPR-trained network just before pruning (all channels)",
+        "dense_means": f"the network trained with the {settings.train.penalty} penalty, just "
+        "before pruning (all channels)",
         "latency_batch": settings.latency_batch,
         "macs_removed": 1.0 - compressed_row["macs"] / dense_row["macs"],
         "parameters_removed": 1.0 - compressed_row["parameters"] / dense_row["parameters"],

@@ -80,7 +80,7 @@ def _remove_dead_branches(
         bias = constant[:, 0, 0]
         if not torch.equal(constant, bias[:, None, None].expand_as(constant)):
             raise ParameterError(f"dead branch of block {index} is not spatially constant")
-        replacement = ShortcutBlock(block.shortcut, len(bias)).to(bias.device)
+        replacement = ShortcutBlock(block.shortcut, len(bias)).to(bias)
         with torch.no_grad():
             replacement.branch_bias.bias.copy_(bias)
         model.layers[index] = replacement
@@ -146,10 +146,10 @@ def compress(
                     dependency.handler.__name__ == "prune_in_channels"
                 ):
                     cut_inputs[id(module)] = {int(idxs[k]) for k in positions}
+    # Every channel of a surviving conv stays unless its group position is cut below (a masked
+    # channel tied to a kept one stays, as zeros).
     kept_channels = {
-        name: [int(i) for i in torch.nonzero(mask).flatten()]
-        for name, mask in kept.items()
-        if name in names.values()
+        name: list(range(len(mask))) for name, mask in kept.items() if name in names.values()
     }
     for group, positions in zip(groups, cut, strict=True):
         if not positions:

@@ -117,7 +117,8 @@ def layer_grouping(model: nn.Module) -> ChannelGrouping:
 def _merge_across_option_a(
     group_of: list[torch.Tensor], links: list[tuple[int, int]], n_groups: int
 ) -> tuple[list[torch.Tensor], int]:
-    """Union the linked group ids and renumber them 0..n-1 in order of first appearance."""
+    """Union the linked group ids and renumber the merged groups 0..n-1 (in the order of
+    their representative ids)."""
     parent = list(range(n_groups))
 
     def root(node: int) -> int:
@@ -147,7 +148,6 @@ def graph_grouping(model: nn.Module, input_shape: tuple[int, ...]) -> ChannelGro
     n_groups = 0
     for group in graph.get_all_groups(root_module_types=[nn.Conv2d]):
         width = len(group[0].idxs)
-        members = 0
         for dependency, idxs in group:
             module = dependency.target.module
             if isinstance(module, ZeroPadShortcut):
@@ -163,7 +163,6 @@ def graph_grouping(model: nn.Module, input_shape: tuple[int, ...]) -> ChannelGro
             group_of[index][torch.as_tensor([int(i) for i in idxs])] = torch.arange(
                 n_groups, n_groups + width
             )
-            members += 1
         n_groups += width
     if any(bool((g < 0).any()) for g in group_of):
         raise ParameterError("a conv-BN channel is in no dependency group")

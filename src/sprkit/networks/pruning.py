@@ -1,11 +1,14 @@
-"""From SPR-trained weights to pruned channels: the magnitude threshold and channel masks.
+"""From trained weights to pruned structures: channel masks and the rules that choose them.
 
-Rule (the paper's, with the drop measured on a validation split, never the test set): for a
-magnitude threshold t, a channel is kept whole if at least `keep_fraction` of its conv weights
-have |w| >= t, and removed whole otherwise (its conv weights and bias and its BatchNorm scale
-and shift are zeroed, so it outputs exactly zero). The threshold used is the largest t whose
+The paper's rule (with the drop measured on a validation split, never the test set): for a
+magnitude threshold t, a structure is kept whole if at least `keep_fraction` of its conv
+weights have |w| >= t, and removed whole otherwise (conv weights and bias, BatchNorm scale and
+shift zeroed, so its channels output exactly zero). The threshold used is the largest t whose
 validation accuracy drop stays within a tolerance, found by bisection on t (which assumes the
-drop grows with t, as it does when larger thresholds remove supersets of channels).
+drop grows with t, as it does when larger thresholds remove supersets of structures).
+Score rules (fewest_removed): remove the structures of lowest importance score, as many as an
+accuracy tolerance allows or as few as a MAC budget needs. Every rule keeps a channel in the
+stem and projection shortcuts (stream_block_indices).
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ from sprkit.networks.compression import compress
 from sprkit.networks.grouping import ChannelGrouping
 from sprkit.networks.measure import count_macs
 from sprkit.networks.regularizer import ChannelBlock, find_conv_bn_blocks
+
+
+def stream_block_indices(blocks: list[ChannelBlock]) -> list[int]:
+    """Blocks outside residual branches (stem, projection shortcuts): each must keep a
+    channel, or a whole residual stream, hence the network's output, is gone."""
+    return [i for i, b in enumerate(blocks) if not is_branch_conv(b.conv_name)]
 
 
 def channel_masks(
@@ -98,7 +107,7 @@ def largest_threshold(
     high = max(float(b.conv.weight.detach().abs().max()) for b in blocks)
     low = 0.0  # t = 0 keeps every channel: no drop
 
-    stream_blocks = [i for i, b in enumerate(blocks) if not is_branch_conv(b.conv_name)]
+    stream_blocks = stream_block_indices(blocks)
 
     def acceptable(threshold: float) -> bool:
         pruned, masks = masked_copy(model, threshold, keep_fraction, grouping)
@@ -134,10 +143,11 @@ def fewest_removed(
     """Masks removing the lowest-score structures, by bisection on their number: the fewest
     removed that is `acceptable` (want="fewest", for an acceptability that grows with the
     number, e.g. a MAC budget) or the most removed that is (want="most", for one that
-    shrinks, e.g. an accuracy tolerance). Stream blocks always keep a channel (see
-    largest_threshold); ParameterError when no number qualifies."""
-    blocks = find_conv_bn_blocks(model)
-    stream_blocks = [i for i, b in enumerate(blocks) if not is_branch_conv(b.conv_name)]
+    shrinks, e.g. an accuracy tolerance; 0 when none is). Stream blocks always keep a channel
+    (stream_block_indices); with want="fewest", ParameterError when no number qualifies."""
+    if want not in ("fewest", "most"):
+        raise ParameterError(f"want must be 'fewest' or 'most', got {want!r}")
+    stream_blocks = stream_block_indices(find_conv_bn_blocks(model))
 
     def streams_alive(count: int) -> bool:
         masks = masks_without_lowest(grouping, scores, count)

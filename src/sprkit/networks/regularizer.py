@@ -1,15 +1,17 @@
-"""The SPR regularizer for convolutional networks (the paper's per-layer grouping).
+"""The SPR regularizer for convolutional networks.
 
-A structure is one output channel of a Conv2d together with the scale and shift of the
-BatchNorm2d that normalizes it (and the conv bias, if any): n_g scalars. The penalty is
+Channels: one output channel of a Conv2d together with the scale and shift of the BatchNorm2d
+that normalizes it (and the conv bias, if any). A structure is a set of channels kept or
+removed together: one channel (the paper's per-layer grouping, the default here) or a coupled
+group of sprkit.networks.grouping; n_g is its number of scalars. The penalty is
 
     R(W) = sum_g n_g z(w_g) / sum_g n_g,
 
 z the training form of sprkit.formula (y* = 1 beyond the box) in the paper's (lam, alpha, M)
-parametrization, with M per block (one Conv2d + BatchNorm2d) = M_scale x the largest |value|
-in the block, read once from a reference (dense) model and then fixed. The loss adds
-lam * R(W). Per-channel norms are computed with one reduction per block and the closed form is
-evaluated once for all channels of all blocks together (no loop over channels).
+parametrization. M per conv-BN block = M_scale x the largest |value| in the block, read once
+from a reference (dense) model and then fixed; a structure spanning blocks takes the largest
+of their M. The loss adds lam * R(W). Per-channel reductions take one matrix per block, and
+the closed form is evaluated once for all structures together (no loop over channels).
 """
 
 from __future__ import annotations

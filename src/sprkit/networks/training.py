@@ -53,7 +53,9 @@ class NonFiniteLossError(TrainingError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Recipe settings; the defaults are the paper's CIFAR ones (300 + 200 epochs)."""
+    """Recipe settings. The optimizer, schedule and epochs default to the paper's CIFAR recipe
+    (300 + 200 epochs); grouping defaults to the dependency graph (the paper's per-channel
+    structures: grouping="layer"); lam, alpha and M_scale are this project's defaults."""
 
     penalized_epochs: int = 300
     finetune_epochs: int = 200
@@ -147,18 +149,24 @@ def _prune(
     lasso) or the most lowest-|gamma| structures within it (bn_l1)."""
     blocks = find_conv_bn_blocks(model)
     shape = tuple(val_data[0][0].shape)
-    reference = accuracy(model, val_data, device)
     if config.target_macs is not None or config.penalty == "bn_l1":
         scores = structure_scores(model, grouping, config.penalty)
         if config.target_macs is not None:
-            masks = fewest_removed(
-                model,
-                grouping,
-                scores,
-                lambda pruned, masks: compressed_macs(pruned, masks, shape) <= config.target_macs,
-                want="fewest",
-            )
+            try:
+                masks = fewest_removed(
+                    model,
+                    grouping,
+                    scores,
+                    lambda pruned, m: compressed_macs(pruned, m, shape) <= config.target_macs,
+                    want="fewest",
+                )
+            except ParameterError:
+                raise ParameterError(
+                    f"target_macs {config.target_macs} cannot be reached: removing every "
+                    "structure that can go (stem and shortcuts keep a channel) leaves more"
+                ) from None
         else:
+            reference = accuracy(model, val_data, device)
             masks = fewest_removed(
                 model,
                 grouping,

@@ -38,7 +38,8 @@ class GroupLassoRegularizer:
         group_sq = channel_sq.new_zeros(self.n_groups).index_add(0, self.group_index, channel_sq)
         # sqrt is not differentiable at 0: a tiny floor keeps gradients finite there.
         norms = torch.sqrt(group_sq + 1e-24)
-        return self.lam * (self.scalars.sqrt() * norms).sum() / self.scalars.sum()
+        scalars = self.scalars.to(norms.dtype)
+        return self.lam * (scalars.sqrt() * norms).sum() / scalars.sum()
 
 
 class BatchNormL1Regularizer:

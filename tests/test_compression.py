@@ -51,6 +51,7 @@ def test_only_masked_channels_are_cut_and_kept_weights_are_copied(arch, kind):
         assert not bool(mask_of[name][cut].any()), f"{name}: a kept channel was cut"
         if kind == "graph":  # structures are whole: every masked channel is cut
             assert not bool((~mask_of[name])[kept].any()), f"{name}: a masked channel stayed"
+        assert modules[name].out_channels == len(kept), f"{name}: kept list incomplete"
         original = masked.get_submodule(name).weight.detach()[kept]
         assert _is_ordered_input_subset(modules[name].weight.detach(), original), name
 

@@ -75,6 +75,12 @@ def test_digits_run_writes_a_consistent_report(tmp_path, capsys):
     assert code == 0, err
     again = pd.read_csv(out / "report.csv").set_index("network")
     assert again["top1"].tolist() == networks["top1"].tolist()
+    # --overwrite replaces the run: same settings, same seed, same result from scratch.
+    (out / "training" / "log.csv").write_text("stale")
+    code, _, err = _run(capsys, [*argv, "--overwrite"])
+    assert code == 0, err
+    assert len(pd.read_csv(out / "training" / "log.csv")) == 4  # 3 + 1 epochs, fresh log
+    assert pd.read_csv(out / "report.csv")["top1"].tolist() == networks["top1"].tolist()
 
 
 def _write_tiny_cifar10(root: Path) -> None:
@@ -139,6 +145,13 @@ def test_cifar_augmentation_and_normalization(tmp_path):
         (["--dataset", "digits"], "latency_batch = 0\n", "latency_batch must be >= 1"),
         (["--dataset", "digits", "--device", "gpu"], "", "is not a torch device"),
         (["--dataset", "digits", "--device", "cuda:3"], "", "CUDA is not available"),
+        (["--dataset", "digits", "--device", "meta"], "", "sprkit runs on cpu or cuda"),
+        (["--dataset", "digits", "--seed", "-1"], "", "seed must lie in"),
+        (["--dataset", "digits"], "train = 3\n", "train must be a table"),
+        (["--dataset", "digits"], "[train]\nmomentum = -1.0\n", "momentum must lie in"),
+        (["--dataset", "digits"], "[train]\ntolerance = nan\n", "tolerance must be a finite"),
+        (["--dataset", "digits"], "[train]\nkeep_fraction = 0\n", "keep_fraction must lie"),
+        (["--dataset", "digits"], "[train]\nmilestones = [50, 30]\n", "milestones must be"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, argv, config, message):
@@ -149,6 +162,19 @@ def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, argv, config, messa
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (out / "report.json").exists()
+
+
+def test_out_that_is_a_file_is_refused_and_left_intact(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    code, _, err = _run(capsys, ["prune", "--dataset", "digits", "--out", target])
+    assert code == 2 and "is a file" in err and target.read_text() == "keep me"
+
+
+def test_command_line_seed_wins_over_the_config_file():
+    settings = resolve_settings("digits", {"train": {"seed": 5}}, {"seed": 3})
+    assert settings.seed == 3 and settings.train.seed == 3
+    assert resolve_settings("digits", {"train": {"seed": 5}}, {}).train.seed == 5
 
 
 def test_missing_config_file_is_named(tmp_path, capsys):

@@ -8,7 +8,6 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from sprkit.networks.report import (
-    latency_ms,
     max_logit_difference,
     top_k_accuracies,
     write_report,
@@ -39,13 +38,12 @@ def test_top1_and_top5_count_the_ranks_of_the_true_label():
     assert top_k_accuracies(FixedLogits(logits[:, :4]), few_classes)["top5"] is None
 
 
-def test_logit_difference_and_latency():
+def test_logit_difference():
     data = TensorDataset(torch.arange(6.0)[:, None], torch.zeros(6, dtype=torch.long))
     logits = torch.zeros(6, 3)
     shifted = logits.clone()
     shifted[4, 1] = -0.25
     assert max_logit_difference(FixedLogits(logits), FixedLogits(shifted), data) == 0.25
-    assert latency_ms(nn.Linear(8, 2), (8,), batch_size=4, repeats=3) > 0.0
 
 
 def test_report_files(tmp_path):

@@ -107,8 +107,48 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [(dict(alpha=1.0), "alpha"), (dict(lam=-1.0), "lam"), (dict(penalized_epochs=-1), "epochs")],
+    [
+        (dict(alpha=1.0), "alpha"),
+        (dict(lam=-1.0), "lam"),
+        (dict(penalized_epochs=-1), "epochs"),
+        (dict(momentum=-1.0), "momentum"),
+        (dict(weight_decay=-1e-4), "weight_decay"),
+        (dict(gamma=-1.0), "gamma"),
+        (dict(milestones=[250, 150]), "milestones"),
+        (dict(tolerance=float("nan")), "tolerance must be a finite number"),
+        (dict(keep_fraction=0.0), "keep_fraction"),
+        (dict(lr=float("inf")), "lr must be a finite number"),
+        (dict(seed=-1), "seed"),
+        (dict(penalty="l1"), "unknown penalty"),
+    ],
 )
 def test_bad_config_is_named(kwargs, message):
     with pytest.raises(ParameterError, match=message):
         TrainConfig(**kwargs)
+
+
+def test_resume_refuses_other_settings_another_architecture_and_a_corrupt_file(tmp_path):
+    train, val = _data()
+    first = TrainConfig(penalized_epochs=1, finetune_epochs=0, milestones=[], batch_size=64)
+    train_spr(_model(), train, val, first, tmp_path / "run")
+    other = TrainConfig(penalized_epochs=2, finetune_epochs=0, milestones=[], batch_size=64)
+    with pytest.raises(ParameterError, match=r"other settings \(penalized_epochs\)"):
+        train_spr(_model(), train, val, other, tmp_path / "run", resume=True)
+    wider = build_model("resnet20", num_classes=10, in_channels=1)
+    with pytest.raises(ParameterError, match="another architecture"):
+        train_spr(wider, train, val, first, tmp_path / "run", resume=True)
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ParameterError, match="not a readable checkpoint"):
+        train_spr(_model(), train, val, first, tmp_path / "run", resume=True)
+
+
+def test_dense_training_keeps_every_channel_and_writes_its_weights(tmp_path):
+    train, val = _data()
+    config = TrainConfig(
+        penalized_epochs=2, finetune_epochs=0, milestones=[], batch_size=64, lam=0.0, prune=False
+    )
+    model, masks = train_spr(_model(), train, val, config, tmp_path)
+    assert all(bool(mask.all()) for mask in masks)
+    saved = torch.load(tmp_path / "penalized.pt", weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    assert any(bool((b.conv.weight != 0).all()) for b in training.find_conv_bn_blocks(model))

@@ -97,7 +97,8 @@ def _masked(dense: torch.nn.Module, masks: list[torch.Tensor]) -> torch.nn.Modul
 
 
 def spr_digits_networks() -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Dense and compressed networks of the embedded SPR run (`sprkit prune --dataset digits`)."""
+    """A dense resnet-digits (latency depends on shapes only, not on weights) and the
+    compressed network of the embedded SPR run (`sprkit prune --dataset digits`)."""
     with tempfile.TemporaryDirectory() as folder:
         run_prune(resolve_settings("digits", {}, {}), Path(folder))
         compressed, _ = load_compressed(Path(folder) / "network")

@@ -167,8 +167,9 @@ def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, argv, config, messa
 def test_out_that_is_a_file_is_refused_and_left_intact(tmp_path, capsys):
     target = tmp_path / "taken"
     target.write_text("keep me")
-    code, _, err = _run(capsys, ["prune", "--dataset", "digits", "--out", target])
-    assert code == 2 and "is a file" in err and target.read_text() == "keep me"
+    for out in (target, target / "run"):
+        code, _, err = _run(capsys, ["prune", "--dataset", "digits", "--out", out])
+        assert code == 2 and "is a file" in err and target.read_text() == "keep me"
 
 
 def test_command_line_seed_wins_over_the_config_file():

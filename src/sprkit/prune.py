@@ -199,8 +199,9 @@ def run_prune(
     a run is continued with `resume`, replaced with `overwrite`, and refused otherwise."""
     build_model(settings.arch, 10)  # unknown architecture: fail before loading data
     _check_device(device)
-    if out.exists() and not out.is_dir():
-        raise SprkitInputError(f"--out {out} is a file, not a folder")
+    blocking = next((f for f in (out, *out.parents) if f.exists() and not f.is_dir()), None)
+    if blocking is not None:
+        raise SprkitInputError(f"--out {out}: {blocking} is a file, not a folder")
     holds_run = (out / "training").exists() or (out / "report.json").exists()
     if holds_run and not (resume or overwrite):
         raise SprkitInputError(

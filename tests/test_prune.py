@@ -181,6 +181,8 @@ def test_command_line_seed_wins_over_the_config_file():
 def test_missing_config_file_is_named(tmp_path, capsys):
     code, _, err = _run(capsys, ["prune", "--dataset", "digits", "--config", tmp_path / "no.toml"])
     assert code == 2 and "no.toml does not exist" in err
+    code, _, err = _run(capsys, ["prune", "--dataset", "digits", "--config", tmp_path])
+    assert code == 2 and "cannot be read" in err
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)

@@ -108,6 +108,8 @@ def read_config(path: Path) -> dict[str, Any]:
         config = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise SprkitInputError(f"config file {path} does not exist") from None
+    except OSError as error:
+        raise SprkitInputError(f"config file {path} cannot be read: {error.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise SprkitInputError(f"config file {path} is not valid TOML: {error}") from None
     unknown = set(config) - TOP_LEVEL_KEYS

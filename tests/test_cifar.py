@@ -79,3 +79,18 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(Exploit()))
     with pytest.raises(SprkitInputError, match="unexpected object builtins.print"):
         load_cifar("cifar10", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "batch, message",
+    [
+        ({b"data": [[300] * 3072], b"labels": [1]}, "damaged or not a CIFAR batch"),
+        ({b"data": np.zeros((0, 3072), dtype=np.uint8), b"labels": []}, "N >= 1"),
+        ({b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": 3}, "1 labels; expected"),
+    ],
+)
+def test_malformed_batches_are_named(tmp_path, batch, message):
+    _write_cifar10(tmp_path, np.random.default_rng(0), as_archive=False)
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(batch))
+    with pytest.raises(SprkitInputError, match=message):
+        load_cifar("cifar10", tmp_path)

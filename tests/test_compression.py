@@ -66,3 +66,13 @@ def test_batchnorm_folding_keeps_the_function_and_removes_every_batchnorm(arch):
     inputs = torch.randn(3, *input_shape(arch))
     with torch.no_grad():
         assert (folded(inputs) - masked(inputs)).abs().max() <= 1e-5
+
+
+def test_dead_bottleneck_branch_folds_in_float64():
+    masked, masks = masked_model("resnet50", "graph")
+    masked = masked.double()
+    compressed, compression = compress(masked, masks, input_shape("resnet50"))
+    assert 0 in compression.dead_blocks
+    inputs = torch.randn(2, *input_shape("resnet50"), dtype=torch.float64)
+    with torch.no_grad():
+        assert (compressed(inputs) - masked(inputs)).abs().max() <= 1e-10

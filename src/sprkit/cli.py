@@ -101,9 +101,13 @@ def _prune(args: argparse.Namespace) -> None:
     overrides = {"arch": args.arch, "data_dir": args.data_dir, "seed": args.seed}
     settings = resolve_settings(args.dataset, config, overrides)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    summary = run_prune(
-        settings, args.out, device=device, resume=args.resume, overwrite=args.overwrite
-    )
+    try:
+        summary = run_prune(
+            settings, args.out, device=device, resume=args.resume, overwrite=args.overwrite
+        )
+    except OSError as error:  # the run folder cannot be written (permissions, a file in the way)
+        where = error.filename or args.out
+        raise SprkitInputError(f"cannot write the run into {where}: {error.strerror}") from None
     print(json.dumps({k: summary[k] for k in PRUNE_SUMMARY_KEYS}, indent=1))
     print(f"report: {args.out / 'report.json'}, {args.out / 'kept_channels.png'}")
 

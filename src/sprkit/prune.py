@@ -142,8 +142,12 @@ def resolve_settings(
     for key, kind in SETTING_TYPES.items():
         if merged.get(key) is not None:
             _check_type(key, merged[key], kind)
-    if int(merged.get("latency_batch", 64)) < 1:
-        raise SprkitInputError(f"latency_batch must be >= 1, got {merged['latency_batch']}")
+    if not 1 <= int(merged.get("latency_batch", 64)) <= 65536:
+        raise SprkitInputError(
+            f"latency_batch must lie in [1, 65536], got {merged['latency_batch']}"
+        )
+    if not 0 <= int(merged.get("seed", 0)) < 2**32:
+        raise SprkitInputError(f"seed must lie in [0, 2^32), got {merged['seed']}")
     if overrides.get("seed") is not None or "seed" not in train:  # --seed wins over [train]
         train["seed"] = merged.get("seed", 0)
     train_config = TrainConfig(**train)
@@ -179,8 +183,8 @@ def _check_device(device: str) -> None:
         raise ParameterError(
             f"--device {device!r} is not a torch device (cpu, cuda, cuda:N)"
         ) from None
-    if parsed.type not in ("cpu", "cuda"):
-        raise ParameterError(f"--device {device!r}: sprkit runs on cpu or cuda")
+    if parsed.type not in ("cpu", "cuda") or (parsed.type == "cpu" and parsed.index):
+        raise ParameterError(f"--device {device!r}: sprkit runs on cpu or cuda[:N]")
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ParameterError(f"--device {device}: CUDA is not available on this machine")
     if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
@@ -226,9 +230,10 @@ def run_prune(
         augment=data.augment,
     )
     penalized = build_model(settings.arch, data.num_classes, shape[0]).to(device)
-    penalized.load_state_dict(
-        torch.load(out / "training" / "penalized.pt", weights_only=True, map_location=device)
-    )
+    penalized_path = out / "training" / "penalized.pt"
+    if not penalized_path.exists():
+        raise SprkitInputError(f"{penalized_path} is missing: --overwrite starts the run again")
+    penalized.load_state_dict(torch.load(penalized_path, weights_only=True, map_location=device))
     compressed, compression = compress(masked.eval(), masks, shape)
     save_compressed(
         compressed,

@@ -65,15 +65,23 @@ def _parse(raw: bytes, label_key: bytes, name: str) -> tuple[np.ndarray, np.ndar
     try:
         batch = _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[label_key], dtype=np.int64)
-    except (pickle.UnpicklingError, KeyError, TypeError, ValueError, EOFError) as exc:
+        labels = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
+    except (
+        pickle.UnpicklingError,
+        KeyError,
+        TypeError,
+        ValueError,
+        EOFError,
+        OverflowError,
+        IndexError,
+    ) as exc:
         raise SprkitInputError(
             f"CIFAR batch {name} is damaged or not a CIFAR batch: {exc}"
         ) from None
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data) or not len(data):
         raise SprkitInputError(
             f"CIFAR batch {name} has data of shape {data.shape}, "
-            f"{len(labels)} labels; expected (N, 3072) and N labels"
+            f"{len(labels)} labels; expected (N, 3072) and N >= 1 labels"
         )
     return data.reshape(-1, 3, 32, 32), labels
 
@@ -104,10 +112,14 @@ def load_cifar(dataset: str, data_dir: str | Path) -> tuple[ImageSet, ImageSet]:
                     if member is None:
                         raise KeyError(name)
                     raw[name] = member.read()
-        except KeyError as exc:
-            raise SprkitInputError(f"{archive} lacks {folder_name}/{exc.args[0]}") from None
+        except KeyError:
+            raise SprkitInputError(
+                f"{archive} lacks {folder_name}/{name}; download it again from {URL}{archive_name}"
+            ) from None
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise SprkitInputError(f"{archive} is not a readable .tar.gz: {exc}") from None
+            raise SprkitInputError(
+                f"{archive} is damaged ({exc}); download it again from {URL}{archive_name}"
+            ) from None
     else:
         raise SprkitInputError(
             f"{dataset} not found in {data_dir}: expected {archive_name} or "

@@ -49,7 +49,9 @@ def _normalized(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.
 
 def _cifar(dataset: str, data_dir: Path, seed: int) -> ImageData:
     train, test = load_cifar(dataset, data_dir)
-    validation = min(CIFAR_VALIDATION, len(train.labels) // 5)
+    if len(train.labels) < 2:
+        raise SprkitInputError(f"{dataset} in {data_dir} has fewer than 2 training images")
+    validation = max(1, min(CIFAR_VALIDATION, len(train.labels) // 5))
     counts = np.bincount(train.labels, minlength=train.num_classes)
     stratify = train.labels if counts.min() >= 2 and validation >= train.num_classes else None
     fit, held = train_test_split(

@@ -258,7 +258,8 @@ def train_spr(
             ) from None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"] and scaler.is_enabled():  # a CPU run saves an empty scaler state
+            scaler.load_state_dict(state["scaler"])
         if isinstance(regularizer, SPRRegularizer):
             regularizer.M = state["M"].to(device)
         masks = state["masks"] or None
@@ -292,10 +293,12 @@ def train_spr(
             if penalized:
                 loss = loss + regularizer()
             if not math.isfinite(loss.item()):
-                raise NonFiniteLossError(
-                    f"non-finite loss at epoch {epoch + 1}; the last good checkpoint is "
-                    f"{checkpoint_path}"
+                kept = (
+                    f"the last good checkpoint is {checkpoint_path}"
+                    if checkpoint_path.exists()
+                    else "no epoch had finished, so no checkpoint was written"
                 )
+                raise NonFiniteLossError(f"non-finite loss at epoch {epoch + 1}; {kept}")
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()

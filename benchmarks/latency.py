@@ -37,8 +37,7 @@ from sprkit.networks.baselines import structure_scores
 from sprkit.networks.compression import compress, fold_batchnorm
 from sprkit.networks.grouping import CUSTOM_PRUNERS, graph_grouping
 from sprkit.networks.measure import count_macs, count_parameters
-from sprkit.networks.pruning import apply_channel_masks, compressed_macs, fewest_removed
-from sprkit.networks.regularizer import find_conv_bn_blocks
+from sprkit.networks.pruning import compressed_macs, fewest_removed, masked_with
 from sprkit.networks.report import latency_ms
 from sprkit.networks.serialization import load_compressed
 from sprkit.prune import resolve_settings, run_prune
@@ -47,7 +46,7 @@ SHAPE = (3, 32, 32)
 
 
 def _compressed(dense: torch.nn.Module, masks: list[torch.Tensor], shape) -> torch.nn.Module:
-    return compress(_masked(dense, masks).eval(), masks, shape)[0]
+    return compress(masked_with(dense, masks).eval(), masks, shape)[0]
 
 
 def global_pattern(dense: torch.nn.Module, target_macs: int) -> torch.nn.Module:
@@ -85,15 +84,10 @@ def uniform_pattern(dense: torch.nn.Module, target_macs: int) -> torch.nn.Module
     low, high = 0.0, 1.0
     for _ in range(14):
         middle = 0.5 * (low + high)
-        fits = compressed_macs(_masked(dense, masks_for(middle)), masks_for(middle), SHAPE)
+        masks = masks_for(middle)
+        fits = compressed_macs(masked_with(dense, masks), masks, SHAPE)
         low, high = (low, middle) if fits <= target_macs else (middle, high)
     return _compressed(dense, masks_for(high), SHAPE)
-
-
-def _masked(dense: torch.nn.Module, masks: list[torch.Tensor]) -> torch.nn.Module:
-    masked = copy.deepcopy(dense)
-    apply_channel_masks(find_conv_bn_blocks(masked), masks)
-    return masked
 
 
 def spr_digits_networks() -> tuple[torch.nn.Module, torch.nn.Module]:

@@ -72,6 +72,13 @@ def apply_channel_masks(blocks: list[ChannelBlock], masks: list[torch.Tensor]) -
             block.bn.bias[removed] = 0.0
 
 
+def masked_with(model: nn.Module, masks: list[torch.Tensor]) -> nn.Module:
+    """A deep copy of `model` with the channels the masks remove zeroed."""
+    pruned = copy.deepcopy(model)
+    apply_channel_masks(find_conv_bn_blocks(pruned), masks)
+    return pruned
+
+
 def masked_copy(
     model: nn.Module,
     threshold: float,
@@ -79,11 +86,8 @@ def masked_copy(
     grouping: ChannelGrouping | None = None,
 ):
     """A deep copy of `model` with the channels below `threshold` removed; and the masks."""
-    pruned = copy.deepcopy(model)
-    blocks = find_conv_bn_blocks(pruned)
-    masks = channel_masks(blocks, threshold, keep_fraction, grouping)
-    apply_channel_masks(blocks, masks)
-    return pruned, masks
+    masks = channel_masks(find_conv_bn_blocks(model), threshold, keep_fraction, grouping)
+    return masked_with(model, masks), masks
 
 
 def largest_threshold(
@@ -155,9 +159,7 @@ def fewest_removed(
 
     def check(count: int) -> bool:
         masks = masks_without_lowest(grouping, scores, count)
-        pruned = copy.deepcopy(model)
-        apply_channel_masks(find_conv_bn_blocks(pruned), masks)
-        return acceptable(pruned, masks)
+        return acceptable(masked_with(model, masks), masks)
 
     low, high = 0, grouping.n_groups  # the most structures removable with streams alive
     while low < high:

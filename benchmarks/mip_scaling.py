@@ -51,8 +51,7 @@ def run(sizes: list[int], fractions: list[float], scip_limit: float, limit: floa
                 "sprkit_objective": ours.objective,
                 "sprkit_gap": ours.gap,
                 "kept": len(ours.kept),
-                "master_solves": ours.rounds,
-                "cuts": len(ours.cuts),
+                "nodes": ours.nodes,
             }
             scip = scip_solve(instance, lam0, lam2, M, scip_limit)
             row["same_kept"] = scip.pop("scip_kept", None) == ours.kept

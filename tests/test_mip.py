@@ -99,7 +99,16 @@ def test_solve_json_keys_and_bad_input(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     result = json.loads(out)  # stdout holds exactly one JSON object (no solver banner)
-    assert set(result) == {"status", "objective", "bound", "gap", "kept", "seconds"}
+    assert set(result) == {
+        "status",
+        "objective",
+        "bound",
+        "gap",
+        "kept",
+        "seconds",
+        "nodes",
+        "method",
+    }
     assert result["kept"] == sorted(result["kept"])
     scip_objective, scip_kept = scip_miqp(instance, lam0, lam2, M)
     assert result["kept"] == scip_kept

@@ -1,4 +1,5 @@
-"""One call computing the three bounds of an instance: big-M, perspective, SPR route."""
+"""One call computing the bounds of an instance: big-M, perspective, SPR route (and the MIP),
+all within one deadline."""
 
 from __future__ import annotations
 
@@ -8,8 +9,20 @@ import numpy as np
 
 from sprkit.instances.format import Instance
 from sprkit.optim.mip import ExactSolver
-from sprkit.optim.relaxations import bigm_relaxation, perspective_relaxation
 from sprkit.optim.spr_route import SPRRoute
+
+
+def _relaxation_value(kind: str, instance: Instance, M, lam0: float, lam2: float, seconds: float):
+    """Optimal value of a cvxpy relaxation, or None if Clarabel did not converge in time."""
+    from sprkit.optim.relaxations import bigm_relaxation, perspective_relaxation
+
+    if seconds <= 0:
+        return None
+    build = bigm_relaxation if kind == "bigm" else perspective_relaxation
+    try:
+        return build(instance, M).solve(lam0, lam2, time_limit=seconds).value
+    except RuntimeError:  # solver status other than optimal: no certified value
+        return None
 
 
 def compute_bounds(
@@ -19,27 +32,27 @@ def compute_bounds(
     lam2: float,
     M: float | np.ndarray,
     tol: float = 1e-9,
-    mip_time_limit: float | None = None,
+    with_mip: bool = False,
+    deadline: float = np.inf,
 ) -> dict:
     """Bounds and wall-clock seconds (model build included) for each method.
 
-    Keys: bigm, perspective, spr (the SPR-route objective), spr_lower_bound (its dual
-    certificate), spr_kept (number of structures with w_j != 0), seconds (per method); with
-    `mip_time_limit` also mip (the exact MIP objective) and mip_status, mip_bound, mip_gap.
+    Keys: bigm, perspective (None where the conic solver did not converge before `deadline`,
+    time.perf_counter() seconds), spr (the SPR-route objective), spr_lower_bound (its dual
+    certificate, valid even when not converged), spr_converged, spr_kept (structures with
+    w_j != 0), seconds (per method); with `with_mip` also mip (the incumbent's objective),
+    mip_status, mip_bound, mip_gap. The SPR route runs first (it has a certificate at any
+    time), the MIP gets half of what is left and the conic relaxations share the rest.
     """
     seconds: dict[str, float] = {}
-    values: dict[str, float] = {}
-    for name, build in (("bigm", bigm_relaxation), ("perspective", perspective_relaxation)):
-        start = time.perf_counter()
-        values[name] = build(instance, M).solve(lam0, lam2).value
-        seconds[name] = time.perf_counter() - start
     start = time.perf_counter()
-    spr = SPRRoute(instance, M).solve(lam0, lam2, tol=tol)
+    spr = SPRRoute(instance, M).solve(lam0, lam2, tol=tol, deadline=deadline)
     seconds["spr"] = time.perf_counter() - start
     mip = {}
-    if mip_time_limit is not None:
+    if with_mip:
         start = time.perf_counter()
-        exact = ExactSolver(instance, M).solve(lam0, lam2, time_limit=mip_time_limit)
+        left = (deadline - start) / 2 if np.isfinite(deadline) else 600.0
+        exact = ExactSolver(instance, M).solve(lam0, lam2, time_limit=max(left, 1e-3))
         seconds["mip"] = time.perf_counter() - start
         mip = {
             "mip": exact.objective,
@@ -47,6 +60,12 @@ def compute_bounds(
             "mip_bound": exact.bound,
             "mip_gap": exact.gap,
         }
+    values: dict[str, float | None] = {}
+    for position, kind in enumerate(("bigm", "perspective")):
+        start = time.perf_counter()
+        share = (deadline - start) / (2 - position) if np.isfinite(deadline) else 3600.0
+        values[kind] = _relaxation_value(kind, instance, M, lam0, lam2, share)
+        seconds[kind] = time.perf_counter() - start
     return {
         **mip,
         "bigm": values["bigm"],

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import time
 from pathlib import Path
 
 from sprkit.errors import SprkitInputError, TrainingError
@@ -50,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     bounds.add_argument("--tol", type=float, default=1e-9, help="SPR route relative gap")
     bounds.add_argument("--json", action="store_true", help="print one JSON object")
     bounds.add_argument("--with-mip", action="store_true", help="also solve the MIP exactly")
-    bounds.add_argument("--time-limit", type=float, default=600.0, help="MIP seconds")
+    bounds.add_argument(
+        "--time-limit", type=float, default=600.0, help="seconds for all bounds together (> 0)"
+    )
 
     solve = commands.add_parser("solve", help="solve the MIP to certified optimality")
     solve.add_argument("instance", type=Path, help="instance .npz (X, Y, groups)")
@@ -58,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--time-limit", type=float, default=600.0, help="seconds (> 0)")
     solve.add_argument("--tol", type=float, default=1e-6, help="relative gap for 'optimal'")
     solve.add_argument("--json", action="store_true", help="print one JSON object")
+    solve.add_argument(
+        "--method",
+        default="auto",
+        help="bnb (branch and bound), oa (outer approximation, HiGHS), auto, or "
+        "pyomo:<solver> (the Pyomo model handed to an installed solver, e.g. pyomo:gurobi)",
+    )
+    solve.add_argument(
+        "--branching",
+        choices=("fractional", "pseudocost", "strong"),
+        default="fractional",
+        help="branching rule of bnb",
+    )
 
     instance = commands.add_parser("instance", help="write an instance .npz")
     kinds = instance.add_subparsers(dest="kind", required=True, parser_class=_Parser)
@@ -118,15 +134,17 @@ PRUNE_SUMMARY_KEYS = ("arch", "dataset", "macs_removed", "parameters_removed", "
 def _checked_problem(args: argparse.Namespace):
     """Load the instance and validate lambdas, M, tol and time limit before any solve."""
     from sprkit.instances import load_instance
-    from sprkit.optim.relaxations import structure_bounds
+    from sprkit.optim.problem import structure_bounds
 
     lam0, lam2 = resolve_lambdas(args.lam0, args.lam2, lam=args.lam, alpha=args.alpha)
-    instance = load_instance(args.instance)
-    structure_bounds(instance, args.M)
     if not 0 < args.tol < 1:
         raise SprkitInputError(f"--tol must lie in (0, 1), got {args.tol}")
-    if not args.time_limit > 0:
-        raise SprkitInputError(f"--time-limit must be > 0 seconds, got {args.time_limit}")
+    if not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        raise SprkitInputError(
+            f"--time-limit must be finite and > 0 seconds, got {args.time_limit}"
+        )
+    instance = load_instance(args.instance)
+    structure_bounds(instance, args.M)
     return instance, lam0, lam2
 
 
@@ -140,7 +158,8 @@ def _bounds(args: argparse.Namespace) -> None:
         lam2=lam2,
         M=args.M,
         tol=args.tol,
-        mip_time_limit=args.time_limit if args.with_mip else None,
+        with_mip=args.with_mip,
+        deadline=args.started + args.time_limit,
     )
     if args.json:
         print(json.dumps(result))
@@ -150,11 +169,14 @@ def _bounds(args: argparse.Namespace) -> None:
         f"structures={instance.n_structures}; lam0={lam0:g} lam2={lam2:g} M={args.M:g}"
     )
     for key in ("bigm", "perspective", "spr", "mip"):
-        if key in result:
-            print(f"{key:>12}: {result[key]:.10g}   ({result['seconds'][key]:.3f} s)")
+        if key in result["seconds"]:
+            value = result[key]
+            shown = f"{value:.10g}" if value is not None else "not converged (time limit)"
+            print(f"{key:>12}: {shown}   ({result['seconds'][key]:.3f} s)")
+    note = "" if result["spr_converged"] else "  (not converged: certificate still valid)"
     print(
         f"{'spr dual':>12}: {result['spr_lower_bound']:.10g}   "
-        f"kept {result['spr_kept']}/{instance.n_structures} structures"
+        f"kept {result['spr_kept']}/{instance.n_structures} structures{note}"
     )
 
 
@@ -162,8 +184,14 @@ def _solve(args: argparse.Namespace) -> None:
     from sprkit.optim.mip import ExactSolver
 
     instance, lam0, lam2 = _checked_problem(args)
+    remaining = args.time_limit - (time.perf_counter() - args.started)
     result = ExactSolver(instance, args.M).solve(
-        lam0, lam2, tol=args.tol, time_limit=args.time_limit
+        lam0,
+        lam2,
+        tol=args.tol,
+        time_limit=max(remaining, 1e-3),
+        method=args.method,
+        branching=args.branching,
     )
     if args.json:
         print(json.dumps(result.as_dict()))
@@ -172,7 +200,7 @@ def _solve(args: argparse.Namespace) -> None:
         f"status    {result.status}\nobjective {result.objective:.10g}\n"
         f"bound     {result.bound:.10g}\ngap       {result.gap:.3g}\n"
         f"kept      {len(result.kept)}/{instance.n_structures}: {result.kept}\n"
-        f"seconds   {result.seconds:.3f} ({result.rounds} master solves, {len(result.cuts)} cuts)"
+        f"seconds   {result.seconds:.3f} ({result.method}, {result.nodes} nodes)"
     )
 
 
@@ -217,10 +245,12 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2, one line printed)
         return int(exc.code or 0)
+    args.started = started
     handlers = {
         "demo": _demo,
         "bounds": _bounds,

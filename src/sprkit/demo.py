@@ -23,6 +23,7 @@ from sprkit.instances.digits_mlp import pruned_network_accuracy  # noqa: E402
 from sprkit.optim.mip import ExactSolver  # noqa: E402
 from sprkit.optim.quadratic import least_squares_bound  # noqa: E402
 from sprkit.optim.relaxations import bigm_relaxation, perspective_relaxation  # noqa: E402
+from sprkit.optim.spr_route import SPRRoute  # noqa: E402
 
 TABLE_COLUMNS = [
     "lam",
@@ -62,6 +63,7 @@ def lambda_path_study(
     instance = digits_mlp_instance(hidden, seed=seed)
     M = least_squares_bound(instance, M_scale)
     exact = ExactSolver(instance, M)
+    route = SPRRoute(instance, M)
     models = {
         "bigm": bigm_relaxation(instance, M),
         "perspective": perspective_relaxation(instance, M),
@@ -69,14 +71,14 @@ def lambda_path_study(
     dense_W = np.vstack([instance.extras["output_weight"].T, instance.extras["output_bias"]])
     dense_accuracy = pruned_network_accuracy(instance, dense_W)
     rows = []
-    lam_max = exact.route.lam_max(alpha)
+    lam_max = route.lam_max(alpha)
     for lam in tqdm(lam_max * np.geomspace(1.0, 1e-2, points), desc="lambda path", unit="lam"):
         lam0, lam2 = resolve_lambdas(lam=lam, alpha=alpha)
         row = {"lam": lam, "lam0": lam0, "lam2": lam2, "M": M}
         for name, model in models.items():
             result = model.solve(lam0, lam2)
             row[name], row[f"{name}_seconds"] = result.value, result.seconds
-        spr = exact.route.solve(lam0, lam2)
+        spr = route.solve(lam0, lam2)
         mip = exact.solve(lam0, lam2, time_limit=mip_time_limit)
         spr_kept = set(instance.structure_ids[spr.kept].tolist())
         root_gap = mip.objective - row["bigm"]

@@ -17,16 +17,25 @@ gradients at w = 0 and on the boundaries between cases.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from sprkit.errors import ParameterError
 
 Array = Any  # numpy.ndarray or torch.Tensor
+
+
+def _is_tensor(value: Any) -> bool:
+    """Whether `value` is a torch tensor. torch is never imported here: if the caller has not
+    imported it, nothing it passes can be a tensor (keeps the optimization side torch-free)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
 Outside = Literal["train", "exact"]
 
 
@@ -83,14 +92,15 @@ def resolve_lambdas(
 
 
 def _check_M(M: Array) -> None:
-    values = M.detach().cpu().numpy() if isinstance(M, torch.Tensor) else np.asarray(M)
+    values = M.detach().cpu().numpy() if _is_tensor(M) else np.asarray(M)
     if not np.all(np.isfinite(values)) or np.any(values <= 0):
         raise ParameterError("M must be finite and > 0")
 
 
 def _like(reference: Array, value: Array) -> Array:
     """`value` as an array of the same backend, dtype and device as `reference`."""
-    if isinstance(reference, torch.Tensor):
+    if _is_tensor(reference):
+        torch = sys.modules["torch"]
         return torch.as_tensor(value, dtype=reference.dtype, device=reference.device)
     return np.asarray(value, dtype=np.float64)
 
@@ -116,8 +126,7 @@ def spr_from_reductions(
         raise ParameterError(f"outside must be 'train' or 'exact', got {outside!r}")
     if check_M:
         _check_M(M)
-    torch_mode = isinstance(sq_norm, torch.Tensor)
-    xp = torch if torch_mode else np
+    xp = sys.modules["torch"] if _is_tensor(sq_norm) else np
     M = _like(sq_norm, M)
     nonzero = sq_norm > 0
     one = _like(sq_norm, 1.0)
@@ -151,7 +160,7 @@ def spr_from_reductions(
 def _rows(W: Array) -> tuple[Array, Array]:
     if W.ndim != 2:
         raise ParameterError(f"W must be 2-D with one group per row, got shape {tuple(W.shape)}")
-    if isinstance(W, torch.Tensor):
+    if _is_tensor(W):
         return (W * W).sum(dim=1), W.abs().amax(dim=1)
     W = np.asarray(W, dtype=np.float64)
     return np.einsum("ij,ij->i", W, W), np.abs(W).max(axis=1, initial=0.0)
@@ -163,7 +172,8 @@ def group_reductions(values: Array, group_index: Array, n_groups: int) -> tuple[
     `values[k]` belongs to group `group_index[k]` in 0..n_groups-1 (segment reductions, no loop
     over groups). Groups with no entries get zeros.
     """
-    if isinstance(values, torch.Tensor):
+    if _is_tensor(values):
+        torch = sys.modules["torch"]
         index = torch.as_tensor(group_index, device=values.device, dtype=torch.long)
         sq_norm = values.new_zeros(n_groups).index_add(0, index, values * values)
         max_abs = values.new_zeros(n_groups).scatter_reduce(

@@ -81,23 +81,34 @@ def spr_prox_ragged(
     t_lam0 = step * lam0
     kw = dict(t_lam0=t_lam0, a=a, M_entry=M_entry)
 
-    slope_at_zero, _ = _slope(
-        np.zeros(n_groups), magnitude, index, n_groups, want_curvature=False, **kw
+    # g at y = 0 and y = 1 in one pass (groups stacked twice).
+    both, _ = _slope(
+        np.repeat(np.array([0.0, 1.0]), n_groups),
+        np.concatenate((magnitude, magnitude)),
+        np.concatenate((index, index + n_groups)),
+        2 * n_groups,
+        want_curvature=False,
+        t_lam0=t_lam0,
+        a=a,
+        M_entry=np.concatenate((M_entry, M_entry)),
     )
-    slope_at_one, _ = _slope(
-        np.ones(n_groups), magnitude, index, n_groups, want_curvature=False, **kw
-    )
+    slope_at_zero, slope_at_one = both[:n_groups], both[n_groups:]
     y = np.where(slope_at_one <= 0, 1.0, 0.0)
     active = (slope_at_zero < 0) & (slope_at_one > 0)
     if np.any(active):
-        # Start left of the root: the warm start if g < 0 there, else 0.
-        guess = np.zeros(n_groups) if y_start is None else np.clip(y_start, 0.0, 1.0)
-        slope_guess, _ = _slope(guess, magnitude, index, n_groups, want_curvature=False, **kw)
-        current = np.where(active & (slope_guess < 0), guess, 0.0)
-        for _ in range(_NEWTON_MAX_ITER):
+        # Newton from the warm start where g < 0 there (left of the root), else from 0.
+        current = np.zeros(n_groups) if y_start is None else np.clip(y_start, 0.0, 1.0)
+        for iteration in range(_NEWTON_MAX_ITER):
             slope, curvature = _slope(
                 current, magnitude, index, n_groups, want_curvature=True, **kw
             )
+            if iteration == 0:
+                right = active & (slope > 0)  # warm start right of the root: restart at 0
+                if np.any(right):
+                    current = np.where(right, 0.0, current)
+                    slope, curvature = _slope(
+                        current, magnitude, index, n_groups, want_curvature=True, **kw
+                    )
             newton = np.where(active & (slope < 0), -slope / np.maximum(curvature, 1e-300), 0.0)
             current = np.minimum(current + newton, 1.0)
             if np.max(newton) <= _NEWTON_STEP_TOL:

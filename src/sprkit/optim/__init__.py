@@ -1,22 +1,34 @@
-"""Optimization models over an instance: relaxations (cvxpy) and the SPR route."""
+"""Optimization models over an instance: relaxations (cvxpy), the SPR route, exact solvers."""
 
+from sprkit.optim.mip import METHODS, ExactSolver
+from sprkit.optim.problem import ScaledProblem, scale_problem, structure_bounds
 from sprkit.optim.quadratic import ReducedLeastSquares, compressed_least_squares
-from sprkit.optim.relaxations import (
-    RelaxationModel,
-    RelaxationResult,
-    bigm_relaxation,
-    perspective_relaxation,
-)
+from sprkit.optim.result import MIPResult
 from sprkit.optim.spr_route import SPRResult, SPRRoute, lambda_max
 
+_RELAXATIONS = ("RelaxationModel", "RelaxationResult", "bigm_relaxation", "perspective_relaxation")
+
 __all__ = [
+    "METHODS",
+    "ExactSolver",
+    "MIPResult",
     "ReducedLeastSquares",
-    "RelaxationModel",
-    "RelaxationResult",
+    "ScaledProblem",
     "SPRResult",
     "SPRRoute",
-    "bigm_relaxation",
     "compressed_least_squares",
     "lambda_max",
-    "perspective_relaxation",
+    "scale_problem",
+    "structure_bounds",
+    *_RELAXATIONS,
 ]
+
+
+def __getattr__(name: str):
+    # cvxpy is imported on first use of a relaxation model only (it is slow to import and the
+    # exact solvers do not need it).
+    if name in _RELAXATIONS:
+        from sprkit.optim import relaxations
+
+        return getattr(relaxations, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

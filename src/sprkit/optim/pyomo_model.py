@@ -1,26 +1,27 @@
-"""The structured-pruning MIQP as a Pyomo model, to inspect, extend or hand to any Pyomo solver.
+"""The structured-pruning MIQP as a Pyomo model: the one statement of the formulation, to
+inspect, extend or hand to any installed Pyomo MIQP solver (`--method pyomo:gurobi`, ...).
 
-    min  loss + lam2 sum_j l2_j + lam0 sum_j y_j
-    s.t. loss >= sum_{i,k} residual_ik^2 + const,   residual = A W - B   (compact loss, thin QR)
-         l2_j >= sum_{r in j, k} W_rk^2                                  (per-structure epigraph)
-         -M_j y_j <= W_rk <= M_j y_j  for rows r of structure j,  y_j binary,
+    min  sum_{i,k} residual_ik^2 + const + lam2 sum_{r penalized, k} W_rk^2 + lam0 sum_j y_j
+    s.t. residual = A W - B                       (compact loss: thin QR of X, at most d rows)
+         -M_j y_j <= W_rk <= M_j y_j  for rows r of structure j,   y_j binary,
 
-with free rows (group -1) unbounded and unpenalized. Optional y-space cuts from
-sprkit.optim.support (valid inequalities: objective >= constant - slopes . y) go into the
-ConstraintList `cuts`. HiGHS cannot take the quadratic constraints directly; sprkit's own
-exact solver (sprkit.optim.mip) works on the y-space projection of this model instead.
+with free rows (group -1) unbounded and unpenalized: a convex quadratic objective over linear
+constraints (an MIQP). Optional y-space cuts from sprkit.optim.support (valid inequalities:
+objective >= constant - slopes . y) go into the ConstraintList `cuts`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 import numpy as np
 import pyomo.environ as pyo
 
+from sprkit.errors import ParameterError
 from sprkit.instances.format import Instance
+from sprkit.optim.problem import structure_bounds
 from sprkit.optim.quadratic import compressed_least_squares
-from sprkit.optim.relaxations import structure_bounds
 from sprkit.optim.support import Cut
 
 
@@ -37,7 +38,6 @@ def build_pyomo_model(
     A, B, const = compressed_least_squares(instance)
     ids = [int(j) for j in instance.structure_ids]
     bound_of = dict(zip(ids, bounds, strict=True))
-    rows_of = {j: np.flatnonzero(instance.groups == j).tolist() for j in ids}
 
     model = pyo.ConcreteModel(name="sprkit structured-pruning MIQP")
     model.rows = pyo.RangeSet(0, instance.d - 1)
@@ -47,23 +47,15 @@ def build_pyomo_model(
     model.W = pyo.Var(model.rows, model.outputs)
     model.y = pyo.Var(model.structures, within=pyo.Binary)
     model.residual = pyo.Var(model.factor_rows, model.outputs)
-    model.loss = pyo.Var(within=pyo.NonNegativeReals)
-    model.l2 = pyo.Var(model.structures, within=pyo.NonNegativeReals)
 
     @model.Constraint(model.factor_rows, model.outputs)
     def residual_definition(m, i, k):
         terms = sum(float(A[i, r]) * m.W[r, k] for r in range(instance.d) if A[i, r] != 0)
         return m.residual[i, k] == terms - float(B[i, k])
 
-    model.loss_epigraph = pyo.Constraint(
-        expr=model.loss >= sum(v**2 for v in model.residual.values()) + const
-    )
-
-    @model.Constraint(model.structures)
-    def l2_epigraph(m, j):
-        return m.l2[j] >= sum(m.W[r, k] ** 2 for r in rows_of[j] for k in m.outputs)
-
-    penalized = [(r, k) for j in ids for r in rows_of[j] for k in range(instance.c)]
+    penalized = [
+        (r, k) for r in range(instance.d) if instance.groups[r] >= 0 for k in range(instance.c)
+    ]
     model.penalized = pyo.Set(initialize=penalized, dimen=2)
 
     @model.Constraint(model.penalized)
@@ -77,8 +69,9 @@ def build_pyomo_model(
         return -m.W[r, k] <= bound_of[j] * m.y[j]
 
     model.objective_value = pyo.Expression(
-        expr=model.loss
-        + lam2 * pyo.quicksum(model.l2.values())
+        expr=pyo.quicksum(v**2 for v in model.residual.values())
+        + const
+        + lam2 * pyo.quicksum(model.W[r, k] ** 2 for r, k in penalized)
         + lam0 * pyo.quicksum(model.y.values())
     )
     model.objective = pyo.Objective(expr=model.objective_value, sense=pyo.minimize)
@@ -95,3 +88,75 @@ def add_cut(model: pyo.ConcreteModel, cut: Cut) -> None:
         model.objective_value
         >= cut.constant - sum(float(s) * v for s, v in zip(cut.slopes, y, strict=True))
     )
+
+
+# Option names of the solvers whose time limit and gap sprkit knows how to set.
+_OPTIONS = {
+    "gurobi": {"time": "TimeLimit", "gap": "MIPGap", "abs_gap": "MIPGapAbs", "threads": None},
+    "scip": {"time": "limits/time", "gap": "limits/gap", "abs_gap": "limits/absgap"},
+    "cplex": {"time": "timelimit", "gap": "mip_tolerances_mipgap"},
+    "xpress": {"time": "maxtime", "gap": "miprelstop"},
+}
+
+
+def pyomo_solver(name: str):
+    """The Pyomo solver for `name`: its in-process interface (`<name>_direct`) when installed,
+    else the executable one; ParameterError naming the problem if neither is available."""
+    for candidate in (f"{name}_direct", name):
+        try:
+            solver = pyo.SolverFactory(candidate)
+            if solver is not None and solver.available(exception_flag=False):
+                return solver
+        except Exception:  # noqa: BLE001 - Pyomo plugins raise assorted errors when absent
+            continue
+    raise ParameterError(f"Pyomo solver {name!r} is not installed or not available")
+
+
+def solve_with_pyomo(
+    instance: Instance,
+    *,
+    lam0: float,
+    lam2: float,
+    M: float | np.ndarray,
+    solver: str,
+    tol: float,
+    time_limit: float,
+) -> dict:
+    """Hand the model to a Pyomo solver. Returns the solver's kept set, its proven lower bound
+    (in the instance's units), node count (None where the interface does not say), the
+    seconds of the solve call and of the model build."""
+    start = time.perf_counter()
+    opt = pyomo_solver(solver)
+    model = build_pyomo_model(instance, lam0=lam0, lam2=lam2, M=M)
+    built = time.perf_counter()
+    names = _OPTIONS.get(solver, {})
+    for key, value in (("time", time_limit), ("gap", tol), ("abs_gap", 0.0)):
+        if names.get(key):
+            opt.options[names[key]] = value
+    results = opt.solve(model, load_solutions=False, tee=False)
+    solved = time.perf_counter()
+    kept = None
+    if len(results.solution) > 0 or getattr(results.solver, "status", None) is not None:
+        try:
+            model.solutions.load_from(results)
+            kept = [
+                j for j in model.structures if (pyo.value(model.y[j], exception=False) or 0) > 0.5
+            ]
+        except Exception:  # noqa: BLE001 - no solution to load (time limit before any)
+            kept = None
+    bound = results.problem.lower_bound
+    solver_model = getattr(opt, "_solver_model", None)
+    nodes = None
+    for attribute in ("NodeCount", "getNNodes"):
+        value = getattr(solver_model, attribute, None)
+        if value is not None:
+            nodes = int(value() if callable(value) else value)
+            break
+    return {
+        "kept": kept,
+        "bound": float(bound) if bound is not None else -np.inf,
+        "nodes": nodes,
+        "termination": str(results.solver.termination_condition),
+        "solve_seconds": solved - built,
+        "build_seconds": built - start,
+    }

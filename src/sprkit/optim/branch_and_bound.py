@@ -1,0 +1,331 @@
+"""Branch and bound on the perspective relaxation (method `bnb` of ExactSolver).
+
+Works on a ScaledProblem (solver units). A node fixes structures to removed or kept; its bound
+is the certificate of its perspective relaxation (sprkit.optim.node_relaxation), computed
+warm-started from the parent and stopped as soon as it proves the node can be pruned. Search:
+best bound first, with plunges (the child the relaxation rounds to is processed next).
+Incumbents: the exact fixed-support fit of each relaxation's support, improved at the root by
+local search. At every node, valid deductions (docs/mip.md) shrink the subtree: reduced-cost
+fixing from the certificate's affine minorant, fixing from quadratic growth, and a smaller M
+per structure from the growth ellipsoid, which strengthens the children's bounds.
+
+A node is discarded only when its certified bound reaches the pruning level
+T = incumbent - tol/2 |incumbent|, so the search proves min(T, open bounds) as lower bound.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from sprkit.optim.local_search import local_search
+from sprkit.optim.node_relaxation import FREE, KEPT, REMOVED, NodeBound, NodeRelaxation
+from sprkit.optim.presolve import QuadraticGrowth
+from sprkit.optim.problem import ScaledProblem
+from sprkit.optim.support import SupportProblem, SupportSolution
+
+Branching = Literal["fractional", "pseudocost", "strong"]
+_NODE_ITERATIONS = 3000
+_ROOT_ITERATIONS = 20000
+_LOOSE_TOL = 1e-4
+_STRONG_CANDIDATES = 8
+_STRONG_ITERATIONS = 200
+_RELIABLE = 2  # pseudo-cost observations per direction before strong branching stops
+
+
+@dataclass(order=True)
+class _Node:
+    bound: float
+    order: int
+    state: np.ndarray = field(compare=False)
+    M: np.ndarray = field(compare=False)
+    warm: np.ndarray = field(compare=False)
+    depth: int = field(compare=False, default=0)
+    branch: tuple[int, int, float] | None = field(compare=False, default=None)
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """incumbent: best support found (exact fit, solver units); lower: proven lower bound;
+    nodes: node relaxations solved; complete: the tree was exhausted."""
+
+    incumbent: SupportSolution
+    lower: float
+    nodes: int
+    complete: bool
+    root_lower: float
+    fixed_at_root: int
+
+
+class _PseudoCosts:
+    """Average bound gain per unit change of y_j, per structure and direction."""
+
+    def __init__(self, n_groups: int) -> None:
+        self.sums = np.zeros((2, n_groups))
+        self.counts = np.zeros((2, n_groups))
+
+    def record(self, j: int, direction: int, gain: float, change: float) -> None:
+        self.sums[direction, j] += max(gain, 0.0) / max(change, 1e-6)
+        self.counts[direction, j] += 1
+
+    def estimates(self) -> np.ndarray:
+        seen = self.counts > 0
+        average = np.array(
+            [self.sums[d][seen[d]].sum() / max(self.counts[d][seen[d]].sum(), 1) for d in range(2)]
+        )
+        mean = np.where(seen, self.sums / np.maximum(self.counts, 1), average[:, None])
+        return np.where(mean > 0, mean, np.maximum(average[:, None], 1e-12))
+
+
+def _score(down: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """The product rule of branching scores (gains of the two children)."""
+    return np.maximum(down, 1e-12) * np.maximum(up, 1e-12)
+
+
+class BranchAndBound:
+    """One search per solve; `problem` fixes the data, lambdas and M (solver units)."""
+
+    def __init__(self, problem: ScaledProblem, *, branching: Branching = "pseudocost") -> None:
+        if branching not in ("fractional", "pseudocost", "strong"):
+            raise ValueError(f"unknown branching rule {branching!r}")
+        self.problem = problem
+        self.branching = branching
+        self.relaxation = NodeRelaxation(problem)
+        self.supports = SupportProblem(
+            problem.reduced, problem.row_structure, problem.M, lam0=problem.lam0, lam2=problem.lam2
+        )
+        groups = problem.n_groups
+        reduced = problem.reduced
+        self.growth = QuadraticGrowth.from_matrix(reduced.gram, problem.row_structure, groups)
+        self.ridge_growth = None
+        if self.growth is None and problem.lam2 > 0:
+            hessian = reduced.gram + problem.lam2 * np.eye(reduced.gram.shape[0])
+            self.ridge_growth = QuadraticGrowth.from_matrix(hessian, problem.row_structure, groups)
+            self.ridge_center = np.linalg.solve(hessian, reduced.cross)
+            self.ridge_minimum = reduced.const - float(np.sum(self.ridge_center * reduced.cross))
+        self.pseudocosts = _PseudoCosts(groups)
+        self.local_growth = True
+        self.incumbent: SupportSolution | None = None
+        self.nodes = 0
+
+    # -- incumbents ---------------------------------------------------------------------------
+
+    def _offer(self, support: np.ndarray) -> None:
+        solution = self.supports.solve(support)
+        if self.incumbent is None or solution.value < self.incumbent.value:
+            self.incumbent = solution
+
+    def _level(self, tol: float) -> float:
+        """Pruning level T: nodes certified at or above it cannot improve by more than tol/2."""
+        value = self.incumbent.value
+        return value - 0.5 * tol * abs(value)
+
+    # -- deductions ---------------------------------------------------------------------------
+
+    def _deduce(
+        self, state: np.ndarray, M: np.ndarray, bound: NodeBound, level: float
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Fixings and tightened M valid for every point of the node below `level`;
+        None if no such point exists."""
+        radius = level - bound.lower
+        if radius <= 0:
+            return None
+        state = state.copy()
+        free = state == FREE
+        slopes = bound.slopes
+        remove = free & (-slopes >= radius)
+        keep = free & (slopes >= radius)
+        growth, rows = self._node_growth(state)
+        if growth is not None:
+            center = bound.W_dual[rows]
+            keep |= free & growth.forced_kept(center, radius)
+            M = growth.tightened(M, center, radius)
+        if np.any(remove & keep):
+            return None
+        state[remove] = REMOVED
+        state[keep] = KEPT
+        return state, M
+
+    def _node_growth(self, state: np.ndarray) -> tuple[QuadraticGrowth | None, np.ndarray]:
+        """Growth of the Gram matrix restricted to the rows of the structures not removed
+        (better conditioned than the whole, so the ellipsoid is smaller)."""
+        problem = self.problem
+        rows = np.flatnonzero(state[problem.row_structure] != REMOVED)
+        if not self.local_growth or rows.size == problem.row_structure.size:
+            return self.growth, np.arange(problem.row_structure.size)
+        growth = QuadraticGrowth.from_matrix(
+            problem.reduced.gram[np.ix_(rows, rows)], problem.row_structure[rows], problem.n_groups
+        )
+        return growth, rows
+
+    def _root_deduce(self, state: np.ndarray, M: np.ndarray, level: float):
+        """Deductions from the ridge fit's growth, used when G itself is singular."""
+        if self.ridge_growth is None:
+            return state, M
+        radius = level - self.ridge_minimum - self.problem.lam0
+        M = self.ridge_growth.tightened(M, self.ridge_center, radius)
+        keep = (state == FREE) & self.ridge_growth.forced_kept(
+            self.ridge_center, level - self.ridge_minimum
+        )
+        state = state.copy()
+        state[keep] = KEPT
+        return state, M
+
+    # -- branching ----------------------------------------------------------------------------
+
+    def _choose(self, node: _Node, bound: NodeBound, state, M, tol, deadline) -> int:
+        free = np.flatnonzero(state == FREE)
+        y = bound.y[free]
+        fractional = np.minimum(y, 1.0 - y)
+        if self.branching == "fractional" or np.all(fractional <= 0):
+            return int(free[np.argmax(fractional)])
+        costs = self.pseudocosts.estimates()
+        scores = _score(costs[0, free] * y, costs[1, free] * (1.0 - y))
+        if self.branching == "strong":
+            unreliable = np.min(self.pseudocosts.counts[:, free], axis=0) < _RELIABLE
+            candidates = free[unreliable][np.argsort(-fractional[unreliable])[:_STRONG_CANDIDATES]]
+            level = self._level(tol)
+            for j in candidates:
+                gains = []
+                for direction, fix in ((0, REMOVED), (1, KEPT)):
+                    child = state.copy()
+                    child[j] = fix
+                    probe = self.relaxation.solve(
+                        child,
+                        M,
+                        bound.W,
+                        prune_at=level,
+                        tol=tol,
+                        loose_tol=_LOOSE_TOL,
+                        max_iter=_STRONG_ITERATIONS,
+                        deadline=deadline,
+                    )
+                    gain = probe.lower - bound.lower
+                    change = bound.y[j] if direction == 0 else 1.0 - bound.y[j]
+                    self.pseudocosts.record(int(j), direction, gain, change)
+                    gains.append(gain)
+                scores[np.flatnonzero(free == j)[0]] = _score(gains[0], gains[1]) * 1e6
+        return int(free[np.argmax(scores)])
+
+    # -- search -------------------------------------------------------------------------------
+
+    def run(self, *, tol: float, deadline: float) -> SearchOutcome:
+        problem = self.problem
+        groups = problem.n_groups
+        state = np.full(groups, FREE, dtype=np.int8)
+        M = problem.M.copy()
+        warm = np.zeros_like(problem.reduced.cross)
+        root = self.relaxation.solve(
+            state, M, warm, tol=min(tol, 1e-9) * 0.1, max_iter=_ROOT_ITERATIONS, deadline=deadline
+        )
+        self.nodes = 1
+        self._offer(root.nonzero)
+        self._offer(root.y >= 0.5)
+        self.incumbent = local_search(self.supports, self.incumbent, deadline)
+        root_lower = root.lower
+        # Root presolve: deduce, re-solve with the smaller M, until the bound stops moving.
+        state, M = self._root_deduce(state, M, self._level(tol))
+        for _ in range(8):
+            level = self._level(tol)
+            if root.lower >= level or time.perf_counter() >= deadline:
+                break
+            deduced = self._deduce(state, M, root, level)
+            if deduced is None:
+                break
+            new_state, new_M = deduced
+            if np.array_equal(new_state, state) and np.allclose(new_M, M, rtol=1e-3):
+                break
+            state, M = new_state, new_M
+            root = self.relaxation.solve(
+                state,
+                M,
+                root.W,
+                tol=min(tol, 1e-9) * 0.1,
+                max_iter=_ROOT_ITERATIONS,
+                deadline=deadline,
+            )
+            self.nodes += 1
+            root_lower = max(root_lower, root.lower)
+            self._offer(root.nonzero | (state == KEPT))
+        fixed_at_root = int(np.sum(state != FREE))
+        counter = itertools.count()
+        heap: list[_Node] = [_Node(root_lower, next(counter), state, M, root.W, 0)]
+        first = root
+        while heap and time.perf_counter() < deadline:
+            node = heapq.heappop(heap)
+            while node is not None:
+                if time.perf_counter() >= deadline:
+                    heapq.heappush(heap, node)
+                    break
+                level = self._level(tol)
+                if node.bound >= level:
+                    break
+                if first is not None:
+                    bound, first = first, None
+                else:
+                    bound = self.relaxation.solve(
+                        node.state,
+                        node.M,
+                        node.warm,
+                        prune_at=level,
+                        tol=tol * 0.01,
+                        loose_tol=_LOOSE_TOL,
+                        max_iter=_NODE_ITERATIONS,
+                        deadline=deadline,
+                    )
+                    self.nodes += 1
+                    if time.perf_counter() >= deadline and bound.lower < level:
+                        node.bound = max(node.bound, bound.lower)
+                        heapq.heappush(heap, node)
+                        break
+                if node.branch is not None:
+                    j, direction, change = node.branch
+                    self.pseudocosts.record(j, direction, bound.lower - node.bound, change)
+                node.bound = max(node.bound, bound.lower)
+                if node.bound >= level:
+                    break
+                self._offer(bound.nonzero | (node.state == KEPT))
+                level = self._level(tol)
+                deduced = self._deduce(node.state, node.M, bound, level)
+                if deduced is None:
+                    break
+                state, M = deduced
+                if not np.any(state == FREE):
+                    self._offer(state == KEPT)
+                    break
+                j = self._choose(node, bound, state, M, tol, deadline)
+                children = []
+                for direction, fix in enumerate((REMOVED, KEPT)):
+                    child_state = state.copy()
+                    child_state[j] = fix
+                    change = bound.y[j] if fix == REMOVED else 1.0 - bound.y[j]
+                    children.append(
+                        _Node(
+                            node.bound,
+                            next(counter),
+                            child_state,
+                            M,
+                            bound.W,
+                            node.depth + 1,
+                            (j, direction, float(change)),
+                        )
+                    )
+                dive = 1 if bound.y[j] >= 0.5 else 0
+                heapq.heappush(heap, children[1 - dive])
+                node = children[dive]
+        level = self._level(tol)
+        open_bound = min((n.bound for n in heap), default=np.inf)
+        lower = min(open_bound, level)
+        return SearchOutcome(
+            incumbent=self.incumbent,
+            lower=min(lower, self.incumbent.value),
+            nodes=self.nodes,
+            complete=not heap,
+            root_lower=root_lower,
+            fixed_at_root=fixed_at_root,
+        )

@@ -1,0 +1,103 @@
+"""The MIP of one instance in solver units: the least-squares reduction, scaled (reduce/restore).
+
+The exact solvers work on the quadratic of the penalized rows (free rows minimized out, see
+ReducedLeastSquares) in units where the objective at W = 0 is 1 and the mean diagonal of the
+Gram matrix is 1. With W = w_scale * W', dividing the objective by f_scale:
+
+    gram' = w_scale^2 gram / f_scale,  cross' = w_scale cross / f_scale,  const' = const / f_scale
+    lam2' = lam2 w_scale^2 / f_scale,  lam0' = lam0 / f_scale,           M' = M / w_scale,
+
+an exact equivalence (same minimizers, objectives in a fixed ratio, the same relative gaps), so
+no tolerance or step of the solver depends on the units of X and Y.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from sprkit.errors import ParameterError
+from sprkit.instances.format import Instance
+from sprkit.optim.quadratic import ReducedLeastSquares
+
+
+def structure_bounds(instance: Instance, M: float | np.ndarray) -> np.ndarray:
+    """M as one positive value per structure (accepts a scalar)."""
+    values = np.asarray(M, dtype=np.float64)
+    if values.ndim == 0:
+        values = np.full(instance.n_structures, float(values))
+    if values.shape != (instance.n_structures,):
+        raise ParameterError(
+            f"M must be a scalar or have one value per structure ({instance.n_structures}), "
+            f"got shape {values.shape}"
+        )
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise ParameterError("M must be finite and > 0")
+    return values
+
+
+@dataclass(frozen=True)
+class ScaledProblem:
+    """min <W, G W> - 2 <W, B> + const + sum_j (lam2 ||w_j||^2 + lam0) [w_j != 0],
+    |w_jk| <= M_j, in solver units (module docstring); `reduced` holds G, B, const there.
+
+    row_structure: structure position (0..G-1) of each penalized row.
+    """
+
+    reduced: ReducedLeastSquares
+    row_structure: np.ndarray
+    lam0: float
+    lam2: float
+    M: np.ndarray
+    w_scale: float
+    f_scale: float
+
+    @property
+    def n_groups(self) -> int:
+        return self.M.size
+
+    @property
+    def entry_group(self) -> np.ndarray:
+        """Structure position of each entry of W_P flattened row-major."""
+        return np.repeat(self.row_structure, self.reduced.cross.shape[1])
+
+    def with_lambdas(self, lam0: float, lam2: float) -> ScaledProblem:
+        """The same data and M with other penalties (given in the instance's units)."""
+        return replace(self, lam0=lam0 / self.f_scale, lam2=lam2 * self.w_scale**2 / self.f_scale)
+
+    def restore_weights(self, W_P: np.ndarray) -> np.ndarray:
+        """Penalized rows in the instance's units."""
+        return W_P * self.w_scale
+
+    def restore_objective(self, value: float) -> float:
+        return value * self.f_scale
+
+
+def scale_problem(
+    reduced: ReducedLeastSquares,
+    row_structure: np.ndarray,
+    M: np.ndarray,
+    *,
+    lam0: float,
+    lam2: float,
+) -> ScaledProblem:
+    """The reduced quadratic of an instance in solver units (module docstring)."""
+    mean_diagonal = float(np.mean(np.diag(reduced.gram))) if reduced.gram.size else 0.0
+    w_scale = 1.0 / np.sqrt(mean_diagonal) if mean_diagonal > 0 else 1.0
+    f_scale = reduced.const if reduced.const > 0 else 1.0
+    scaled = replace(
+        reduced,
+        gram=reduced.gram * (w_scale**2 / f_scale),
+        cross=reduced.cross * (w_scale / f_scale),
+        const=reduced.const / f_scale,
+    )
+    return ScaledProblem(
+        reduced=scaled,
+        row_structure=row_structure,
+        lam0=lam0 / f_scale,
+        lam2=lam2 * w_scale**2 / f_scale,
+        M=np.asarray(M, dtype=np.float64) / w_scale,
+        w_scale=w_scale,
+        f_scale=f_scale,
+    )

@@ -1,0 +1,50 @@
+"""The result of an exact solve, the same fields whichever method produced it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sprkit.optim.support import Cut
+
+OPTIMAL = "optimal"  # relative gap <= tol
+TIME_LIMIT = "time_limit"  # stopped at the time limit with the best incumbent and bound
+STALLED = "stalled"  # the method cannot close the gap further (numerical tolerance reached)
+
+
+def relative_gap(objective: float, bound: float) -> float:
+    """(objective - bound) / |objective|, 0 when the bound reaches the objective."""
+    return float(max(objective - bound, 0.0) / max(abs(objective), 1e-300))
+
+
+@dataclass(frozen=True)
+class MIPResult:
+    """A certified result: `objective` of the incumbent (W, kept) recomputed from the data,
+    `bound` a proven lower bound (never above the objective), gap = (objective - bound) /
+    |objective|, `status` optimal only if gap <= tol. `nodes`: branch-and-bound nodes (for
+    `oa`, HiGHS's master nodes summed), None if the solver does not report them; `cuts`: the
+    y-space cuts of `oa` (valid inequalities for the Pyomo model), empty otherwise."""
+
+    status: str
+    objective: float
+    bound: float
+    gap: float
+    kept: list[int]
+    W: np.ndarray
+    seconds: float
+    nodes: int | None
+    method: str
+    cuts: tuple[Cut, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {
+            "status": self.status,
+            "objective": self.objective,
+            "bound": self.bound,
+            "gap": self.gap,
+            "kept": self.kept,
+            "seconds": self.seconds,
+            "nodes": self.nodes,
+            "method": self.method,
+        }

@@ -25,13 +25,13 @@ import numpy as np
 
 from sprkit.optim.local_search import local_search
 from sprkit.optim.node_relaxation import FREE, KEPT, REMOVED, NodeBound, NodeRelaxation
-from sprkit.optim.presolve import QuadraticGrowth
+from sprkit.optim.presolve import QuadraticGrowth, reduced_cost_fixings
 from sprkit.optim.problem import ScaledProblem
 from sprkit.optim.support import SupportProblem, SupportSolution
 
 Branching = Literal["fractional", "pseudocost", "strong"]
 _NODE_ITERATIONS = 3000
-_ROOT_ITERATIONS = 20000
+_ROOT_ITERATIONS = 5000
 _LOOSE_TOL = 1e-4
 _STRONG_CANDIDATES = 8
 _STRONG_ITERATIONS = 200
@@ -102,12 +102,19 @@ class BranchAndBound:
         groups = problem.n_groups
         reduced = problem.reduced
         self.growth = QuadraticGrowth.from_matrix(reduced.gram, problem.row_structure, groups)
-        self.ridge_growth = None
-        if self.growth is None and problem.lam2 > 0:
+        # Unconstrained fits and their growth: the loss alone (matrix G) and loss + ridge
+        # (G + lam2 I); the MIP objective is at least fit minimum + growth (+ lam0 if w_j != 0).
+        self.fits: list[tuple[QuadraticGrowth, np.ndarray, float]] = []
+        matrices = [(self.growth, reduced.gram)]
+        if problem.lam2 > 0:
             hessian = reduced.gram + problem.lam2 * np.eye(reduced.gram.shape[0])
-            self.ridge_growth = QuadraticGrowth.from_matrix(hessian, problem.row_structure, groups)
-            self.ridge_center = np.linalg.solve(hessian, reduced.cross)
-            self.ridge_minimum = reduced.const - float(np.sum(self.ridge_center * reduced.cross))
+            growth = QuadraticGrowth.from_matrix(hessian, problem.row_structure, groups)
+            matrices.append((growth, hessian))
+        for growth, matrix in matrices:
+            if growth is not None:
+                center = np.linalg.solve(matrix, reduced.cross)
+                minimum = reduced.const - float(np.sum(center * reduced.cross))
+                self.fits.append((growth, center, minimum))
         self.pseudocosts = _PseudoCosts(groups)
         self.local_growth = True
         self.incumbent: SupportSolution | None = None
@@ -137,9 +144,7 @@ class BranchAndBound:
             return None
         state = state.copy()
         free = state == FREE
-        slopes = bound.slopes
-        remove = free & (-slopes >= radius)
-        keep = free & (slopes >= radius)
+        remove, keep = reduced_cost_fixings(bound.slopes, free, radius)
         growth, rows = self._node_growth(state)
         if growth is not None:
             center = bound.W_dual[rows]
@@ -163,17 +168,13 @@ class BranchAndBound:
         )
         return growth, rows
 
-    def _root_deduce(self, state: np.ndarray, M: np.ndarray, level: float):
-        """Deductions from the ridge fit's growth, used when G itself is singular."""
-        if self.ridge_growth is None:
-            return state, M
-        radius = level - self.ridge_minimum - self.problem.lam0
-        M = self.ridge_growth.tightened(M, self.ridge_center, radius)
-        keep = (state == FREE) & self.ridge_growth.forced_kept(
-            self.ridge_center, level - self.ridge_minimum
-        )
+    def _presolve(self, state: np.ndarray, M: np.ndarray, level: float):
+        """Deductions from the unconstrained fits' growth, before any relaxation is solved."""
         state = state.copy()
-        state[keep] = KEPT
+        for growth, center, minimum in self.fits:
+            M = growth.tightened(M, center, level - minimum - self.problem.lam0)
+            keep = (state == FREE) & growth.forced_kept(center, level - minimum)
+            state[keep] = KEPT
         return state, M
 
     # -- branching ----------------------------------------------------------------------------
@@ -220,16 +221,18 @@ class BranchAndBound:
         state = np.full(groups, FREE, dtype=np.int8)
         M = problem.M.copy()
         warm = np.zeros_like(problem.reduced.cross)
+        self._offer(np.zeros(groups, dtype=bool))
+        self._offer(np.ones(groups, dtype=bool))
+        state, M = self._presolve(state, M, self._level(tol))
         root = self.relaxation.solve(
-            state, M, warm, tol=min(tol, 1e-9) * 0.1, max_iter=_ROOT_ITERATIONS, deadline=deadline
+            state, M, warm, tol=tol * 0.01, max_iter=_ROOT_ITERATIONS, deadline=deadline
         )
         self.nodes = 1
-        self._offer(root.nonzero)
-        self._offer(root.y >= 0.5)
+        self._offer(root.nonzero | (state == KEPT))
+        self._offer((root.y >= 0.5) | (state == KEPT))
         self.incumbent = local_search(self.supports, self.incumbent, deadline)
         root_lower = root.lower
         # Root presolve: deduce, re-solve with the smaller M, until the bound stops moving.
-        state, M = self._root_deduce(state, M, self._level(tol))
         for _ in range(8):
             level = self._level(tol)
             if root.lower >= level or time.perf_counter() >= deadline:
@@ -245,7 +248,7 @@ class BranchAndBound:
                 state,
                 M,
                 root.W,
-                tol=min(tol, 1e-9) * 0.1,
+                tol=tol * 0.01,
                 max_iter=_ROOT_ITERATIONS,
                 deadline=deadline,
             )

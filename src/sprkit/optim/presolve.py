@@ -1,6 +1,12 @@
-"""Valid bound tightening and fixings from quadratic growth (docs/mip.md, "Presolve").
+"""Valid fixings and bound tightening for the branch and bound (docs/mip.md, "Deductions").
 
-For a convex objective whose smooth part is the quadratic <W, Q W> + ..., any point W_bar and
+Reduced-cost fixing. A certificate D at a node comes with an affine minorant of the MIP
+objective over the node, y -> C - sum_j s_j y_j, whose minimum over the node's y-box is D. For
+a free structure j, every point with y_j = 1 has objective >= D + max(0, -s_j) and every point
+with y_j = 0 has objective >= D + max(0, s_j); if that reaches the level T, the other value is
+forced.
+
+Quadratic growth. For a convex objective whose smooth part is the quadratic <W, Q W> + ..., any point W_bar and
 any lower bound D certified at W_bar give
 
     objective(W) >= D + <W - W_bar, Q (W - W_bar)>        for every W of the region,
@@ -20,6 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 
 _SINGULAR = 1e-10  # relative smallest eigenvalue under which Q counts as singular
+
+
+def reduced_cost_fixings(
+    slopes: np.ndarray, free: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(removed, kept): free structures forced to 0 or to 1 below the level D + radius."""
+    return free & (-slopes >= radius), free & (slopes >= radius)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,200 @@
+"""Branch and bound: agreement with SCIP on the hard regime, valid deductions (brute force),
+scaling invariance, time limits."""
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from reference import scip_miqp
+
+from sprkit.instances import hard_case, make_instance, save_instance, synthetic_instance
+from sprkit.optim.mip import OPTIMAL, TIME_LIMIT, ExactSolver
+from sprkit.optim.node_relaxation import FREE, KEPT, REMOVED, NodeRelaxation
+from sprkit.optim.presolve import QuadraticGrowth, reduced_cost_fixings
+from sprkit.optim.problem import scale_problem, structure_bounds
+from sprkit.optim.quadratic import ReducedLeastSquares
+from sprkit.optim.support import SupportProblem
+
+
+def _hard(seed: int, structures: int):
+    """A random instance of the hard regime (AR(1) design, low SNR, mostly weak ridge)."""
+    rng = np.random.default_rng(1000 + seed)
+    return hard_case(
+        structures,
+        correlation=float(rng.choice([0.0, 0.5, 0.8])),
+        snr=float(rng.choice([1.0, 2.0, 5.0])),
+        lam2=float(rng.choice([0.0005, 0.002, 0.01, 0.05])),
+        keep_fraction=float(rng.uniform(0.1, 0.9)),
+        c=int(rng.choice([1, 2, 3])),
+        rows_per_group=int(rng.choice([1, 2])),
+        seed=seed,
+    )
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_hard_regime_agrees_with_scip(seed):
+    case = _hard(seed, 12 + seed % 4)
+    result = ExactSolver(case.instance, case.M).solve(case.lam0, case.lam2, method="bnb")
+    scip_objective, scip_kept = scip_miqp(case.instance, case.lam0, case.lam2, case.M)
+    assert result.status == OPTIMAL and result.gap <= 1e-6
+    assert result.objective == pytest.approx(scip_objective, rel=1e-6)
+    if result.kept != scip_kept:  # only an exact tie may keep other structures
+        assert abs(result.objective - scip_objective) <= 1e-9 * abs(scip_objective)
+    # The certified bound is below the optimum SCIP found (up to its feasibility tolerance).
+    assert result.bound <= scip_objective * (1 + 1e-7)
+    assert result.bound <= result.objective
+
+
+def _enumerate(case, state=None):
+    """Scaled problem, exact fits of every support consistent with `state` (brute force)."""
+    instance = case.instance
+    reduced = ReducedLeastSquares.from_instance(instance)
+    row_structure = instance.row_structure[reduced.penalized_rows]
+    problem = scale_problem(
+        reduced,
+        row_structure,
+        structure_bounds(instance, case.M),
+        lam0=case.lam0,
+        lam2=case.lam2,
+    )
+    supports = SupportProblem(
+        problem.reduced, row_structure, problem.M, lam0=problem.lam0, lam2=problem.lam2
+    )
+    G = instance.n_structures
+    state = np.full(G, FREE, dtype=np.int8) if state is None else state
+    solutions = []
+    for bits in itertools.product([False, True], repeat=G):
+        support = np.array(bits)
+        if np.any(support[state == REMOVED]) or not np.all(support[state == KEPT]):
+            continue
+        solutions.append(supports.solve(support))
+    return problem, solutions
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_deduction_keeps_every_support_below_the_level(seed):
+    """Reduced-cost fixing, growth fixing and M tightening, at the root and at a node, from an
+    inexact relaxation (stopped early), checked against all supports by enumeration."""
+    case = _hard(seed, 7)
+    G = case.instance.n_structures
+    rng = np.random.default_rng(seed)
+    node_state = np.full(G, FREE, dtype=np.int8)
+    node_state[rng.choice(G, 2, replace=False)] = [REMOVED, KEPT]
+    for state in (np.full(G, FREE, dtype=np.int8), node_state):
+        problem, solutions = _enumerate(case, state)
+        best = min(s.value for s in solutions)
+        level = best * 1.01  # every support within 1% of the node's optimum must survive
+        below = [s for s in solutions if s.value < level]
+        bound = NodeRelaxation(problem).solve(
+            state, problem.M, np.zeros_like(problem.reduced.cross), tol=1e-3, max_iter=30
+        )
+        assert bound.lower <= best * (1 + 1e-9)
+        radius = level - bound.lower
+        removed, kept = reduced_cost_fixings(bound.slopes, state == FREE, radius)
+        rows = np.flatnonzero(state[problem.row_structure] != REMOVED)
+        growth = QuadraticGrowth.from_matrix(
+            problem.reduced.gram[np.ix_(rows, rows)], problem.row_structure[rows], G
+        )
+        center = bound.W_dual[rows]
+        M = growth.tightened(problem.M, center, radius)
+        forced = growth.forced_kept(center, radius) & (state == FREE)
+        for solution in below:
+            assert not np.any(solution.support & removed)
+            assert np.all(solution.support[kept | forced])
+            largest = np.zeros(G)
+            np.maximum.at(largest, problem.row_structure, np.abs(solution.W_P).max(axis=1))
+            assert np.all(largest <= M * (1 + 1e-9) + 1e-12)
+
+
+def test_fit_growth_bounds_every_support_below_the_level():
+    """The presolve before any relaxation: ellipsoids of the unconstrained fits."""
+    case = _hard(3, 7)
+    problem, solutions = _enumerate(case)
+    G = problem.n_groups
+    level = min(s.value for s in solutions) * 1.02
+    hessian = problem.reduced.gram + problem.lam2 * np.eye(problem.reduced.gram.shape[0])
+    for matrix in (problem.reduced.gram, hessian):
+        growth = QuadraticGrowth.from_matrix(matrix, problem.row_structure, G)
+        center = np.linalg.solve(matrix, problem.reduced.cross)
+        minimum = problem.reduced.const - float(np.sum(center * problem.reduced.cross))
+        M = growth.tightened(problem.M, center, level - minimum - problem.lam0)
+        forced = growth.forced_kept(center, level - minimum)
+        for solution in (s for s in solutions if s.value < level):
+            assert np.all(solution.support[forced])
+            largest = np.zeros(G)
+            np.maximum.at(largest, problem.row_structure, np.abs(solution.W_P).max(axis=1))
+            kept = solution.support
+            assert np.all(largest[kept] <= M[kept] * (1 + 1e-9) + 1e-12)
+
+
+@pytest.mark.parametrize("method", ["bnb", "oa"])
+def test_units_do_not_change_the_answer(method):
+    """The same MIP in other units (X x 1e4, Y x 1e-3; lam0, lam2, M transformed)."""
+    settings = dict(correlation=0.5, snr=2.0, lam2=0.002, keep_fraction=0.5, c=2, seed=5)
+    base = hard_case(10, **settings)
+    scaled = hard_case(10, **settings, x_scale=1e4, y_scale=1e-3)
+    ours = ExactSolver(base.instance, base.M).solve(base.lam0, base.lam2, method=method)
+    other = ExactSolver(scaled.instance, scaled.M).solve(scaled.lam0, scaled.lam2, method=method)
+    assert ours.status == other.status == OPTIMAL
+    assert other.kept == ours.kept
+    assert other.objective == pytest.approx(ours.objective * 1e-6, rel=1e-6)
+    assert other.W[base.instance.groups >= 0] == pytest.approx(
+        ours.W[base.instance.groups >= 0] * 1e-7, rel=1e-5, abs=1e-12
+    )
+
+
+def test_badly_scaled_small_instance_is_certified_like_brute_force():
+    """X times 1e6 with M left at 4 (M far too loose in these units): the search tightens it."""
+    for seed in range(3):
+        base = synthetic_instance(5, rows_per_group=2, n=60, c=2, support=2, noise=0.5, seed=seed)
+        instance = make_instance(base.X * 1e6, base.Y, base.groups)
+        case = type("Case", (), {"instance": instance, "lam0": 0.02, "lam2": 0.005, "M": 4.0})
+        problem, solutions = _enumerate(case)
+        best = min(solutions, key=lambda s: s.value)
+        result = ExactSolver(instance, 4.0).solve(0.02, 0.005, time_limit=30)
+        assert result.status == OPTIMAL
+        assert result.objective == pytest.approx(problem.restore_objective(best.value), rel=1e-6)
+        assert result.kept == np.flatnonzero(best.support).tolist()
+
+
+def _run_cli(args, timeout):
+    start = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-m", "sprkit.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+    return completed, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("method", ["bnb", "oa"])
+def test_time_limit_is_honoured_on_a_hard_instance(tmp_path, method):
+    case = hard_case(
+        120, correlation=0.8, snr=1.0, lam2=0.001, keep_fraction=0.4, c=3, rows_per_group=2
+    )
+    path = save_instance(tmp_path / "hard.npz", case.instance)
+    args = ["solve", str(path), "--lam0", repr(case.lam0), "--lam2", repr(case.lam2)]
+    args += ["--M", "4", "--time-limit", "1", "--json", "--method", method]
+    completed, seconds = _run_cli(args, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert result["status"] == TIME_LIMIT and result["gap"] > 1e-6
+    assert result["bound"] <= result["objective"] and result["nodes"] >= 1
+    assert seconds < 1 + 4  # the limit plus imports and start-up, generously
+
+
+def test_bounds_time_limit_says_what_did_not_converge(tmp_path):
+    base = synthetic_instance(150, rows_per_group=2, n=400, c=3, support=40, seed=1)
+    instance = make_instance(base.X * 1e6, base.Y, base.groups)
+    path = save_instance(tmp_path / "scaled.npz", instance)
+    args = ["bounds", str(path), "--lam0", "0.02", "--lam2", "0.005", "--M", "4"]
+    completed, seconds = _run_cli([*args, "--time-limit", "0.5", "--json"], timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert result["spr_lower_bound"] <= result["spr"]
+    assert seconds < 0.5 + 6
+    if not result["spr_converged"]:
+        text, _ = _run_cli([*args, "--time-limit", "0.5"], timeout=60)
+        assert "not converged" in text.stdout

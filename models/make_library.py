@@ -1,21 +1,31 @@
-"""Rebuild the instance library: instances, certified optima (sprkit), SCIP cross-check.
+"""Rebuild the instance library: instances, certified optima (sprkit), independent check.
 
-    .venv/bin/python models/make_library.py
+    .venv/bin/python models/make_library.py [--only NAME ...]
 
-Writes models/<name>.npz and models/<name>__<k>.sol for the settings below. SCIP (pyscipopt,
-the `scip` extra) re-solves each MIQP; a disagreement beyond 1e-6 relative or a different kept
-set stops the script before anything is written for that instance.
+Writes models/<name>.npz and models/<name>__<k>.sol for the settings below. Each optimum is
+certified by sprkit's branch and bound at relative gap 1e-9, then re-solved by SCIP on sprkit's
+Pyomo model (`pyomo:scip`, pyscipopt: the `scip` extra), an independent branch and bound on the
+MIQP; a disagreement beyond 1e-6 relative or a different kept set stops the script before
+anything is written for that instance.
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from sprkit import __version__
-from sprkit.instances import digits_mlp_instance, save_instance, synthetic_instance
+from sprkit.instances import hard_case, save_instance, synthetic_instance
+from sprkit.instances.digits_mlp import digits_mlp_instance
 from sprkit.instances.solutions import SolutionRecord, write_solution
 from sprkit.optim.mip import ExactSolver
-from sprkit.optim.scip_reference import scip_solve
+
+
+def _hard(**spec):
+    """(instance, [(lam0, lam2, M)]) of the hard regime (AR(1), weak ridge)."""
+    case = hard_case(**spec)
+    return lambda: case.instance, [(case.lam0, case.lam2, case.M)]
+
 
 HERE = Path(__file__).resolve().parent
 LIBRARY = {
@@ -34,22 +44,56 @@ LIBRARY = {
         [(0.1, 0.1, 2.0)],
     ),
     "digits_h8": (lambda: digits_mlp_instance(8, seed=0), [(5.0, 1.0, 20.0), (1.0, 0.5, 20.0)]),
+    # The hard regime: correlated AR(1) designs, low signal-to-noise, weak ridge.
+    "hard_g14_ar08_c2_r2": _hard(
+        structures=14,
+        correlation=0.8,
+        snr=1.0,
+        lam2=0.001,
+        keep_fraction=0.5,
+        c=2,
+        rows_per_group=2,
+        seed=11,
+    ),
+    "hard_g16_ar05_c1": _hard(
+        structures=16, correlation=0.5, snr=2.0, lam2=0.0005, keep_fraction=0.3, c=1, seed=12
+    ),
+    "hard_g15_ar0_c3": _hard(
+        structures=15, correlation=0.0, snr=1.0, lam2=0.002, keep_fraction=0.7, c=3, seed=13
+    ),
+    "hard_g12_ar08_scaled": _hard(
+        structures=12,
+        correlation=0.8,
+        snr=5.0,
+        lam2=0.001,
+        keep_fraction=0.4,
+        c=2,
+        rows_per_group=2,
+        x_scale=1e3,
+        y_scale=1e-2,
+        seed=14,
+    ),
 }
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", default=None, help="names to rebuild")
+    args = parser.parse_args()
     for name, (make, settings) in LIBRARY.items():
+        if args.only and name not in args.only:
+            continue
         instance = make()
         records = []
         for lam0, lam2, M in settings:
-            result = ExactSolver(instance, M).solve(lam0, lam2, tol=1e-9)
-            scip = scip_solve(instance, lam0, lam2, M, limit=600.0, gap=1e-9)
-            scip_objective, scip_kept = scip["scip_objective"], scip["scip_kept"]
-            agree = abs(result.objective - scip_objective) <= 1e-6 * abs(result.objective)
-            if result.status != "optimal" or not agree or scip_kept != result.kept:
+            solver = ExactSolver(instance, M)
+            result = solver.solve(lam0, lam2, tol=1e-9, method="bnb")
+            scip = solver.solve(lam0, lam2, tol=1e-9, time_limit=600.0, method="pyomo:scip")
+            agree = abs(result.objective - scip.objective) <= 1e-6 * abs(result.objective)
+            if result.status != "optimal" or not agree or scip.kept != result.kept:
                 raise SystemExit(
                     f"{name} {lam0} {lam2} {M}: sprkit {result.objective} "
-                    f"{result.kept} vs SCIP {scip_objective} {scip_kept}"
+                    f"{result.kept} vs SCIP {scip.objective} {scip.kept}"
                 )
             records.append(
                 SolutionRecord(
@@ -60,7 +104,7 @@ def main() -> None:
                     result.objective,
                     result.bound,
                     result.kept,
-                    f"scip {scip_objective!r}",
+                    f"scip {scip.objective!r}",
                 )
             )
         save_instance(HERE / f"{name}.npz", instance)
@@ -68,9 +112,9 @@ def main() -> None:
             write_solution(
                 HERE / f"{name}__{k}.sol",
                 record,
-                header=f"sprkit {__version__} certified optimum (gap <= 1e-9)",
+                header=f"sprkit {__version__} certified optimum (branch and bound, gap <= 1e-9)",
             )
-        print(f"{name}: {len(records)} solution(s)")
+        print(f"{name}: {len(records)} solution(s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,5 +13,9 @@ class InstanceError(SprkitInputError):
     """An instance file is missing, unreadable or inconsistent."""
 
 
+class SolverError(SprkitInputError):
+    """An external solver refused or failed on the model (e.g. a size-limited licence)."""
+
+
 class TrainingError(RuntimeError):
     """A training run that cannot go on (for example a non-finite loss)."""

@@ -29,13 +29,16 @@ from sprkit.optim.presolve import QuadraticGrowth, reduced_cost_fixings
 from sprkit.optim.problem import ScaledProblem
 from sprkit.optim.support import SupportProblem, SupportSolution
 
+# Branching rules: the most fractional y_j; pseudo-costs (average bound gain per unit of
+# y_j moved, learned from the children solved, product score); strong branching near the root
+# (both children of the most fractional candidates solved briefly), pseudo-costs below.
 Branching = Literal["fractional", "pseudocost", "strong"]
 _NODE_ITERATIONS = 3000
 _ROOT_ITERATIONS = 5000
 _LOOSE_TOL = 1e-4
 _STRONG_CANDIDATES = 8
 _STRONG_ITERATIONS = 200
-_RELIABLE = 2  # pseudo-cost observations per direction before strong branching stops
+_STRONG_DEPTH = 4  # strong branching at depths 0..4, pseudo-costs (seeded by it) below
 
 
 @dataclass(order=True)
@@ -185,33 +188,40 @@ class BranchAndBound:
         fractional = np.minimum(y, 1.0 - y)
         if self.branching == "fractional" or np.all(fractional <= 0):
             return int(free[np.argmax(fractional)])
+        if self.branching == "strong" and node.depth <= _STRONG_DEPTH:
+            return self._strong(
+                free[np.argsort(-fractional)[:_STRONG_CANDIDATES]], bound, state, M, tol, deadline
+            )
         costs = self.pseudocosts.estimates()
-        scores = _score(costs[0, free] * y, costs[1, free] * (1.0 - y))
-        if self.branching == "strong":
-            unreliable = np.min(self.pseudocosts.counts[:, free], axis=0) < _RELIABLE
-            candidates = free[unreliable][np.argsort(-fractional[unreliable])[:_STRONG_CANDIDATES]]
-            level = self._level(tol)
-            for j in candidates:
-                gains = []
-                for direction, fix in ((0, REMOVED), (1, KEPT)):
-                    child = state.copy()
-                    child[j] = fix
-                    probe = self.relaxation.solve(
-                        child,
-                        M,
-                        bound.W,
-                        prune_at=level,
-                        tol=tol,
-                        loose_tol=_LOOSE_TOL,
-                        max_iter=_STRONG_ITERATIONS,
-                        deadline=deadline,
-                    )
-                    gain = probe.lower - bound.lower
-                    change = bound.y[j] if direction == 0 else 1.0 - bound.y[j]
-                    self.pseudocosts.record(int(j), direction, gain, change)
-                    gains.append(gain)
-                scores[np.flatnonzero(free == j)[0]] = _score(gains[0], gains[1]) * 1e6
-        return int(free[np.argmax(scores)])
+        return int(free[np.argmax(_score(costs[0, free] * y, costs[1, free] * (1.0 - y)))])
+
+    def _strong(self, candidates, bound: NodeBound, state, M, tol, deadline) -> int:
+        """The candidate whose two children (solved briefly) raise the bound most (product)."""
+        level = self._level(tol)
+        best, best_score = int(candidates[0]), -np.inf
+        for j in candidates:
+            gains = []
+            for direction, fix in ((0, REMOVED), (1, KEPT)):
+                child = state.copy()
+                child[j] = fix
+                probe = self.relaxation.solve(
+                    child,
+                    M,
+                    bound.W,
+                    prune_at=level,
+                    tol=tol,
+                    loose_tol=_LOOSE_TOL,
+                    max_iter=_STRONG_ITERATIONS,
+                    deadline=deadline,
+                )
+                gain = probe.lower - bound.lower
+                change = bound.y[j] if direction == 0 else 1.0 - bound.y[j]
+                self.pseudocosts.record(int(j), direction, gain, change)
+                gains.append(gain)
+            score = float(_score(np.array(gains[0]), np.array(gains[1])))
+            if score > best_score:
+                best, best_score = int(j), score
+        return best
 
     # -- search -------------------------------------------------------------------------------
 

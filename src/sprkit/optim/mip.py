@@ -57,9 +57,11 @@ class ExactSolver:
         time_limit: float = 600.0,
         method: str = "auto",
         branching: Branching = "fractional",
+        solver_options: dict | None = None,
     ) -> MIPResult:
         """Solve to relative gap <= tol, or return the best incumbent and bound after
-        `time_limit` seconds (every phase checks the clock)."""
+        `time_limit` seconds (every phase checks the clock). `branching`: rule of `bnb`;
+        `solver_options`: passed to the solver of a `pyomo:` method."""
         start = time.perf_counter()
         lam0, lam2 = resolve_lambdas(lam0, lam2, lam=lam, alpha=alpha)
         method = check_method(method)
@@ -69,7 +71,7 @@ class ExactSolver:
             raise ParameterError(f"time_limit must be finite and > 0 seconds, got {time_limit}")
         deadline = start + time_limit
         if method.startswith("pyomo:"):
-            return self._solve_pyomo(method, lam0, lam2, tol, time_limit, start)
+            return self._solve_pyomo(method, lam0, lam2, tol, time_limit, start, solver_options)
         problem = scale_problem(self.reduced, self.row_structure, self.bounds, lam0=lam0, lam2=lam2)
         cuts: tuple[Cut, ...] = ()
         stalled = False
@@ -112,6 +114,7 @@ class ExactSolver:
         method: str,
         fallback: str,
         cuts: tuple[Cut, ...] = (),
+        solver_seconds: float | None = None,
     ) -> MIPResult:
         W = self.reduced.full_weights(W_P, self.instance.d)
         objective = (
@@ -129,10 +132,18 @@ class ExactSolver:
             nodes=nodes,
             method=method,
             cuts=cuts,
+            solver_seconds=solver_seconds,
         )
 
     def _solve_pyomo(
-        self, method: str, lam0: float, lam2: float, tol: float, time_limit: float, start: float
+        self,
+        method: str,
+        lam0: float,
+        lam2: float,
+        tol: float,
+        time_limit: float,
+        start: float,
+        options: dict | None,
     ) -> MIPResult:
         """The Pyomo model handed to an installed solver; its kept set refitted exactly."""
         from sprkit.optim.pyomo_model import solve_with_pyomo
@@ -145,6 +156,7 @@ class ExactSolver:
             solver=method.split(":", 1)[1],
             tol=tol,
             time_limit=max(time_limit - (time.perf_counter() - start), 1e-3),
+            options=options,
         )
         ids = self.instance.structure_ids
         support = np.isin(ids, answer["kept"] or [])
@@ -163,4 +175,5 @@ class ExactSolver:
             method=method,
             # a solver that stopped as "optimal" above our tolerance hit its own numerics
             fallback=STALLED if answer["termination"] == "optimal" else TIME_LIMIT,
+            solver_seconds=answer["solve_seconds"],
         )

@@ -6,8 +6,8 @@ a free structure j, every point with y_j = 1 has objective >= D + max(0, -s_j) a
 with y_j = 0 has objective >= D + max(0, s_j); if that reaches the level T, the other value is
 forced.
 
-Quadratic growth. For a convex objective whose smooth part is the quadratic <W, Q W> + ..., any point W_bar and
-any lower bound D certified at W_bar give
+Quadratic growth. For a convex objective whose smooth part is the quadratic <W, Q W> + ...,
+any point W_bar and any lower bound D certified at W_bar give
 
     objective(W) >= D + <W - W_bar, Q (W - W_bar)>        for every W of the region,
 

@@ -12,13 +12,14 @@ objective >= constant - slopes . y) go into the ConstraintList `cuts`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 
 import numpy as np
 import pyomo.environ as pyo
 
-from sprkit.errors import ParameterError
+from sprkit.errors import ParameterError, SolverError
 from sprkit.instances.format import Instance
 from sprkit.optim.problem import structure_bounds
 from sprkit.optim.quadratic import compressed_least_squares
@@ -121,10 +122,12 @@ def solve_with_pyomo(
     solver: str,
     tol: float,
     time_limit: float,
+    options: dict | None = None,
 ) -> dict:
-    """Hand the model to a Pyomo solver. Returns the solver's kept set, its proven lower bound
-    (in the instance's units), node count (None where the interface does not say), the
-    seconds of the solve call and of the model build."""
+    """Hand the model to a Pyomo solver (`options`: extra solver options, e.g. threads).
+    Returns the solver's kept set, its proven lower bound (in the instance's units), node
+    count (None where the interface does not say), the seconds of the solve call and of the
+    model build. SolverError if the solver refuses the model."""
     start = time.perf_counter()
     opt = pyomo_solver(solver)
     model = build_pyomo_model(instance, lam0=lam0, lam2=lam2, M=M)
@@ -133,10 +136,20 @@ def solve_with_pyomo(
     for key, value in (("time", time_limit), ("gap", tol), ("abs_gap", 0.0)):
         if names.get(key):
             opt.options[names[key]] = value
-    results = opt.solve(model, load_solutions=False, tee=False)
+    for key, value in (options or {}).items():
+        opt.options[key] = value
+    try:
+        results = opt.solve(model, load_solutions=False, tee=False)
+    except Exception as error:  # noqa: BLE001 - each solver raises its own error types
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SolverError(f"{solver} could not solve the model: {message}") from None
     solved = time.perf_counter()
     kept = None
     if len(results.solution) > 0 or getattr(results.solver, "status", None) is not None:
+        # Pyomo warns (through logging) when it loads the incumbent of a stopped solve.
+        logger = logging.getLogger("pyomo.core")
+        level = logger.level
+        logger.setLevel(logging.ERROR)
         try:
             model.solutions.load_from(results)
             kept = [
@@ -144,6 +157,8 @@ def solve_with_pyomo(
             ]
         except Exception:  # noqa: BLE001 - no solution to load (time limit before any)
             kept = None
+        finally:
+            logger.setLevel(level)
     bound = results.problem.lower_bound
     solver_model = getattr(opt, "_solver_model", None)
     nodes = None

@@ -24,7 +24,9 @@ class MIPResult:
     `bound` a proven lower bound (never above the objective), gap = (objective - bound) /
     |objective|, `status` optimal only if gap <= tol. `nodes`: branch-and-bound nodes (for
     `oa`, HiGHS's master nodes summed), None if the solver does not report them; `cuts`: the
-    y-space cuts of `oa` (valid inequalities for the Pyomo model), empty otherwise."""
+    y-space cuts of `oa` (valid inequalities for the Pyomo model), empty otherwise;
+    `solver_seconds`: time inside the external solver (`pyomo:` methods; `seconds` adds the
+    model build), None otherwise."""
 
     status: str
     objective: float
@@ -36,6 +38,7 @@ class MIPResult:
     nodes: int | None
     method: str
     cuts: tuple[Cut, ...] = ()
+    solver_seconds: float | None = None
 
     def as_dict(self) -> dict:
         return {

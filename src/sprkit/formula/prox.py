@@ -106,7 +106,7 @@ def spr_prox_ragged(
                 current, magnitude, index, n_groups, want_curvature=True, **kw
             )
             newton = np.where(active, -slope / np.maximum(curvature, 1e-300), 0.0)
-            updated = np.clip(current + newton, 0.0, 1.0)
+            updated = np.minimum(np.maximum(current + newton, 0.0), 1.0)
             moved = np.max(np.abs(updated - current))
             current = updated
             if moved <= _NEWTON_STEP_TOL:

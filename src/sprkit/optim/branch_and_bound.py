@@ -35,7 +35,7 @@ from sprkit.optim.support import SupportProblem, SupportSolution
 Branching = Literal["fractional", "pseudocost", "strong"]
 _NODE_ITERATIONS = 3000
 _ROOT_ITERATIONS = 5000
-_LOOSE_TOL = 1e-4
+_LOOSE_TOL = 1e-2
 _STRONG_CANDIDATES = 8
 _STRONG_ITERATIONS = 200
 _STRONG_DEPTH = 4  # strong branching at depths 0..4, pseudo-costs (seeded by it) below
@@ -119,7 +119,6 @@ class BranchAndBound:
                 minimum = reduced.const - float(np.sum(center * reduced.cross))
                 self.fits.append((growth, center, minimum))
         self.pseudocosts = _PseudoCosts(groups)
-        self.local_growth = True
         self.incumbent: SupportSolution | None = None
         self.nodes = 0
 
@@ -164,10 +163,13 @@ class BranchAndBound:
         (better conditioned than the whole, so the ellipsoid is smaller)."""
         problem = self.problem
         rows = np.flatnonzero(state[problem.row_structure] != REMOVED)
-        if not self.local_growth or rows.size == problem.row_structure.size:
+        if self.growth is None or rows.size == problem.row_structure.size:
             return self.growth, np.arange(problem.row_structure.size)
         growth = QuadraticGrowth.from_matrix(
-            problem.reduced.gram[np.ix_(rows, rows)], problem.row_structure[rows], problem.n_groups
+            problem.reduced.gram[np.ix_(rows, rows)],
+            problem.row_structure[rows],
+            problem.n_groups,
+            known_definite=True,
         )
         return growth, rows
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from sprkit.errors import ParameterError
 from sprkit.formula import resolve_lambdas
@@ -70,6 +71,25 @@ class ExactSolver:
         if not (np.isfinite(time_limit) and time_limit > 0):
             raise ParameterError(f"time_limit must be finite and > 0 seconds, got {time_limit}")
         deadline = start + time_limit
+        # The exact methods factor matrices of at most a few hundred rows, thousands of times:
+        # BLAS threads cost more than they give there (and spin against other processes).
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._solve(
+                method, lam0, lam2, tol, time_limit, deadline, start, branching, solver_options
+            )
+
+    def _solve(
+        self,
+        method: str,
+        lam0: float,
+        lam2: float,
+        tol: float,
+        time_limit: float,
+        deadline: float,
+        start: float,
+        branching: Branching,
+        solver_options: dict | None,
+    ) -> MIPResult:
         if method.startswith("pyomo:"):
             return self._solve_pyomo(method, lam0, lam2, tol, time_limit, start, solver_options)
         problem = scale_problem(self.reduced, self.row_structure, self.bounds, lam0=lam0, lam2=lam2)

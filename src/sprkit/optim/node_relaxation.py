@@ -165,7 +165,9 @@ class NodeRelaxation:
                 M=M,
                 y_start=y_groups,
             )
-            flat = np.where(kept_entry, np.clip(target * shrink, -M_entry, M_entry), flat)
+            flat = np.where(
+                kept_entry, np.minimum(np.maximum(target * shrink, -M_entry), M_entry), flat
+            )
             x_new = flat.reshape(x.shape)
             if np.sum((momentum_point - x_new) * (x_new - x)) > 0:  # adaptive restart
                 theta = 1.0

@@ -24,8 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 
 _SINGULAR = 1e-10  # relative smallest eigenvalue under which Q counts as singular
+_SLACK = 1e-9  # relative margin kept by every deduction (solver units: values near 1)
 
 
 def reduced_cost_fixings(
@@ -33,6 +35,21 @@ def reduced_cost_fixings(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(removed, kept): free structures forced to 0 or to 1 below the level D + radius."""
     return free & (-slopes >= radius), free & (slopes >= radius)
+
+
+def _block_inverses(inverse: np.ndarray, row_structure: np.ndarray) -> np.ndarray:
+    """Block-diagonal matrix of the inverses of the diagonal blocks (rows of one structure)."""
+    order = np.argsort(row_structure, kind="stable")
+    _, sizes = np.unique(row_structure, return_counts=True)
+    result = np.zeros_like(inverse)
+    if np.all(sizes == sizes[0]):  # equal blocks: one batched inverse
+        rows = order.reshape(-1, sizes[0])
+        blocks = inverse[rows[:, :, None], rows[:, None, :]]
+        result[rows[:, :, None], rows[:, None, :]] = np.linalg.inv(blocks)
+        return result
+    for rows in np.split(order, np.cumsum(sizes)[:-1]):
+        result[np.ix_(rows, rows)] = np.linalg.inv(inverse[np.ix_(rows, rows)])
+    return result
 
 
 @dataclass(frozen=True)
@@ -46,24 +63,39 @@ class QuadraticGrowth:
 
     @classmethod
     def from_matrix(
-        cls, Q: np.ndarray, row_structure: np.ndarray, n_groups: int
+        cls,
+        Q: np.ndarray,
+        row_structure: np.ndarray,
+        n_groups: int,
+        *,
+        known_definite: bool = False,
     ) -> QuadraticGrowth | None:
-        """None if Q is singular (no ellipsoid then)."""
-        eigenvalues, vectors = np.linalg.eigh(Q)
-        if eigenvalues.size == 0 or eigenvalues[0] <= _SINGULAR * max(eigenvalues[-1], 1e-300):
+        """None if Q is singular or ill-conditioned (no ellipsoid then). `known_definite`:
+        the caller knows Q is well conditioned (a principal submatrix of a matrix that passed
+        this check: its eigenvalues lie between that matrix's extreme ones, Cauchy
+        interlacing), so a Cholesky factorization replaces the eigendecomposition."""
+        if Q.size == 0:
             return None
-        inverse = (vectors / eigenvalues) @ vectors.T
-        block_inverse = np.zeros_like(inverse)
-        for j in range(n_groups):
-            rows = np.flatnonzero(row_structure == j)
-            if rows.size:
-                block_inverse[np.ix_(rows, rows)] = np.linalg.inv(inverse[np.ix_(rows, rows)])
-        return cls(np.diag(inverse).copy(), block_inverse, row_structure, n_groups)
+        if known_definite:
+            factor = scipy.linalg.cho_factor(Q, lower=True, check_finite=False)
+            inverse = scipy.linalg.cho_solve(factor, np.eye(Q.shape[0]), check_finite=False)
+        else:
+            eigenvalues, vectors = np.linalg.eigh(Q)
+            if eigenvalues[0] <= _SINGULAR * max(eigenvalues[-1], 1e-300):
+                return None
+            inverse = (vectors / eigenvalues) @ vectors.T
+        return cls(
+            np.diag(inverse).copy(),
+            _block_inverses(inverse, row_structure),
+            row_structure,
+            n_groups,
+        )
 
     def tightened(self, M: np.ndarray, center: np.ndarray, radius: float) -> np.ndarray:
         """min(M_j, largest |w_rk| over the ellipsoid) per structure (radius = T - D >= 0);
         structures without rows here keep their M."""
         reach = np.abs(center).max(axis=1) + np.sqrt(max(radius, 0.0) * self.inverse_diagonal)
+        reach = reach * (1.0 + _SLACK) + _SLACK  # rounding of the inverse and of D
         per_group = np.full(self.n_groups, np.inf)
         np.minimum.at(per_group, self.row_structure, -np.inf)  # marks groups that have rows
         np.maximum.at(per_group, self.row_structure, reach)
@@ -73,4 +105,4 @@ class QuadraticGrowth:
         """Per structure: True where w_j = 0 lies outside the ellipsoid (j must be kept)."""
         distance = np.sum(center * (self.block_inverse @ center), axis=1)
         per_group = np.bincount(self.row_structure, weights=distance, minlength=self.n_groups)
-        return per_group > radius
+        return per_group > radius * (1.0 + _SLACK) + _SLACK

@@ -198,3 +198,29 @@ def test_bounds_time_limit_says_what_did_not_converge(tmp_path):
     if not result["spr_converged"]:
         text, _ = _run_cli([*args, "--time-limit", "0.5"], timeout=60)
         assert "not converged" in text.stdout
+
+
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [("bogus", "unknown method"), ("pyomo:nosuchsolver", "not installed or not available")],
+)
+def test_unknown_method_is_one_line(tmp_path, capsys, method, message):
+    from sprkit.cli import main
+
+    instance = synthetic_instance(4, n=20, c=1, support=2, seed=0)
+    path = save_instance(tmp_path / "small.npz", instance)
+    code = main(
+        ["solve", str(path), "--lam0", "0.1", "--lam2", "0.01", "--M", "3"] + ["--method", method]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_text_output_names_the_method_and_nodes(tmp_path, capsys):
+    from sprkit.cli import main
+
+    instance = synthetic_instance(6, n=30, c=2, support=2, seed=3)
+    path = save_instance(tmp_path / "small.npz", instance)
+    code = main(["solve", str(path), "--lam0", "0.1", "--lam2", "0.01", "--M", "3"])
+    out = capsys.readouterr().out
+    assert code == 0 and "status    optimal" in out and "bnb," in out and "nodes" in out

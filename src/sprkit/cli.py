@@ -83,8 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--n", type=int, default=500, help="samples")
     synthetic.add_argument("--c", type=int, default=10, help="outputs")
     synthetic.add_argument("--support", type=int, default=None, help="planted structures")
-    synthetic.add_argument("--noise", type=float, default=0.1)
+    synthetic.add_argument("--noise", type=float, default=0.1, help="noise standard deviation")
+    synthetic.add_argument("--snr", type=float, default=None, help="signal-to-noise (sets noise)")
     synthetic.add_argument("--correlation", type=float, default=0.3)
+    synthetic.add_argument(
+        "--design",
+        choices=("factor", "ar1"),
+        default="factor",
+        help="factor: one shared factor; ar1: corr = correlation^|a-b| (Toeplitz)",
+    )
+    synthetic.add_argument("--scale", type=float, default=1.0, help="multiply X by this")
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.add_argument("-o", "--output", type=Path, required=True)
     digits = kinds.add_parser("digits-mlp", help="hidden neurons of an MLP trained on digits")
@@ -217,7 +225,10 @@ def _instance(args: argparse.Namespace) -> None:
             c=args.c,
             support=args.support,
             noise=args.noise,
+            snr=args.snr,
             correlation=args.correlation,
+            design=args.design,
+            scale=args.scale,
             seed=args.seed,
         )
     else:

@@ -74,9 +74,7 @@ class ExactSolver:
         # The exact methods factor matrices of at most a few hundred rows, thousands of times:
         # BLAS threads cost more than they give there (and spin against other processes).
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._solve(
-                method, lam0, lam2, tol, time_limit, deadline, start, branching, solver_options
-            )
+            return self._solve(method, lam0, lam2, tol, deadline, start, branching, solver_options)
 
     def _solve(
         self,
@@ -84,14 +82,13 @@ class ExactSolver:
         lam0: float,
         lam2: float,
         tol: float,
-        time_limit: float,
         deadline: float,
         start: float,
         branching: Branching,
         solver_options: dict | None,
     ) -> MIPResult:
         if method.startswith("pyomo:"):
-            return self._solve_pyomo(method, lam0, lam2, tol, time_limit, start, solver_options)
+            return self._solve_pyomo(method, lam0, lam2, tol, deadline, start, solver_options)
         problem = scale_problem(self.reduced, self.row_structure, self.bounds, lam0=lam0, lam2=lam2)
         cuts: tuple[Cut, ...] = ()
         stalled = False
@@ -161,7 +158,7 @@ class ExactSolver:
         lam0: float,
         lam2: float,
         tol: float,
-        time_limit: float,
+        deadline: float,
         start: float,
         options: dict | None,
     ) -> MIPResult:
@@ -175,7 +172,7 @@ class ExactSolver:
             M=self.bounds,
             solver=method.split(":", 1)[1],
             tol=tol,
-            time_limit=max(time_limit - (time.perf_counter() - start), 1e-3),
+            time_limit=max(deadline - time.perf_counter(), 1e-3),
             options=options,
         )
         ids = self.instance.structure_ids

@@ -91,10 +91,17 @@ def add_cut(model: pyo.ConcreteModel, cut: Cut) -> None:
     )
 
 
-# Option names of the solvers whose time limit and gap sprkit knows how to set.
+# Option names of the solvers whose time limit, gap and log sprkit knows how to set. SCIP's
+# log must be switched off: Pyomo's SCIP interface captures it through a pipe, and a long run
+# blocks writing to it.
 _OPTIONS = {
-    "gurobi": {"time": "TimeLimit", "gap": "MIPGap", "abs_gap": "MIPGapAbs", "threads": None},
-    "scip": {"time": "limits/time", "gap": "limits/gap", "abs_gap": "limits/absgap"},
+    "gurobi": {"time": "TimeLimit", "gap": "MIPGap", "abs_gap": "MIPGapAbs"},
+    "scip": {
+        "time": "limits/time",
+        "gap": "limits/gap",
+        "abs_gap": "limits/absgap",
+        "quiet": ("display/verblevel", 0),
+    },
     "cplex": {"time": "timelimit", "gap": "mip_tolerances_mipgap"},
     "xpress": {"time": "maxtime", "gap": "miprelstop"},
 }
@@ -136,6 +143,8 @@ def solve_with_pyomo(
     for key, value in (("time", time_limit), ("gap", tol), ("abs_gap", 0.0)):
         if names.get(key):
             opt.options[names[key]] = value
+    if "quiet" in names:
+        opt.options[names["quiet"][0]] = names["quiet"][1]
     for key, value in (options or {}).items():
         opt.options[key] = value
     try:

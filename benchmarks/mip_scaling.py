@@ -100,8 +100,8 @@ def main() -> None:
     )
     args.out.write_text(
         "# Exact MIP on the planted family: sprkit bnb and oa against SCIP\n\n"
-        f"Command: `{command}`  \nMachine: {machine}, CPU only, SCIP {pyscipopt.__version__} "
-        "(pyscipopt, through sprkit's Pyomo model), every solver single threaded.  \n"
+        f"Command: `{command}`  \nMachine: {machine}, CPU only, pyscipopt {pyscipopt.__version__} "
+        "(SCIP, through sprkit's Pyomo model), every solver single threaded.  \n"
         "Instances: synthetic, n = 1000, c = 10, planted support G/10, noise 1.0, alpha = 0.5, "
         "lam = lam_fraction x lam_max, M = 2 x max |least-squares weight|. Seconds: wall clock "
         "of the whole solve for sprkit, inside the solver for SCIP. Relative gap 1e-6; "

@@ -9,7 +9,7 @@ one in other units: the optimum keeps the same structures and its objective is y
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -91,4 +91,4 @@ def hard_case(
         )
         ratio = y_scale / x_scale  # W in the new units
         return MIPCase(scaled, lam0 * y_scale**2, lam2 / ratio**2 * y_scale**2, M * ratio)
-    return MIPCase(replace(instance), lam0, lam2, M)
+    return MIPCase(instance, lam0, lam2, M)

@@ -55,14 +55,11 @@ class _Node:
 @dataclass(frozen=True)
 class SearchOutcome:
     """incumbent: best support found (exact fit, solver units); lower: proven lower bound;
-    nodes: node relaxations solved; complete: the tree was exhausted."""
+    nodes: node relaxations solved."""
 
     incumbent: SupportSolution
     lower: float
     nodes: int
-    complete: bool
-    root_lower: float
-    fixed_at_root: int
 
 
 class _PseudoCosts:
@@ -267,7 +264,6 @@ class BranchAndBound:
             self.nodes += 1
             root_lower = max(root_lower, root.lower)
             self._offer(root.nonzero | (state == KEPT))
-        fixed_at_root = int(np.sum(state != FREE))
         counter = itertools.count()
         heap: list[_Node] = [_Node(root_lower, next(counter), state, M, root.W, 0)]
         first = root
@@ -340,7 +336,4 @@ class BranchAndBound:
             incumbent=self.incumbent,
             lower=min(lower, self.incumbent.value),
             nodes=self.nodes,
-            complete=not heap,
-            root_lower=root_lower,
-            fixed_at_root=fixed_at_root,
         )

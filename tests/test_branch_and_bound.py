@@ -13,7 +13,7 @@ from reference import scip_miqp
 
 from sprkit.instances import hard_case, make_instance, save_instance, synthetic_instance
 from sprkit.optim.mip import OPTIMAL, TIME_LIMIT, ExactSolver
-from sprkit.optim.node_relaxation import FREE, KEPT, REMOVED, NodeRelaxation
+from sprkit.optim.node_relaxation import FREE, KEPT, REMOVED, NodeRelaxation, free_shift
 from sprkit.optim.presolve import QuadraticGrowth, reduced_cost_fixings
 from sprkit.optim.problem import scale_problem, structure_bounds
 from sprkit.optim.quadratic import ReducedLeastSquares
@@ -89,8 +89,15 @@ def test_every_deduction_keeps_every_support_below_the_level(seed):
         best = min(s.value for s in solutions)
         level = best * 1.01  # every support within 1% of the node's optimum must survive
         below = [s for s in solutions if s.value < level]
-        bound = NodeRelaxation(problem).solve(
-            state, problem.M, np.zeros_like(problem.reduced.cross), tol=1e-3, max_iter=30
+        relaxation = NodeRelaxation(problem)
+        shift = free_shift(problem.reduced.gram, problem.row_structure, state)
+        bound = relaxation.solve(
+            state,
+            problem.M,
+            np.zeros_like(problem.reduced.cross),
+            tol=1e-3,
+            max_iter=30,
+            shift=shift,
         )
         assert bound.lower <= best * (1 + 1e-9)
         radius = level - bound.lower
@@ -99,6 +106,8 @@ def test_every_deduction_keeps_every_support_below_the_level(seed):
         growth = QuadraticGrowth.from_matrix(
             problem.reduced.gram[np.ix_(rows, rows)], problem.row_structure[rows], G
         )
+        # the growth of G goes with the certificate of the unshifted form at the same point
+        radius = level - relaxation.certificate(state, problem.M, bound.W_dual)[0]
         center = bound.W_dual[rows]
         M = growth.tightened(problem.M, center, radius)
         forced = growth.forced_kept(center, radius) & (state == FREE)
@@ -108,6 +117,46 @@ def test_every_deduction_keeps_every_support_below_the_level(seed):
             largest = np.zeros(G)
             np.maximum.at(largest, problem.row_structure, np.abs(solution.W_P).max(axis=1))
             assert np.all(largest <= M * (1 + 1e-9) + 1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_strengthened_relaxation_is_valid_tight_and_grows_down_the_tree(seed):
+    """free_shift: G - shift diag(free rows) is PSD on the rows not removed and not for a
+    larger shift (eigenvalues of the whole matrix); the strengthened certificate stays below
+    the node's optimum (enumeration) even when stopped early, and is at least the plain
+    relaxation's value; a child's shift is at least its parent's (both directions)."""
+    case = _hard(seed, 7)
+    G = case.instance.n_structures
+    rng = np.random.default_rng(seed)
+    state = np.full(G, FREE, dtype=np.int8)
+    state[rng.choice(G, 3, replace=False)] = [REMOVED, KEPT, KEPT]
+    problem, solutions = _enumerate(case, state)
+    gram, rows_of = problem.reduced.gram, problem.row_structure
+    shift = free_shift(gram, rows_of, state)
+    rows = np.flatnonzero(state[rows_of] != REMOVED)
+    free_rows = (state[rows_of] == FREE)[rows].astype(float)
+
+    def smallest(delta):
+        return np.linalg.eigvalsh(gram[np.ix_(rows, rows)] - delta * np.diag(free_rows))[0]
+
+    lam_max = np.linalg.eigvalsh(gram)[-1]
+    assert shift > smallest(0.0) > 0  # more than the plain eigenvalue shift
+    assert smallest(shift) >= -1e-12 * lam_max
+    assert smallest(shift * 1.01 + 1e-9) < 0
+    best = min(s.value for s in solutions)
+    relaxation = NodeRelaxation(problem)
+    warm = np.zeros_like(problem.reduced.cross)
+    for iterations in (5, 50, 5000):
+        early = relaxation.solve(state, problem.M, warm, max_iter=iterations, shift=shift)
+        assert early.lower <= best * (1 + 1e-9)
+    plain = relaxation.solve(state, problem.M, warm, tol=1e-10, max_iter=20000)
+    strong = relaxation.solve(state, problem.M, warm, tol=1e-10, max_iter=20000, shift=shift)
+    assert strong.lower >= plain.upper - 1e-9
+    free = np.flatnonzero(state == FREE)
+    for fix in (REMOVED, KEPT):
+        child = state.copy()
+        child[free[0]] = fix
+        assert free_shift(gram, rows_of, child) >= shift * (1 - 1e-6)
 
 
 def test_fit_growth_bounds_every_support_below_the_level():

@@ -24,7 +24,14 @@ from typing import Literal
 import numpy as np
 
 from sprkit.optim.local_search import local_search
-from sprkit.optim.node_relaxation import FREE, KEPT, REMOVED, NodeBound, NodeRelaxation
+from sprkit.optim.node_relaxation import (
+    FREE,
+    KEPT,
+    REMOVED,
+    NodeBound,
+    NodeRelaxation,
+    free_shift,
+)
 from sprkit.optim.presolve import QuadraticGrowth, reduced_cost_fixings
 from sprkit.optim.problem import ScaledProblem
 from sprkit.optim.support import SupportProblem, SupportSolution
@@ -133,11 +140,15 @@ class BranchAndBound:
 
     # -- deductions ---------------------------------------------------------------------------
 
+    def _shift(self, state: np.ndarray) -> float:
+        """The shift of the node's strengthened relaxation (node_relaxation.free_shift)."""
+        return free_shift(self.problem.reduced.gram, self.problem.row_structure, state)
+
     def _deduce(
-        self, state: np.ndarray, M: np.ndarray, bound: NodeBound, level: float
+        self, state: np.ndarray, M: np.ndarray, bound: NodeBound, level: float, shift: float
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Fixings and tightened M valid for every point of the node below `level`;
-        None if no such point exists."""
+        """Fixings and tightened M valid for every point of the node below `level` (`bound`
+        certified with the form `shift`); None if no such point exists."""
         radius = level - bound.lower
         if radius <= 0:
             return None
@@ -146,6 +157,11 @@ class BranchAndBound:
         remove, keep = reduced_cost_fixings(bound.slopes, free, radius)
         growth, rows = self._node_growth(state)
         if growth is not None:
+            # the growth's matrix is G: it needs the certificate of the form with Gram G
+            if shift > 0:
+                radius = level - self.relaxation.certificate(state, M, bound.W_dual)[0]
+            if radius <= 0:
+                return None
             center = bound.W_dual[rows]
             keep |= free & growth.forced_kept(center, radius)
             M = growth.tightened(M, center, radius)
@@ -212,6 +228,7 @@ class BranchAndBound:
                     loose_tol=_LOOSE_TOL,
                     max_iter=_STRONG_ITERATIONS,
                     deadline=deadline,
+                    shift=self._shift(child),
                 )
                 gain = probe.lower - bound.lower
                 change = bound.y[j] if direction == 0 else 1.0 - bound.y[j]
@@ -233,8 +250,15 @@ class BranchAndBound:
         self._offer(np.zeros(groups, dtype=bool))
         self._offer(np.ones(groups, dtype=bool))
         state, M = self._presolve(state, M, self._level(tol))
+        shift = self._shift(state)
         root = self.relaxation.solve(
-            state, M, warm, tol=tol * 0.01, max_iter=_ROOT_ITERATIONS, deadline=deadline
+            state,
+            M,
+            warm,
+            tol=tol * 0.01,
+            max_iter=_ROOT_ITERATIONS,
+            deadline=deadline,
+            shift=shift,
         )
         self.nodes = 1
         self._offer(root.nonzero | (state == KEPT))
@@ -246,13 +270,14 @@ class BranchAndBound:
             level = self._level(tol)
             if root.lower >= level or time.perf_counter() >= deadline:
                 break
-            deduced = self._deduce(state, M, root, level)
+            deduced = self._deduce(state, M, root, level, shift)
             if deduced is None:
                 break
             new_state, new_M = deduced
             if np.array_equal(new_state, state) and np.allclose(new_M, M, rtol=1e-3):
                 break
             state, M = new_state, new_M
+            shift = self._shift(state)
             root = self.relaxation.solve(
                 state,
                 M,
@@ -260,13 +285,14 @@ class BranchAndBound:
                 tol=tol * 0.01,
                 max_iter=_ROOT_ITERATIONS,
                 deadline=deadline,
+                shift=shift,
             )
             self.nodes += 1
             root_lower = max(root_lower, root.lower)
             self._offer(root.nonzero | (state == KEPT))
         counter = itertools.count()
         heap: list[_Node] = [_Node(root_lower, next(counter), state, M, root.W, 0)]
-        first = root
+        first, first_shift = root, shift
         while heap and time.perf_counter() < deadline:
             node = heapq.heappop(heap)
             while node is not None:
@@ -277,8 +303,9 @@ class BranchAndBound:
                 if node.bound >= level:
                     break
                 if first is not None:
-                    bound, first = first, None
+                    bound, shift, first = first, first_shift, None
                 else:
+                    shift = self._shift(node.state)
                     bound = self.relaxation.solve(
                         node.state,
                         node.M,
@@ -288,6 +315,7 @@ class BranchAndBound:
                         loose_tol=_LOOSE_TOL,
                         max_iter=_NODE_ITERATIONS,
                         deadline=deadline,
+                        shift=shift,
                     )
                     self.nodes += 1
                     if time.perf_counter() >= deadline and bound.lower < level:
@@ -302,7 +330,7 @@ class BranchAndBound:
                     break
                 self._offer(bound.nonzero | (node.state == KEPT))
                 level = self._level(tol)
-                deduced = self._deduce(node.state, node.M, bound, level)
+                deduced = self._deduce(node.state, node.M, bound, level, shift)
                 if deduced is None:
                     break
                 state, M = deduced

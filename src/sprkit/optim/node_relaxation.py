@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 
 from sprkit.formula import (
     Case,
@@ -78,9 +79,11 @@ class NodeRelaxation:
         loose_tol: float | None = None,
         max_iter: int = 5000,
         deadline: float = np.inf,
+        shift: float = 0.0,
     ) -> NodeBound:
         """Relaxation of the node (`state` per structure: FREE, REMOVED or KEPT; `M` per
-        structure). Stops when the certificate reaches `prune_at` (the node can be pruned),
+        structure), in its strengthened form when `shift` > 0 (module docstring; at most
+        `free_shift` of the node). Stops when the certificate reaches `prune_at` (the node can be pruned),
         when the relative gap is <= `tol`, when it is <= `loose_tol` and the objective is
         already below `prune_at` (the node must be branched on anyway; default: `tol`), at
         `max_iter` or at `deadline` (time.perf_counter() seconds)."""
@@ -96,16 +99,17 @@ class NodeRelaxation:
             return NodeBound(
                 value, value, W_full, nothing, nothing > 0, W_full, nothing - problem.lam0, 0
             )
-        gram = reduced.gram[np.ix_(rows, rows)]
+        free_group = state == FREE
+        kept_group = state == KEPT
+        gram = self._gram(rows, free_group, shift)
         cross = reduced.cross[rows]
         c = cross.shape[1]
         entry_group = np.repeat(problem.row_structure[rows], c)
-        kept_entry = (state == KEPT)[entry_group]
-        free_group = state == FREE
-        kept_group = state == KEPT
+        kept_entry = kept_group[entry_group]
         M_entry = M[entry_group]
         lam0, lam2, step = problem.lam0, problem.lam2, self.step
         shrink = 1.0 / (1.0 + 2.0 * step * lam2)
+        free_lam2 = lam2 + shift
 
         def evaluate(x: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
             """(objective, certificate, slopes, gram @ x) at x."""
@@ -113,19 +117,13 @@ class NodeRelaxation:
             flat = x.ravel()
             sq_norm, max_abs = group_reductions(flat, entry_group, groups)
             closed = spr_from_reductions(
-                sq_norm, max_abs, lam0=lam0, lam2=lam2, M=M, outside="exact", check_M=False
+                sq_norm, max_abs, lam0=lam0, lam2=free_lam2, M=M, outside="exact", check_M=False
             )
             penalty = np.where(kept_group, lam2 * sq_norm + lam0, 0.0)
             penalty = penalty + np.where(free_group, closed.value, 0.0)
-            quadratic = float(np.sum(x * gram_x))
-            objective = quadratic - 2.0 * float(np.sum(x * cross)) + reduced.const
-            objective += float(np.sum(penalty))
-            duals = 2.0 * (cross - gram_x)
-            psi = spr_conjugate_ragged(duals.ravel(), entry_group, groups, lam0=0.0, lam2=lam2, M=M)
-            slopes = psi - lam0
-            certificate = reduced.const - quadratic
-            certificate -= float(np.sum(slopes[kept_group]))
-            certificate -= float(np.sum(np.maximum(slopes[free_group], 0.0)))
+            objective = float(np.sum(x * gram_x)) - 2.0 * float(np.sum(x * cross))
+            objective += reduced.const + float(np.sum(penalty))
+            certificate, slopes = self._certificate(x, gram_x, cross, entry_group, state, M, shift)
             return objective, certificate, slopes, closed
 
         x = warm_start[rows].copy()
@@ -161,7 +159,7 @@ class NodeRelaxation:
                 groups,
                 step=step,
                 lam0=lam0,
-                lam2=lam2,
+                lam2=free_lam2,
                 M=M,
                 y_start=y_groups,
             )
@@ -180,3 +178,79 @@ class NodeRelaxation:
         y = np.where(kept_group, 1.0, np.where(free_group, best_closed.indicator, 0.0))
         nonzero = np.where(free_group, best_closed.case != Case.ZERO, kept_group)
         return NodeBound(best_lower, best_upper, W_full, y, nonzero, W_dual, best_slopes, iteration)
+
+    def certificate(
+        self, state: np.ndarray, M: np.ndarray, W: np.ndarray, shift: float = 0.0
+    ) -> tuple[float, np.ndarray]:
+        """(D(W), slopes s_j) of the node's relaxation (form `shift`) at W (all penalized
+        rows; removed rows ignored)."""
+        problem = self.problem
+        rows = np.flatnonzero(state[problem.row_structure] != REMOVED)
+        x = W[rows]
+        gram_x = self._gram(rows, state == FREE, shift) @ x
+        entry_group = np.repeat(problem.row_structure[rows], x.shape[1])
+        cross = problem.reduced.cross[rows]
+        return self._certificate(x, gram_x, cross, entry_group, state, M, shift)
+
+    def _gram(self, rows: np.ndarray, free_group: np.ndarray, shift: float) -> np.ndarray:
+        """G on `rows`, less `shift` on the diagonal of the free structures' rows."""
+        gram = self.problem.reduced.gram[np.ix_(rows, rows)]
+        if shift > 0:
+            free_rows = np.flatnonzero(free_group[self.problem.row_structure[rows]])
+            gram[free_rows, free_rows] -= shift
+        return gram
+
+    def _certificate(
+        self,
+        x: np.ndarray,
+        gram_x: np.ndarray,
+        cross: np.ndarray,
+        entry_group: np.ndarray,
+        state: np.ndarray,
+        M: np.ndarray,
+        shift: float,
+    ) -> tuple[float, np.ndarray]:
+        """The Fenchel certificate D and its slopes at x (rows of the structures not removed,
+        gram_x = G' x on those rows, G' the Gram of the form `shift`)."""
+        problem = self.problem
+        duals = 2.0 * (cross - gram_x).ravel()
+        groups = problem.n_groups
+        psi = spr_conjugate_ragged(duals, entry_group, groups, lam0=0.0, lam2=problem.lam2, M=M)
+        if shift > 0:  # the free structures' conjugate has the ridge lam2 + shift
+            free_psi = spr_conjugate_ragged(
+                duals, entry_group, groups, lam0=0.0, lam2=problem.lam2 + shift, M=M
+            )
+            psi = np.where(state == FREE, free_psi, psi)
+        slopes = psi - problem.lam0
+        certificate = problem.reduced.const - float(np.sum(x * gram_x))
+        certificate -= float(np.sum(slopes[state == KEPT]))
+        certificate -= float(np.sum(np.maximum(slopes[state == FREE], 0.0)))
+        return certificate, slopes
+
+
+_EIGEN_MARGIN = 1e-9  # relative to lambda_max(G): rounding of the eigenvalue computation
+
+
+def free_shift(gram: np.ndarray, row_structure: np.ndarray, state: np.ndarray) -> float:
+    """The largest shift of the node's strengthened form: the smallest eigenvalue of the
+    Schur complement of the kept rows in G restricted to the rows not removed (so that
+    G - shift diag(free rows) stays positive semidefinite there), less a rounding margin;
+    0 where that fails. It never decreases from a node to its children (docs/mip.md)."""
+    row_state = state[row_structure]
+    free = np.flatnonzero(row_state == FREE)
+    if free.size == 0:
+        return 0.0
+    kept = np.flatnonzero(row_state == KEPT)
+    schur = gram[np.ix_(free, free)]
+    if kept.size:
+        try:
+            factor = scipy.linalg.cho_factor(gram[np.ix_(kept, kept)], check_finite=False)
+        except np.linalg.LinAlgError:
+            return 0.0
+        coupling = gram[np.ix_(kept, free)]
+        schur = schur - coupling.T @ scipy.linalg.cho_solve(factor, coupling, check_finite=False)
+    smallest = scipy.linalg.eigh(
+        schur, eigvals_only=True, subset_by_index=[0, 0], driver="evr", check_finite=False
+    )[0]
+    largest = float(np.max(np.diag(gram)))  # >= lambda_max / rows, a scale for the margin
+    return max(0.0, float(smallest) * (1.0 - 1e-6) - _EIGEN_MARGIN * gram.shape[0] * largest)

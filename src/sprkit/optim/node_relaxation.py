@@ -15,6 +15,11 @@ valid for any W, so a node stopped early still has a proven bound. The affine fu
 y -> const - <W, G W> - sum_j y_j s_j underestimates the MIP objective over the node's
 subtree (its minimum over the node's y-box is D), which the search uses for reduced-cost
 fixing.
+
+Strengthened form: with `shift` = delta > 0 the node is written with Gram G - delta diag(free
+rows) and ridge lam2 + delta on the free structures, the same objective at every point of the
+node, and a stronger relaxation while that Gram stays positive semidefinite (`free_shift`,
+docs/mip.md).
 """
 
 from __future__ import annotations
@@ -83,10 +88,10 @@ class NodeRelaxation:
     ) -> NodeBound:
         """Relaxation of the node (`state` per structure: FREE, REMOVED or KEPT; `M` per
         structure), in its strengthened form when `shift` > 0 (module docstring; at most
-        `free_shift` of the node). Stops when the certificate reaches `prune_at` (the node can be pruned),
-        when the relative gap is <= `tol`, when it is <= `loose_tol` and the objective is
-        already below `prune_at` (the node must be branched on anyway; default: `tol`), at
-        `max_iter` or at `deadline` (time.perf_counter() seconds)."""
+        `free_shift` of the node). Stops when the certificate reaches `prune_at` (the node
+        can be pruned), when the relative gap is <= `tol`, when it is <= `loose_tol` and the
+        objective is already below `prune_at` (the node must be branched on anyway; default:
+        `tol`), at `max_iter` or at `deadline` (time.perf_counter() seconds)."""
         loose_tol = tol if loose_tol is None else loose_tol
         problem = self.problem
         reduced = problem.reduced

@@ -28,7 +28,6 @@ import torch
 
 from sprkit.data.images import load_image_data
 from sprkit.networks.architectures import build_model
-from sprkit.networks.compression import compress
 from sprkit.networks.measure import count_macs
 from sprkit.networks.report import top_k_accuracies
 from sprkit.networks.training import TrainConfig, train_spr
@@ -47,8 +46,8 @@ def run(config: TrainConfig, data, folder: Path) -> dict:
     torch.manual_seed(config.seed)
     model = build_model("resnet-digits", data.num_classes, shape[0])
     started = time.perf_counter()
-    masked, masks = train_spr(model, data.train, data.val, config, folder)
-    compressed, _ = compress(masked.eval(), masks, shape)
+    pruner = train_spr(model, data.train, data.val, config, folder)
+    compressed = pruner.compress()
     return {
         "top1": top_k_accuracies(compressed, data.test)["top1"],
         "val_top1": top_k_accuracies(compressed, data.val)["top1"],

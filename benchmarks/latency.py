@@ -2,8 +2,9 @@
 
 Removal patterns, each compressed by sprkit.networks.compression, for every architecture and
 MAC-reduction target (dense MACs / compressed MACs):
-- "uniform": in every family of coupled structures (structures touching the same conv-BN
-  blocks) the same share of lowest-l2-norm structures is removed (share found by bisection);
+- "uniform": in every unit of structures (sprkit.networks.structures, dependency-graph
+  grouping: the structures of one pruning group of coupled channels) the same share of
+  lowest-l2-norm structures is removed, one always kept (share found by bisection);
 - "global": the lowest-norm structures of the whole network are removed, whatever their layer
   (on a randomly initialized ResNet this keeps the residual streams whole and thins the
   branches: the hard case for speed, as BatchNorm, additions and activations on full-width
@@ -33,61 +34,61 @@ import torch
 import torch_pruning as tp
 
 from sprkit.networks.architectures import build_model
-from sprkit.networks.baselines import structure_scores
 from sprkit.networks.compression import compress, fold_batchnorm
-from sprkit.networks.grouping import CUSTOM_PRUNERS, graph_grouping
+from sprkit.networks.graph import CUSTOM_PRUNERS, example_batch
 from sprkit.networks.measure import count_macs, count_parameters
-from sprkit.networks.pruning import compressed_macs, fewest_removed, masked_with
+from sprkit.networks.penalties import structure_scores
 from sprkit.networks.report import latency_ms
+from sprkit.networks.rules import fewest_removed, masked_copy
 from sprkit.networks.serialization import load_compressed
+from sprkit.networks.structures import Structures, derive_structures
 from sprkit.prune import resolve_settings, run_prune
 
 SHAPE = (3, 32, 32)
 
 
-def _compressed(dense: torch.nn.Module, masks: list[torch.Tensor], shape) -> torch.nn.Module:
-    return compress(masked_with(dense, masks).eval(), masks, shape)[0]
+def _compressed(
+    dense: torch.nn.Module, structures: Structures, keep: torch.Tensor
+) -> torch.nn.Module:
+    """The compressed network of `dense` without the structures keep = False."""
+    masked = masked_copy(dense, structures, keep).eval()
+    return compress(masked, example_batch(masked, SHAPE))[0]
+
+
+def _macs(dense: torch.nn.Module, structures: Structures, keep: torch.Tensor) -> int:
+    return count_macs(_compressed(dense, structures, keep), SHAPE)
 
 
 def global_pattern(dense: torch.nn.Module, target_macs: int) -> torch.nn.Module:
     """Fewest lowest-norm structures of the whole network removed to meet the MAC target."""
-    grouping = graph_grouping(dense, SHAPE)
-    masks = fewest_removed(
-        dense,
-        grouping,
-        structure_scores(dense, grouping, "spr"),
-        lambda pruned, masks: compressed_macs(pruned, masks, SHAPE) <= target_macs,
+    structures = derive_structures(dense, example_batch(dense, SHAPE))
+    keep = fewest_removed(
+        structures,
+        structure_scores(dense, structures, "spr"),
+        lambda keep: _macs(dense, structures, keep) <= target_macs,
         want="fewest",
     )
-    return _compressed(dense, masks, SHAPE)
+    return _compressed(dense, structures, keep)
 
 
 def uniform_pattern(dense: torch.nn.Module, target_macs: int) -> torch.nn.Module:
-    """The same share of lowest-norm structures removed in every family of structures."""
-    grouping = graph_grouping(dense, SHAPE)
-    scores = structure_scores(dense, grouping, "spr")
-    members: dict[int, set[int]] = {}
-    for block, ids in enumerate(grouping.group_of):
-        for group in ids.tolist():
-            members.setdefault(group, set()).add(block)
-    families: dict[frozenset[int], list[int]] = {}
-    for group, blocks in members.items():
-        families.setdefault(frozenset(blocks), []).append(group)
+    """The same share of lowest-norm structures removed in every unit of structures."""
+    structures = derive_structures(dense, example_batch(dense, SHAPE))
+    scores = structure_scores(dense, structures, "spr")
+    ranked = [unit[torch.argsort(scores[unit], stable=True)] for unit in structures.units]
 
-    def masks_for(share: float) -> list[torch.Tensor]:
-        keep = torch.ones(grouping.n_groups, dtype=torch.bool)
-        for groups in families.values():
-            ranked = sorted(groups, key=lambda g: float(scores[g]))
-            keep[ranked[: min(int(share * len(ranked)), len(ranked) - 1)]] = False
-        return [keep[ids] for ids in grouping.group_of]
+    def keep_for(share: float) -> torch.Tensor:
+        keep = torch.ones(structures.n, dtype=torch.bool)
+        for ids in ranked:
+            keep[ids[: min(int(share * len(ids)), len(ids) - 1)]] = False
+        return keep
 
     low, high = 0.0, 1.0
     for _ in range(14):
         middle = 0.5 * (low + high)
-        masks = masks_for(middle)
-        fits = compressed_macs(masked_with(dense, masks), masks, SHAPE)
+        fits = _macs(dense, structures, keep_for(middle))
         low, high = (low, middle) if fits <= target_macs else (middle, high)
-    return _compressed(dense, masks_for(high), SHAPE)
+    return _compressed(dense, structures, keep_for(high))
 
 
 def spr_digits_networks() -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -95,7 +96,9 @@ def spr_digits_networks() -> tuple[torch.nn.Module, torch.nn.Module]:
     compressed network of the embedded SPR run (`sprkit prune --dataset digits`)."""
     with tempfile.TemporaryDirectory() as folder:
         run_prune(resolve_settings("digits", {}, {}), Path(folder))
-        compressed, _ = load_compressed(Path(folder) / "network")
+        compressed, _ = load_compressed(
+            Path(folder) / "network", lambda: build_model("resnet-digits", 10, 1)
+        )
     return build_model("resnet-digits", 10, 1).eval(), compressed
 
 
@@ -156,7 +159,9 @@ def main() -> None:
     suites.append(("resnet-digits", (1, 8, 8), args.digits_batch, spr_models))
     rows = []
     for arch, shape, batch, models in suites:
-        folded = {key: fold_batchnorm(model) for key, model in models.items()}
+        folded = {
+            key: fold_batchnorm(model, example_batch(model, shape)) for key, model in models.items()
+        }
         best = dict.fromkeys(models, float("inf"))
         for _round in range(args.rounds):  # interleaved, so drift hits every model alike
             for key, model in folded.items():

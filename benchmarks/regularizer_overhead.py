@@ -1,10 +1,11 @@
 """Benchmark: cost of the SPR term in a ResNet-56 training step (CIFAR-sized batch).
 
 One run times, on the same model and batch, a full SGD step (forward, cross-entropy, backward,
-update) without the penalty, with sprkit's SPRRegularizer (closed form evaluated once for all
+update) without the penalty, with sprkit's SPRPenalty (closed form evaluated once for all
 structures; with the paper's per-layer structures and with the dependency-graph structures,
 the default), and with a straightforward per-layer loop of the same penalty (one closed-form call
-per Conv2d+BatchNorm2d block), and writes docs/benchmarks/regularizer_overhead.md.
+per layer over the rows its per-layer structures own), and writes
+docs/benchmarks/regularizer_overhead.md.
 
     .venv/bin/python benchmarks/regularizer_overhead.py [--batch 64] [--steps 10]
 """
@@ -21,23 +22,56 @@ import pandas as pd
 import torch
 from torch import nn
 
-from sprkit import spr_penalty
-from sprkit.networks import SPRRegularizer
+from sprkit import spr_penalty_ragged
+from sprkit.networks import SPRPenalty, derive_structures
 from sprkit.networks.architectures import build_model
-from sprkit.networks.grouping import graph_grouping
+from sprkit.networks.graph import example_batch
 
 
-def per_layer_loop(regularizer: SPRRegularizer, lam: float, alpha: float) -> torch.Tensor:
-    """The same penalty, one closed-form call per block (the straightforward version)."""
-    total, offset = 0.0, 0
-    for block in regularizer.blocks:
-        channels = torch.cat(block.tensors(), dim=1)
-        count = block.conv.out_channels
-        M = regularizer.M[offset : offset + count]
-        z = spr_penalty(channels, lam=lam, alpha=alpha, M=M)
-        total = total + channels.shape[1] * z.sum()
-        offset += count
-    return total / regularizer.scalars.sum()
+class PerLayerLoop:
+    """The same penalty as `penalty` (per-layer structures), one closed-form call per layer
+    (unit) over the rows of the Structures slices its structures own: the straightforward
+    version."""
+
+    def __init__(self, model: nn.Module, penalty: SPRPenalty, lam: float, alpha: float) -> None:
+        structures = penalty.structures
+        self.model, self.penalty, self.lam, self.alpha = model, penalty, lam, alpha
+        self.names = [piece.parameter for piece in structures.slices]
+        self.layers = []  # per unit: its ids, and (slice, rows, local owner) of its slices
+        for unit in structures.units:
+            local = torch.full((structures.n,), -1, dtype=torch.long)
+            local[unit] = torch.arange(len(unit))
+            pieces = []
+            for index, piece in enumerate(structures.slices):
+                owner = local[piece.owner]
+                mine = owner >= 0
+                if bool(mine.any()):
+                    pieces.append((index, piece.rows[mine], owner[mine]))
+            self.layers.append((unit, pieces))
+
+    def __call__(self) -> torch.Tensor:
+        named = dict(self.model.named_parameters())
+        parameters = [named[name] for name in self.names]
+        sizes = self.penalty.structures.sizes
+        total = 0.0
+        for unit, pieces in self.layers:
+            values, index = [], []
+            for slice_index, rows, owner in pieces:
+                parameter = parameters[slice_index]
+                block = parameter.index_select(0, rows.to(parameter.device))
+                block = block.reshape(len(rows), -1)
+                values.append(block.flatten())
+                index.append(owner.to(parameter.device).repeat_interleave(block.shape[1]))
+            z = spr_penalty_ragged(
+                torch.cat(values),
+                torch.cat(index),
+                len(unit),
+                M=self.penalty.M[unit.to(self.penalty.M.device)],
+                lam=self.lam,
+                alpha=self.alpha,
+            )
+            total = total + (sizes[unit].to(z) * z).sum()
+        return total / sizes.sum()
 
 
 def time_steps(model, batch, labels, penalty, steps: int, device: str) -> float:
@@ -92,17 +126,19 @@ def main() -> None:
     batch = torch.randn(args.batch, 3, 32, 32, device=device)
     labels = torch.randint(0, 10, (args.batch,), device=device)
     lam, alpha = 1e-1, 0.5
-    regularizer = SPRRegularizer(model, lam=lam, alpha=alpha, M_scale=1.0)
+    example = example_batch(model, (3, 32, 32))
+    layer = derive_structures(model, example, grouping="layer")
+    graph = derive_structures(model, example, grouping="graph")
+    regularizer = SPRPenalty(model, layer, lam=lam, alpha=alpha, M_scale=1.0)
+    coupled = SPRPenalty(model, graph, lam=lam, alpha=alpha, M_scale=1.0)
+    loop = PerLayerLoop(model, regularizer, lam, alpha)
     with torch.no_grad():
-        gap = (regularizer() - per_layer_loop(regularizer, lam, alpha)).abs().item()
-    coupled = SPRRegularizer(
-        model, lam=lam, alpha=alpha, grouping=graph_grouping(model, (3, 32, 32))
-    )
+        gap = (regularizer() - loop()).abs().item()
     variants = {
         "no penalty": None,
         "SPR, vectorized (sprkit), per-layer structures": regularizer,
         "SPR, vectorized (sprkit), dependency-graph structures": coupled,
-        "SPR, per-layer loop": lambda: per_layer_loop(regularizer, lam, alpha),
+        "SPR, per-layer loop": loop,
     }
     rows = []
     for _round in range(args.rounds):  # interleave rounds so drift hits every variant alike
@@ -128,8 +164,8 @@ def main() -> None:
         "# SPR regularizer overhead in a ResNet-56 training step\n\n"
         f"Command: `{command}`  \nMachine: {machine}  \n"
         f"Step: SGD momentum 0.9, weight decay 5e-4, batch {args.batch} of 3x32x32, "
-        f"{len(regularizer.blocks)} Conv2d+BatchNorm2d blocks, "
-        f"{len(regularizer.M)} channels ({coupled.n_groups} dependency-graph structures). "
+        f"{len(layer.units)} pruned layers, "
+        f"{layer.n} channels ({graph.n} dependency-graph structures). "
         f"Median of {args.steps} steps after 2 warm-up "
         f"steps, best of {args.rounds} interleaved rounds; penalty_alone_s: median of 30 forward + "
         "backward passes of the penalty alone; its share of the no-penalty step is the "

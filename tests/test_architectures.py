@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sprkit.errors import ParameterError
-from sprkit.networks import find_conv_bn_blocks
+from sprkit.networks import derive_structures
 from sprkit.networks.architectures import build_model
 
 # Parameter counts for 10 classes: He et al. 2016 Table 6 (0.27M, 0.46M, 0.66M, 0.85M, 1.7M),
@@ -29,11 +29,12 @@ def test_parameter_counts_match_the_published_figures(arch, count):
 
 
 @pytest.mark.parametrize("arch", ["resnet20", "resnet18"])
-def test_cifar_output_shape_and_one_structure_per_conv(arch):
+def test_cifar_output_shape_and_one_structure_per_conv_channel(arch):
     model = build_model(arch, num_classes=100)
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 100)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert len(find_conv_bn_blocks(model)) == len(convs)
+    structures = derive_structures(model, torch.zeros(2, 3, 32, 32), grouping="layer")
+    assert structures.n == sum(conv.out_channels for conv in convs)
 
 
 def test_digits_resnet_takes_8x8_single_channel_images():

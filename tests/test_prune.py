@@ -13,6 +13,7 @@ import torch
 
 from sprkit.cli import main
 from sprkit.data.images import load_image_data
+from sprkit.networks.architectures import build_model
 from sprkit.networks.measure import count_macs, count_parameters
 from sprkit.networks.report import top_k_accuracies
 from sprkit.networks.serialization import load_compressed
@@ -50,7 +51,9 @@ def test_digits_run_writes_a_consistent_report(tmp_path, capsys):
     assert (out / "kept_channels.png").stat().st_size > 0
     assert len(pd.read_csv(out / "layers.csv")) == 5
     # The saved network, loaded alone, reproduces the report's figures.
-    compressed, description = load_compressed(out / "network")
+    compressed, description = load_compressed(
+        out / "network", lambda: build_model("resnet-digits", 10, 1)
+    )
     test = load_image_data("digits", None).test
     accuracy = top_k_accuracies(compressed, test)
     assert accuracy["top1"] == networks.loc["compressed", "top1"]

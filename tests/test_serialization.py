@@ -1,55 +1,62 @@
-"""Save/load of compressed networks (weights_only, no training objects) and ONNX export."""
+"""Save/load of compressed networks (weights_only, replayed on the user's constructor) and
+ONNX export."""
 
 import json
 
 import pytest
 import torch
-from masked_models import input_shape, masked_model
+from zoo import ZOO, randomize
 
 from sprkit.errors import SprkitInputError
-from sprkit.networks.compression import compress
-from sprkit.networks.serialization import export_onnx, load_compressed, save_compressed
+from sprkit.networks import SPRPruner, load_compressed
+from sprkit.networks.architectures import build_model
+from sprkit.networks.serialization import export_onnx
 
 
-@pytest.mark.parametrize("arch", ["resnet-digits", "resnet20", "resnet50"])
-def test_saved_network_loads_into_the_smaller_architecture(tmp_path, arch):
-    masked, masks = masked_model(arch, "graph")
-    compressed, compression = compress(masked, masks, input_shape(arch))
-    save_compressed(
-        compressed,
-        compression,
-        arch=arch,
-        num_classes=10,
-        input_shape=input_shape(arch),
-        folder=tmp_path,
-    )
-    state = torch.load(tmp_path / "weights.pt", weights_only=True)
-    assert all(isinstance(value, torch.Tensor) for value in state.values())
-    loaded, description = load_compressed(tmp_path)
-    assert description["dead_blocks"] == compression.dead_blocks
-    assert json.loads((tmp_path / "network.json").read_text())["arch"] == arch
-    inputs = torch.randn(2, *input_shape(arch))
+def _saved(tmp_path, fn, shape, seed=0):
+    model = randomize(fn(), seed=seed)
+    pruner = SPRPruner(model, torch.zeros(2, *shape), grouping="layer")
+    keep = torch.tensor([layer != "layers.0.conv1" for layer in pruner.structures.layer])
+    pruner.set_masks(keep)
+    pruner.prune(fraction=0.3)
+    return model, pruner.save(tmp_path, meta={"note": "test"})
+
+
+def test_a_built_in_with_a_dead_branch_round_trips(tmp_path):
+    def fn():
+        return build_model("resnet20", 10)
+
+    _, compressed = _saved(tmp_path, fn, (3, 32, 32))
+    description = json.loads((tmp_path / "network.json").read_text())
+    assert "layers.0" in description["replaced"] and description["meta"] == {"note": "test"}
+    loaded, _ = load_compressed(tmp_path, fn)
+    inputs = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(inputs), compressed(inputs))
-    assert sum(p.numel() for p in loaded.parameters()) == sum(
-        p.numel() for p in compressed.parameters()
-    )
+    state = torch.load(tmp_path / "weights.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
 
 
-def test_loading_a_folder_without_a_network_names_the_missing_file(tmp_path):
+def test_missing_damaged_and_mismatched_saves_are_named(tmp_path):
     with pytest.raises(SprkitInputError, match="network.json"):
-        load_compressed(tmp_path)
+        load_compressed(tmp_path, ZOO["mlp_bn1d"][0])
+    fn, shape = ZOO["vgg16_bn"]
+    _saved(tmp_path, fn, shape)
+    with pytest.raises(SprkitInputError, match="does not match this constructor|do not fit"):
+        load_compressed(tmp_path, ZOO["resnet18_tv"][0])
+    (tmp_path / "weights.pt").write_bytes(b"garbage")
+    with pytest.raises(SprkitInputError, match="damaged"):
+        load_compressed(tmp_path, fn)
 
 
 def test_onnx_export_runs_in_onnxruntime_with_the_same_outputs(tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    masked, masks = masked_model("resnet20", "graph")
-    compressed, _ = compress(masked, masks, input_shape("resnet20"))
-    export_onnx(compressed, input_shape("resnet20"), tmp_path / "net.onnx")
+    masked, compressed = _saved(tmp_path, lambda: build_model("resnet20", 10), (3, 32, 32))
+    export_onnx(compressed, (3, 32, 32), tmp_path / "net.onnx")
     session = onnxruntime.InferenceSession(str(tmp_path / "net.onnx"))
-    inputs = torch.randn(5, *input_shape("resnet20"))  # batch size other than the example's
+    inputs = torch.randn(5, 3, 32, 32)  # batch size other than the example's
     (outputs,) = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})
     with torch.no_grad():
-        expected = masked(inputs).numpy()
+        expected = masked.eval()(inputs).numpy()
     assert abs(outputs - expected).max() <= 1e-5

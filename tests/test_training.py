@@ -38,7 +38,7 @@ def _model():
 
 def test_resume_after_interruption_ends_at_the_same_weights(tmp_path, monkeypatch):
     train, val = _data()
-    full, full_masks = train_spr(_model(), train, val, CONFIG, tmp_path / "full")
+    full = train_spr(_model(), train, val, CONFIG, tmp_path / "full")
 
     calls = {"n": 0}
     original = training.accuracy
@@ -53,12 +53,12 @@ def test_resume_after_interruption_ends_at_the_same_weights(tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         train_spr(_model(), train, val, CONFIG, tmp_path / "resumed")
     monkeypatch.setattr(training, "accuracy", original)
-    resumed, masks = train_spr(_model(), train, val, CONFIG, tmp_path / "resumed", resume=True)
+    resumed = train_spr(_model(), train, val, CONFIG, tmp_path / "resumed", resume=True)
     for (name, a), (_, b) in zip(
-        full.state_dict().items(), resumed.state_dict().items(), strict=True
+        full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
     ):
         assert torch.equal(a, b), name
-    assert all(torch.equal(a, b) for a, b in zip(full_masks, masks, strict=True))
+    assert torch.equal(full.keep, resumed.keep)
     log = (tmp_path / "resumed" / "log.csv").read_text().splitlines()
     assert len(log) == 1 + 3  # header + one row per epoch, no duplicate
 
@@ -75,13 +75,12 @@ def test_removed_channels_stay_zero_through_fine_tuning(tmp_path):
         alpha=0.5,
         tolerance=0.3,
     )
-    model, masks = train_spr(_model(), train, val, config, tmp_path)
-    blocks = training.find_conv_bn_blocks(model)
-    removed = sum(int((~m).sum()) for m in masks)
-    assert removed > 0
-    for block, mask in zip(blocks, masks, strict=True):
-        assert torch.all(block.conv.weight[~mask] == 0)
-        assert torch.all(block.bn.weight[~mask] == 0) and torch.all(block.bn.bias[~mask] == 0)
+    pruner = train_spr(_model(), train, val, config, tmp_path)
+    assert int((~pruner.keep).sum()) > 0
+    parameters = dict(pruner.model.named_parameters())
+    for piece in pruner.structures.slices:  # every row of a removed structure is zero
+        rows = piece.rows[~pruner.keep[piece.owner]]
+        assert torch.all(parameters[piece.parameter].detach()[rows] == 0), piece.parameter
 
 
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
@@ -147,8 +146,8 @@ def test_dense_training_keeps_every_channel_and_writes_its_weights(tmp_path):
     config = TrainConfig(
         penalized_epochs=2, finetune_epochs=0, milestones=[], batch_size=64, lam=0.0, prune=False
     )
-    model, masks = train_spr(_model(), train, val, config, tmp_path)
-    assert all(bool(mask.all()) for mask in masks)
+    pruner = train_spr(_model(), train, val, config, tmp_path)
+    assert bool(pruner.keep.all())
     saved = torch.load(tmp_path / "penalized.pt", weights_only=True)
-    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
-    assert any(bool((b.conv.weight != 0).all()) for b in training.find_conv_bn_blocks(model))
+    assert all(torch.equal(saved[k], v) for k, v in pruner.model.state_dict().items())
+    assert bool((pruner.structures.norms(pruner.model) > 0).all())

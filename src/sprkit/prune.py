@@ -21,11 +21,10 @@ import torch
 from sprkit.data.images import DATASETS, load_image_data
 from sprkit.errors import ParameterError, SprkitInputError
 from sprkit.networks.architectures import build_model
-from sprkit.networks.compression import compress, fold_batchnorm
+from sprkit.networks.compression import Compression, fold_batchnorm
+from sprkit.networks.graph import example_batch
 from sprkit.networks.measure import count_macs, count_parameters
-from sprkit.networks.regularizer import find_conv_bn_blocks
 from sprkit.networks.report import latency_ms, max_logit_difference, top_k_accuracies, write_report
-from sprkit.networks.serialization import save_compressed
 from sprkit.networks.training import TrainConfig, train_spr
 
 # The embedded default: the small ResNet on the digits images, sized to run in about 10 s
@@ -161,15 +160,21 @@ def resolve_settings(
     )
 
 
-def _layer_table(dense: torch.nn.Module, masks: list[torch.Tensor], kept: dict) -> pd.DataFrame:
+def _layer_table(
+    dense: torch.nn.Module, masked: torch.nn.Module, layers: list[str], compression: Compression
+) -> pd.DataFrame:
+    """Per conv/Linear layer with structures: output channels dense, nonzero after masking,
+    and kept by compression (0 for a layer of a residual branch folded into a bias)."""
+    dense_modules, masked_modules = dict(dense.named_modules()), dict(masked.named_modules())
     rows = []
-    for block, mask in zip(find_conv_bn_blocks(dense), masks, strict=True):
+    for name in layers:
+        weight = masked_modules[name].weight.detach()
         rows.append(
             {
-                "layer": block.conv_name,
-                "dense": block.conv.out_channels,
-                "masked": int(mask.sum()),
-                "compressed": len(kept.get(block.conv_name, [])),
+                "layer": name,
+                "dense": dense_modules[name].weight.shape[0],
+                "masked": int((weight.reshape(len(weight), -1) != 0).any(dim=1).sum()),
+                "compressed": len(compression.kept_channels.get(name, [])),
             }
         )
     return pd.DataFrame(rows)
@@ -219,7 +224,7 @@ def run_prune(
         shutil.rmtree(out / "training")
     torch.manual_seed(settings.seed)
     model = build_model(settings.arch, data.num_classes, shape[0])
-    masked, masks = train_spr(
+    pruner = train_spr(
         model,
         data.train,
         data.val,
@@ -229,20 +234,17 @@ def run_prune(
         device=device,
         augment=data.augment,
     )
+    masked = pruner.model.eval()
     penalized = build_model(settings.arch, data.num_classes, shape[0]).to(device)
     penalized_path = out / "training" / "penalized.pt"
     if not penalized_path.exists():
         raise SprkitInputError(f"{penalized_path} is missing: --overwrite starts the run again")
     penalized.load_state_dict(torch.load(penalized_path, weights_only=True, map_location=device))
-    compressed, compression = compress(masked.eval(), masks, shape)
-    save_compressed(
-        compressed,
-        compression,
-        arch=settings.arch,
-        num_classes=data.num_classes,
-        input_shape=shape,
-        folder=out / "network",
+    compressed = pruner.save(
+        out / "network",
+        meta={"arch": settings.arch, "num_classes": data.num_classes},
     )
+    compression = pruner.compression
     rows = []
     for name, network in (("dense", penalized), ("masked", masked), ("compressed", compressed)):
         accuracy = top_k_accuracies(network, data.test, device)
@@ -254,7 +256,10 @@ def run_prune(
                 "parameters": count_parameters(network),
                 "macs": count_macs(network, shape),
                 "latency_ms": latency_ms(
-                    fold_batchnorm(network), shape, batch_size=settings.latency_batch, device=device
+                    fold_batchnorm(network, example_batch(network, shape)),
+                    shape,
+                    batch_size=settings.latency_batch,
+                    device=device,
                 ),
             }
         )
@@ -278,8 +283,9 @@ def run_prune(
         "max_logit_difference_masked_vs_compressed": max_logit_difference(
             masked, compressed, data.test, device
         ),
-        "dead_blocks": compression.dead_blocks,
+        "replaced_blocks": sorted(compression.replaced),
         "train": asdict(settings.train),
     }
-    write_report(out, summary, networks, _layer_table(masked, masks, compression.kept_channels))
+    layers = [n for n, _ in penalized.named_modules() if n in pruner.structures.weight_layers]
+    write_report(out, summary, networks, _layer_table(penalized, masked, layers, compression))
     return summary

@@ -1,7 +1,7 @@
 """ResNets used with SPR: CIFAR ResNet-20/32/44/56/110 (option-A shortcuts, He et al. 2016),
 ResNet-18/50 in their CIFAR form (3x3 stem, no max-pool, projection shortcuts), and a small
-ResNet for the 8x8 digits images. Every conv is followed by its BatchNorm2d, so each output
-channel forms one SPR structure (sprkit.networks.regularizer).
+ResNet for the 8x8 digits images. Their residual blocks expose `branch` and `shortcut`, which
+lets compression fold a dead branch into a bias (sprkit.networks.compression).
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ class ZeroPadShortcut(nn.Module):
         source = torch.cat([torch.arange(inputs), torch.full((outputs - inputs,), -1)])
         self.register_buffer("source", source)
         self.register_buffer("inputs", torch.tensor(inputs))  # kept in the state dict
+
+    def channel_links(self) -> list[tuple[int, int]]:
+        """(output, input) channel pairs that carry the same signal (sprkit.networks.graph)."""
+        return [(j, source) for j, source in enumerate(self.source.tolist()) if source >= 0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :, :: self.stride, :: self.stride]
@@ -195,12 +199,6 @@ ARCHITECTURES: dict[str, Callable[..., ResNet]] = {
     "resnet50": resnet50,
     "resnet-digits": resnet_digits,
 }
-
-
-def is_branch_conv(name: str) -> bool:
-    """Whether the conv called `name` lies inside a residual branch (layers.<i>.conv<k>)."""
-    parts = name.split(".")
-    return len(parts) == 3 and parts[0] == "layers" and parts[2].startswith("conv")
 
 
 def build_model(arch: str, num_classes: int, in_channels: int = 3) -> ResNet:

@@ -1,185 +1,281 @@
-"""Physical compression: cut the removed structures out of a masked ResNet.
+"""Physical compression of any masked model: cut what carries exactly zero.
 
-Input: a masked model (removed channels have zero conv weights, bias, BatchNorm scale and
-shift, so they output exactly 0; sprkit.networks.pruning) and its channel masks. Steps:
-1. Dead residual branches: a block whose branch contains a conv with every channel removed
-   computes a branch output that no longer depends on its input (a constant per channel: the
-   BatchNorm shift of the layers after the dead one, through their activations). The block
-   becomes ShortcutBlock, relu(shortcut(x) + bias), with that constant folded into `bias`.
-2. Channels: Torch-Pruning's dependency graph of the (dead-branch-free) model gives the
-   coupled groups; position k of a group is cut, in every layer of the group, when it carries
-   exactly zero in the masked model: every conv-BN member channel removed, every folded bias
-   zero there, and every option-A shortcut output there either a zero channel or the copy of
-   an input channel that is itself cut. Channels tied to a kept one stay (as zeros).
-The compressed network computes the same function as the masked one (up to float rounding).
+Input: a masked model, i.e. one whose removed structures have all their rows zero (conv and
+Linear weights and bias, normalization scale and shift: those channels output exactly 0).
+Steps, on a copy in eval mode:
+1. Dead residual branches: a module that exposes `branch(x)` and `shortcut` (a residual block,
+   as sprkit's ResNet blocks do) and whose branch output no longer depends on its input is
+   replaced by `relu(shortcut(x) + bias)` (ShortcutBlock), the constant folded into `bias`,
+   when that constant is the same at every position (else the block is kept as it is).
+2. Channels: in every pruning group of the dependency graph (sprkit.networks.graph), position
+   k is cut when every member contributes zero there: the layers with parameters have their
+   rows zero (a zeroed normalization outputs 0 whatever its input), channel links carry a
+   zero or a cut channel, operations carry what they receive. A grouped conv's channel is cut
+   only with its counterparts in every channel group. A group keeps at least one position (a
+   layer whose outputs are all zero keeps one zero channel: exact, and the graph stays
+   valid), and with `round_to` its kept count is rounded up to a multiple (zero channels).
+3. The copy's outputs are compared with the masked model's on random inputs; a difference
+   above 1e-4 of the output scale (an operation that maps 0 to a nonzero value, e.g. a
+   sigmoid, between a cut channel and its consumer) raises CompressionError: nothing is ever
+   silently changed.
+Groups feeding the model's outputs and those of ignored layers are never cut.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
-import torch_pruning as tp
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from sprkit.errors import ParameterError
-from sprkit.networks.architectures import (
-    BasicBlock,
-    Bottleneck,
-    ResidualBias,
-    ShortcutBlock,
-    ZeroPadShortcut,
+from sprkit.networks.architectures import ShortcutBlock
+from sprkit.networks.graph import (
+    ROOT_TYPES,
+    CoupledGroup,
+    UnionFind,
+    build_graph,
+    channel_group_keys,
+    coupled_groups,
+    is_out_channel,
 )
-from sprkit.networks.grouping import dependency_graph
-from sprkit.networks.regularizer import find_conv_bn_blocks
+
+_IDENTITY_TOLERANCE = 1e-4  # relative to the output scale (float32 rounding is ~1e-6)
+
+
+class CompressionError(ParameterError):
+    """The masked model cannot be cut exactly."""
 
 
 @dataclass(frozen=True)
 class Compression:
-    """What was cut: kept output channels (original indices) of every conv, dead blocks."""
+    """What was cut. history: (root layer name, output channels removed) in the order they
+    were removed, replayable on the dense model (serialization); replaced: residual blocks
+    replaced by ShortcutBlock -> their channels; kept_channels: original indices of the output
+    channels kept, per conv/Linear layer of a pruning group."""
 
-    kept_channels: dict[str, list[int]]
-    dead_blocks: list[int]
+    history: list[tuple[str, list[int]]] = field(default_factory=list)
+    replaced: dict[str, int] = field(default_factory=dict)
+    kept_channels: dict[str, list[int]] = field(default_factory=dict)
 
 
-def _block_inputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[int, torch.Tensor]:
-    """The input of every residual block on one zero example (to size the dead branches)."""
-    captured: dict[int, torch.Tensor] = {}
+@torch.no_grad()
+def _fold_dead_branches(model: nn.Module, inputs: torch.Tensor) -> dict[str, int]:
+    """Step 1 of the module docstring; returns the replaced blocks and their channels."""
+    blocks = {
+        name: module
+        for name, module in model.named_modules()
+        if callable(getattr(module, "branch", None)) and hasattr(module, "shortcut")
+    }
+    captured: dict[str, torch.Tensor] = {}
     hooks = [
         block.register_forward_pre_hook(
-            lambda _module, args, index=index: captured.__setitem__(index, args[0])
+            lambda _m, args, name=name: captured.setdefault(name, args[0])
         )
-        for index, block in enumerate(model.layers)
+        for name, block in blocks.items()
     ]
-    parameter = next(model.parameters())
     try:
-        with torch.no_grad():
-            model(torch.zeros((1, *input_shape), dtype=parameter.dtype, device=parameter.device))
+        model(inputs)
     finally:
         for hook in hooks:
             hook.remove()
-    return captured
-
-
-def _remove_dead_branches(
-    model: nn.Module, kept: dict[str, torch.Tensor], input_shape: tuple[int, ...]
-) -> list[int]:
-    """Replace every block whose branch has a fully removed conv by a ShortcutBlock."""
-    inputs = _block_inputs(model, input_shape)
-    dead = []
-    for index, block in enumerate(model.layers):
-        if not isinstance(block, (BasicBlock, Bottleneck)):
+    replaced = {}
+    for name, block in blocks.items():
+        if name not in captured:
             continue
-        convs = [f"layers.{index}.{name}" for name in ("conv1", "conv2", "conv3")]
-        if not any(name in kept and not bool(kept[name].any()) for name in convs):
-            continue
-        with torch.no_grad():
-            constant = block.branch(inputs[index])[0]
-        bias = constant.mean(dim=(1, 2))
-        # Constant up to the rounding of the 1x1 convs that follow the dead layer.
+        output = block.branch(captured[name])
+        if output.ndim != 4 or not torch.equal(output[0], output[1]):
+            continue  # depends on its input (or not an image block)
+        bias = output[0].mean(dim=(1, 2))
         scale = float(bias.abs().max()) + 1.0
-        if float((constant - bias[:, None, None]).abs().max()) > 1e-5 * scale:
-            raise ParameterError(f"dead branch of block {index} is not spatially constant")
+        if float((output[0] - bias[:, None, None]).abs().max()) > 1e-5 * scale:
+            continue  # constant but not per channel: keep the block
         replacement = ShortcutBlock(block.shortcut, len(bias)).to(bias)
-        with torch.no_grad():
-            replacement.branch_bias.bias.copy_(bias)
-        model.layers[index] = replacement
-        dead.append(index)
-    return dead
+        replacement.branch_bias.bias.copy_(bias)
+        model.set_submodule(name, replacement)
+        replaced[name] = len(bias)
+    return replaced
 
 
-def _carries_zero(
-    dependency: tp.Dependency,
-    index: int,
-    kept: dict[str, torch.Tensor],
-    names: dict[int, str],
-    cut_inputs: dict[int, set[int]],
-) -> bool:
-    """Whether what the dependency prunes at `index` is exactly zero in the masked model
-    (input-side members carry nothing of their own)."""
-    module = dependency.target.module
-    if dependency.handler.__name__ != "prune_out_channels":
-        return True
-    if isinstance(module, nn.Conv2d):
-        return not bool(kept[names[id(module)]][index])
-    if isinstance(module, ResidualBias):
-        return float(module.bias.detach()[index]) == 0.0
-    if isinstance(module, ZeroPadShortcut):
-        source = int(module.source[index])
-        return source < 0 or source in cut_inputs.get(id(module), set())
-    return True  # BatchNorm (zero with its conv), activations, additions
+def _zero_rows(graph, module: nn.Module) -> torch.Tensor | None:
+    """Per output channel of a member with parameters: whether all its rows are zero there
+    (a zeroed layer outputs 0 whatever its input); None for a module without parameters."""
+    rows = graph.get_out_channels(module)
+    own = [
+        p.detach().reshape(rows, -1)
+        for p in module.parameters(recurse=False)
+        if p.ndim >= 1 and p.shape[0] == rows
+    ]
+    if not own:
+        return None
+    return torch.cat(own, dim=1).eq(0).all(dim=1).cpu()
+
+
+def _cut_positions(graph, groups: Sequence[CoupledGroup]) -> list[set[int]]:
+    """Per group, the positions where every member contributes zero (module docstring),
+    iterated to a fixed point over channel links (a link's output is zero once the input
+    channel it copies is cut)."""
+    zero_rows: dict[int, torch.Tensor | None] = {}
+    links: dict[int, dict[int, int]] = {}
+    for group in groups:
+        for dependency, _ in group.members:
+            module = dependency.target.module
+            if not is_out_channel(graph, dependency) or id(module) in zero_rows:
+                continue
+            if hasattr(module, "channel_links"):
+                links[id(module)] = dict(module.channel_links())
+                zero_rows[id(module)] = None
+            else:
+                zero_rows[id(module)] = _zero_rows(graph, module)
+    cut: list[set[int]] = [set() for _ in groups]
+    cut_inputs: dict[int, set[int]] = {}  # linked module -> its cut input channels
+    changed = True
+    while changed:
+        changed = False
+        for number, group in enumerate(groups):
+            zero = torch.ones(group.width, dtype=torch.bool)
+            for dependency, channels in group.members:
+                if not is_out_channel(graph, dependency):
+                    continue  # consumers carry nothing of their own
+                module = dependency.target.module
+                if id(module) in links:
+                    copied = links[id(module)]
+                    cut_sources = cut_inputs.get(id(module), set())
+                    zero &= torch.tensor(
+                        [copied.get(c) is None or copied[c] in cut_sources for c in channels]
+                    )
+                elif zero_rows[id(module)] is not None:
+                    zero &= zero_rows[id(module)][torch.tensor(channels)]
+            positions = _symmetric(graph, group, set(torch.nonzero(zero).flatten().tolist()))
+            if positions != cut[number]:
+                cut[number], changed = positions, True
+            for dependency, channels in group.members:
+                module = dependency.target.module
+                if id(module) in links and not is_out_channel(graph, dependency):
+                    cut_inputs[id(module)] = {channels[k] for k in positions}
+    return cut
+
+
+def _symmetric(graph, group: CoupledGroup, positions: set[int]) -> set[int]:
+    """The positions whose every grouped-conv counterpart is in `positions`."""
+    keys = channel_group_keys(graph, group)
+    union = UnionFind(group.width)
+    first: dict[tuple, int] = {}
+    for k, position_keys in enumerate(keys):
+        for key in position_keys:
+            union.union(k, first.setdefault(key, k))
+    labels = union.labels()
+    complete = {
+        label
+        for label in set(labels)
+        if all(k in positions for k in range(group.width) if labels[k] == label)
+    }
+    return {k for k in positions if labels[k] in complete}
+
+
+def _rounded(group: CoupledGroup, cut: set[int], round_to: int | None) -> set[int]:
+    """`cut` less positions so that a position stays, and (round_to) the kept count is a
+    multiple of round_to where the width allows."""
+    cut = set(cut)
+    width = group.width
+    if len(cut) == width:
+        cut.discard(min(cut))
+    if round_to and round_to > 1:
+        kept = width - len(cut)
+        target = min(width, -(-kept // round_to) * round_to)
+        for k in sorted(cut, reverse=True)[: target - kept]:
+            cut.discard(k)
+    return cut
 
 
 def compress(
-    masked: nn.Module, masks: list[torch.Tensor], input_shape: tuple[int, ...]
+    masked: nn.Module,
+    example_inputs: torch.Tensor,
+    *,
+    ignored_layers: Sequence[str] = (),
+    round_to: int | None = None,
 ) -> tuple[nn.Module, Compression]:
-    """A smaller copy of `masked` (eval mode) computing the same function, and what was cut.
-    `masks` are the channel masks in find_conv_bn_blocks order (True = kept)."""
-    blocks = find_conv_bn_blocks(masked)
-    if len(masks) != len(blocks):
-        raise ParameterError(f"{len(masks)} masks for {len(blocks)} conv-BN blocks")
-    kept = {b.conv_name: m.cpu().bool() for b, m in zip(blocks, masks, strict=True)}
+    """A smaller copy of `masked` (eval mode) computing the same function, and what was cut
+    (module docstring). `ignored_layers`: names of layers never cut."""
+    if round_to is not None and round_to < 1:
+        raise ParameterError(f"round_to must be >= 1, got {round_to}")
     model = copy.deepcopy(masked).eval()
-    dead = _remove_dead_branches(model, kept, input_shape)
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.randn((2, *example_inputs.shape[1:]), generator=generator).to(example_inputs)
+    replaced = _fold_dead_branches(model, probe)
+    graph = build_graph(model, example_inputs)
     names = {id(module): name for name, module in model.named_modules()}
-    graph = dependency_graph(model, input_shape)
-    groups = list(graph.get_all_groups(root_module_types=[nn.Conv2d]))
-    cut: list[set[int]] = [set() for _ in groups]
-    cut_inputs: dict[int, set[int]] = {}
-    changed = True
-    while changed:  # option-A shortcuts make a stage's cut depend on the previous stage's
-        changed = False
-        for number, group in enumerate(groups):
-            positions = {
-                k
-                for k in range(len(group[0].idxs))
-                if all(
-                    _carries_zero(dependency, int(idxs[k]), kept, names, cut_inputs)
-                    for dependency, idxs in group
+    modules = dict(model.named_modules())
+    ignored = [modules[name] for name in ignored_layers if name in modules]
+    groups = list(coupled_groups(graph, ignored))
+    cuts = [
+        _rounded(group, cut, round_to)
+        for group, cut in zip(groups, _cut_positions(graph, groups), strict=True)
+    ]
+    compression = Compression(replaced=replaced)
+    for group, cut in zip(groups, cuts, strict=True):
+        for dependency, channels in group.members:
+            module = dependency.target.module
+            if isinstance(module, ROOT_TYPES) and is_out_channel(graph, dependency):
+                compression.kept_channels[names[id(module)]] = sorted(
+                    channels[k] for k in range(group.width) if k not in cut
                 )
-            }
-            if positions != cut[number]:
-                cut[number], changed = positions, True
-            for dependency, idxs in group:
-                module = dependency.target.module
-                if isinstance(module, ZeroPadShortcut) and (
-                    dependency.handler.__name__ == "prune_in_channels"
-                ):
-                    cut_inputs[id(module)] = {int(idxs[k]) for k in positions}
-    # Every channel of a surviving conv stays unless its group position is cut below (a masked
-    # channel tied to a kept one stays, as zeros).
-    kept_channels = {
-        name: list(range(len(mask))) for name, mask in kept.items() if name in names.values()
-    }
-    for group, positions in zip(groups, cut, strict=True):
-        if not positions:
+    for group, cut in zip(groups, cuts, strict=True):
+        if not cut:
             continue
-        root = group[0].dep.target.module
-        for dependency, idxs in group:
-            if dependency.handler == tp.prune_conv_out_channels:
-                name = names[id(dependency.target.module)]
-                if len(positions) == len(idxs):
-                    raise ParameterError(f"every channel of {name} would be cut")
-                removed = {int(idxs[k]) for k in positions}
-                original = [i for i in range(len(kept[name])) if i not in removed]
-                kept_channels[name] = original
-        root_idxs = sorted(int(group[0].idxs[k]) for k in positions)
-        graph.get_pruning_group(root, tp.prune_conv_out_channels, root_idxs).prune()
-    return model, Compression(kept_channels, dead)
+        root_channels = sorted(group.members[0][1][k] for k in cut)
+        root = group.root
+        pruner = graph.get_pruner_of_module(root)
+        graph.get_pruning_group(root, pruner.prune_out_channels, root_channels).prune()
+        compression.history.append((names[id(root)], root_channels))
+    _check_identity(masked, model, probe)
+    return model, compression
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """An inference copy of `model` (eval mode) with every BatchNorm2d of a conv-BN block
-    folded into its conv's weights and bias (torch.nn.utils.fusion) and replaced by Identity:
-    the same function with fewer passes over memory, as deployed networks run."""
+@torch.no_grad()
+def _check_identity(masked: nn.Module, compressed: nn.Module, inputs: torch.Tensor) -> None:
+    was_training = masked.training
+    masked.eval()
+    try:
+        expected = masked(inputs)
+    finally:
+        masked.train(was_training)
+    got = compressed(inputs)
+    scale = float(expected.abs().max()) + 1e-12
+    difference = float((expected - got).abs().max())
+    if difference > _IDENTITY_TOLERANCE * scale:
+        raise CompressionError(
+            f"cutting the zero channels would change the model's outputs (max difference "
+            f"{difference:.3g} on values up to {scale:.3g}): an operation between a removed "
+            "channel and its consumer maps 0 to a nonzero value; keep those channels"
+        )
+
+
+def fold_batchnorm(model: nn.Module, example_inputs: torch.Tensor) -> nn.Module:
+    """An inference copy of `model` (eval mode) with every BatchNorm that directly follows a
+    conv in data flow (the conv's only consumer, the BatchNorm's only input) folded into the
+    conv's weights and bias and replaced by Identity; other BatchNorms are left as they are.
+    The same function with fewer passes over memory, as deployed networks run."""
     folded = copy.deepcopy(model).eval()
-    for block in find_conv_bn_blocks(folded):
-        for name, replacement in (
-            (block.conv_name, fuse_conv_bn_eval(block.conv, block.bn)),
-            (block.bn_name, nn.Identity()),
+    graph = build_graph(folded, example_inputs)
+    names = {id(module): name for name, module in folded.named_modules()}
+    pairs = []
+    for module, node in graph.module2node.items():
+        if not isinstance(module, nn.modules.batchnorm._BatchNorm) or len(node.inputs) != 1:
+            continue
+        source = node.inputs[0]
+        conv = source.module
+        if (
+            isinstance(conv, nn.Conv2d)
+            and len(source.outputs) == 1
+            and conv.out_channels == module.num_features
+            and not conv.transposed
         ):
-            parent, _, child = name.rpartition(".")
-            setattr(folded.get_submodule(parent) if parent else folded, child, replacement)
+            pairs.append((names[id(conv)], names[id(module)], conv, module))
+    for conv_name, bn_name, conv, bn in pairs:
+        folded.set_submodule(conv_name, fuse_conv_bn_eval(conv, bn))
+        folded.set_submodule(bn_name, nn.Identity())
     return folded

@@ -1,16 +1,21 @@
 """Save, load and export compressed networks without the training code's objects.
 
 A saved network is a folder with two files:
-- `network.json`: architecture name, classes, input shape (channels, height, width), the dead
-  blocks (replaced by ShortcutBlock) and the kept output channels of every conv (original
-  indices, for reading; the layer sizes themselves are taken from the weights);
+- `network.json`: what makes the compressed architecture from the dense one: the input shape
+  (without batch), the residual blocks replaced by ShortcutBlock and the pruning history
+  (root layer, output channels removed, in order), plus the kept output channels per layer
+  (original indices, for reading) and free-form `meta` (e.g. the built-in architecture);
 - `weights.pt`: the state dict, plain tensors only, loadable with torch.load(weights_only=True).
+Loading replays the history on a freshly built dense model (the user's constructor), with
+Torch-Pruning's dependency graph, and loads the weights into it: any model compress() can cut,
+including users' own, loads back.
 ONNX export needs the optional `onnx` extra (onnx, onnxscript; onnxruntime to run it).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,13 +23,9 @@ from torch import nn
 
 from sprkit.atomic import write_atomically
 from sprkit.errors import SprkitInputError
-from sprkit.networks.architectures import (
-    ResidualBias,
-    ShortcutBlock,
-    ZeroPadShortcut,
-    build_model,
-)
+from sprkit.networks.architectures import ShortcutBlock
 from sprkit.networks.compression import Compression
+from sprkit.networks.graph import build_graph
 
 DESCRIPTION, WEIGHTS = "network.json", "weights.pt"
 
@@ -33,71 +34,57 @@ def save_compressed(
     model: nn.Module,
     compression: Compression,
     *,
-    arch: str,
-    num_classes: int,
     input_shape: tuple[int, ...],
     folder: Path,
+    meta: dict | None = None,
 ) -> None:
     """Write network.json and weights.pt into `folder` (each written atomically)."""
     folder.mkdir(parents=True, exist_ok=True)
     description = {
-        "arch": arch,
-        "num_classes": num_classes,
         "input_shape": list(input_shape),
-        "dead_blocks": compression.dead_blocks,
+        "replaced": compression.replaced,
+        "history": [[name, channels] for name, channels in compression.history],
         "kept_channels": compression.kept_channels,
+        "meta": meta or {},
     }
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     write_atomically(folder / WEIGHTS, lambda path: torch.save(state, path))
     write_atomically(folder / DESCRIPTION, lambda path: path.write_text(json.dumps(description)))
 
 
-def _resized(module: nn.Module, name: str, state: dict[str, torch.Tensor]) -> nn.Module:
-    """A module of the same kind as `module` with the sizes of its weights in `state`."""
-    if isinstance(module, nn.Conv2d):
-        out_channels, in_per_group = state[f"{name}.weight"].shape[:2]
-        return nn.Conv2d(
-            in_per_group * module.groups,
-            out_channels,
-            module.kernel_size,
-            stride=module.stride,
-            padding=module.padding,
-            groups=module.groups,
-            bias=f"{name}.bias" in state,
-        )
-    if isinstance(module, nn.BatchNorm2d):
-        return nn.BatchNorm2d(len(state[f"{name}.weight"]), eps=module.eps)
-    if isinstance(module, nn.Linear):
-        out_features, in_features = state[f"{name}.weight"].shape
-        return nn.Linear(in_features, out_features, bias=f"{name}.bias" in state)
-    if isinstance(module, ZeroPadShortcut):
-        module.source = torch.empty_like(state[f"{name}.source"])
-        return module
-    if isinstance(module, ResidualBias):
-        return ResidualBias(len(state[f"{name}.bias"]))
-    return module
-
-
-def load_compressed(folder: Path) -> tuple[nn.Module, dict]:
-    """The saved network (eval mode) and its description."""
+def load_compressed(folder: Path, model_fn: Callable[[], nn.Module]) -> tuple[nn.Module, dict]:
+    """The saved network (eval mode, on the CPU) rebuilt from `model_fn()`, the dense model's
+    constructor, and its description."""
+    for name in (DESCRIPTION, WEIGHTS):
+        if not (folder / name).is_file():
+            raise SprkitInputError(f"not a saved network: {folder / name} is missing")
     try:
         description = json.loads((folder / DESCRIPTION).read_text())
         state = torch.load(folder / WEIGHTS, weights_only=True, map_location="cpu")
-    except FileNotFoundError as error:
-        raise SprkitInputError(f"not a saved network: {error.filename} is missing") from None
-    input_shape = description["input_shape"]
-    model = build_model(description["arch"], description["num_classes"], input_shape[0])
-    for index in description["dead_blocks"]:
-        block = model.layers[index]
-        channels = len(state[f"layers.{index}.branch_bias.bias"])
-        model.layers[index] = ShortcutBlock(block.shortcut, channels)
-    for name, module in list(model.named_modules()):
-        if not name:
-            continue
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, _resized(module, name, state))
-    model.load_state_dict(state)
+    except Exception as error:  # torch.load raises many kinds on a damaged file
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SprkitInputError(f"{folder} holds a damaged saved network: {first}") from None
+    model = model_fn().cpu().eval()
+    for name, channels in description["replaced"].items():
+        model.set_submodule(name, ShortcutBlock(model.get_submodule(name).shortcut, channels))
+    example = torch.zeros((2, *description["input_shape"]))
+    graph = build_graph(model, example)
+    for name, channels in description["history"]:
+        try:
+            root = model.get_submodule(name)
+        except AttributeError:
+            raise SprkitInputError(
+                f"the saved network does not match this constructor: no layer {name!r}"
+            ) from None
+        pruner = graph.get_pruner_of_module(root)
+        graph.get_pruning_group(root, pruner.prune_out_channels, channels).prune()
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[-1].strip()
+        raise SprkitInputError(
+            f"the saved weights do not fit the model this constructor builds: {first}"
+        ) from None
     return model.eval(), description
 
 
@@ -109,8 +96,8 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> N
         model.eval(),
         (example,),
         str(path),
-        dynamo=True,
         dynamic_shapes={"x": {0: batch}},
+        dynamo=True,
         external_data=False,
         verbose=False,
     )

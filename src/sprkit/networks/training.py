@@ -2,11 +2,12 @@
 
 One SGD (momentum, weight decay) run on one multi-step learning-rate schedule over
 `penalized_epochs + finetune_epochs` epochs. During the penalized epochs the loss is
-cross-entropy + lam * R(W) (SPRRegularizer, M fixed from the model at the start; or a
-competitor's penalty, sprkit.networks.baselines). At the switch, structures are pruned (the
-largest threshold whose validation accuracy drop is within `tolerance`, or a MAC budget;
-sprkit.networks.pruning), and from then on the penalty is off and the removed channels are
-re-zeroed after every step; `prune=False` trains a dense network with the same schedule.
+cross-entropy + the penalty of an SPRPruner built on the model at the start (SPR with M
+fixed from the model then, or a competitor's penalty, sprkit.networks.penalties). At the
+switch, structures are pruned (the largest threshold whose validation accuracy drop is within
+`tolerance`, or a MAC budget; sprkit.networks.rules), and from then on the penalty is off
+and the removed structures are re-zeroed after every step; `prune=False` trains a dense
+network with the same schedule.
 Each epoch appends a row to log.csv and log.json and writes checkpoint.pt atomically;
 `resume=True` continues from it (loaded with weights_only=True) and, on CPU, ends at the
 same weights as an uninterrupted run: batches are shuffled by a generator seeded with
@@ -30,21 +31,11 @@ from tqdm import tqdm
 
 from sprkit.atomic import write_atomically
 from sprkit.errors import ParameterError, TrainingError
-from sprkit.networks.baselines import (
-    PENALTIES,
-    BatchNormL1Regularizer,
-    GroupLassoRegularizer,
-    structure_scores,
-)
-from sprkit.networks.grouping import GROUPINGS, ChannelGrouping, make_grouping
-from sprkit.networks.pruning import (
-    apply_channel_masks,
-    channel_masks,
-    compressed_macs,
-    fewest_removed,
-    largest_threshold,
-)
-from sprkit.networks.regularizer import SPRRegularizer, find_conv_bn_blocks
+from sprkit.networks.graph import example_batch
+from sprkit.networks.penalties import PENALTIES, SPRPenalty
+from sprkit.networks.pruner import SPRPruner
+from sprkit.networks.rules import fewest_removed, masked_copy
+from sprkit.networks.structures import GROUPINGS
 
 
 class NonFiniteLossError(TrainingError):
@@ -137,66 +128,39 @@ def _save_atomically(state: dict, path: Path) -> None:
 
 
 def _prune(
-    model: nn.Module,
-    val_data: TensorDataset,
-    config: TrainConfig,
-    grouping: ChannelGrouping,
-    device: torch.device,
-) -> list[torch.Tensor]:
+    pruner: SPRPruner, val_data: TensorDataset, config: TrainConfig, device: torch.device
+) -> None:
     """Zero the structures to remove, by the configured rule: with `target_macs`, the fewest
     lowest-scoring structures that bring the compressed network within the MAC budget;
     otherwise the largest weight threshold within the validation tolerance (SPR, group
     lasso) or the most lowest-|gamma| structures within it (bn_l1)."""
-    blocks = find_conv_bn_blocks(model)
-    shape = tuple(val_data[0][0].shape)
-    if config.target_macs is not None or config.penalty == "bn_l1":
-        scores = structure_scores(model, grouping, config.penalty)
-        if config.target_macs is not None:
-            try:
-                masks = fewest_removed(
-                    model,
-                    grouping,
-                    scores,
-                    lambda pruned, m: compressed_macs(pruned, m, shape) <= config.target_macs,
-                    want="fewest",
-                )
-            except ParameterError:
-                raise ParameterError(
-                    f"target_macs {config.target_macs} cannot be reached: removing every "
-                    "structure that can go (stem and shortcuts keep a channel) leaves more"
-                ) from None
-        else:
-            reference = accuracy(model, val_data, device)
-            masks = fewest_removed(
-                model,
-                grouping,
-                scores,
-                lambda pruned, _: (
-                    reference - accuracy(pruned, val_data, device) <= config.tolerance
-                ),
-                want="most",
-            )
-    else:
-        threshold = largest_threshold(
-            model,
-            lambda candidate: accuracy(candidate, val_data, device),
-            tolerance=config.tolerance,
-            keep_fraction=config.keep_fraction,
-            grouping=grouping,
+    model = pruner.model
+    if config.target_macs is not None:
+        try:
+            pruner.prune(target_macs=config.target_macs)
+        except ParameterError:
+            raise ParameterError(
+                f"target_macs {config.target_macs} cannot be reached: removing every "
+                "structure that can go (each essential layer keeps a channel) leaves more"
+            ) from None
+    elif config.penalty == "bn_l1":
+        reference = accuracy(model, val_data, device)
+        keep = fewest_removed(
+            pruner.structures,
+            pruner.scores(),
+            lambda mask: (
+                reference - accuracy(masked_copy(model, pruner.structures, mask), val_data, device)
+                <= config.tolerance
+            ),
+            want="most",
         )
-        masks = channel_masks(blocks, threshold, config.keep_fraction, grouping)
-    apply_channel_masks(blocks, masks)
-    return masks
-
-
-def _penalty(model: nn.Module, config: TrainConfig, grouping: ChannelGrouping):
-    if config.penalty == "group_lasso":
-        return GroupLassoRegularizer(model, lam=config.lam, grouping=grouping)
-    if config.penalty == "bn_l1":
-        return BatchNormL1Regularizer(model, lam=config.lam)
-    return SPRRegularizer(
-        model, lam=config.lam, alpha=config.alpha, M_scale=config.M_scale, grouping=grouping
-    )
+        pruner.set_masks(keep)
+    else:
+        pruner.prune(
+            tolerance=config.tolerance,
+            evaluate=lambda candidate: accuracy(candidate, val_data, device),
+            keep_fraction=config.keep_fraction,
+        )
 
 
 def _load_checkpoint(path: Path, config: TrainConfig, device: torch.device) -> dict:
@@ -227,23 +191,32 @@ def train_spr(
     resume: bool = False,
     device: torch.device | str = "cpu",
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-) -> tuple[nn.Module, list[torch.Tensor]]:
-    """Run the recipe; returns the model (masked after pruning) and the channel masks. The
-    weights at the end of the penalized phase, just before pruning, are kept in
-    run_dir/penalized.pt. `augment` transforms each training batch (seeded per epoch)."""
+    ignored_layers: list[nn.Module] | None = None,
+) -> SPRPruner:
+    """Run the recipe; returns the SPRPruner of the model (pruner.model: masked after
+    pruning; pruner.keep: the structures kept). The weights at the end of the penalized
+    phase, just before pruning, are kept in run_dir/penalized.pt. `augment` transforms each
+    training batch (seeded per epoch)."""
     device = torch.device(device)
     run_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
-    grouping = make_grouping(model, config.grouping, tuple(train_data[0][0].shape))
-    regularizer = _penalty(model, config, grouping)
-    blocks = find_conv_bn_blocks(model)
+    pruner = SPRPruner(
+        model,
+        example_batch(model, tuple(train_data[0][0].shape)),
+        lam=config.lam,
+        alpha=config.alpha,
+        M_scale=config.M_scale,
+        grouping=config.grouping,
+        penalty=config.penalty,
+        ignored_layers=ignored_layers or (),
+    )
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestones, config.gamma)
     checkpoint_path = run_dir / "checkpoint.pt"
     log: list[dict] = []
-    masks: list[torch.Tensor] | None = None
+    pruned = False
     start_epoch = 0
     total_epochs = config.penalized_epochs + config.finetune_epochs
     scaler_enabled = device.type == "cuda"
@@ -260,9 +233,10 @@ def train_spr(
         scheduler.load_state_dict(state["scheduler"])
         if state["scaler"] and scaler.is_enabled():  # a CPU run saves an empty scaler state
             scaler.load_state_dict(state["scaler"])
-        if isinstance(regularizer, SPRRegularizer):
-            regularizer.M = state["M"].to(device)
-        masks = state["masks"] or None
+        if isinstance(pruner.regularizer, SPRPenalty):
+            pruner.regularizer.M = state["M"].to(device)
+        pruner.keep = state["keep"].cpu()
+        pruned = bool(state["pruned"])
         log = json.loads(state["log"])
         start_epoch = int(state["epoch"])
     for epoch in tqdm(
@@ -272,9 +246,10 @@ def train_spr(
         initial=start_epoch,
         total=total_epochs,
     ):
-        if epoch == config.penalized_epochs and masks is None and config.prune:
+        if epoch == config.penalized_epochs and not pruned and config.prune:
             _save_atomically(model.state_dict(), run_dir / "penalized.pt")
-            masks = _prune(model, val_data, config, grouping, device)
+            _prune(pruner, val_data, config, device)
+            pruned = True
         penalized = epoch < config.penalized_epochs
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         augment_generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch + 7919)
@@ -291,7 +266,7 @@ def train_spr(
             with torch.autocast(device.type, enabled=scaler_enabled):
                 loss = nn.functional.cross_entropy(model(images), labels)
             if penalized:
-                loss = loss + regularizer()
+                loss = loss + pruner.penalty()
             if not math.isfinite(loss.item()):
                 kept = (
                     f"the last good checkpoint is {checkpoint_path}"
@@ -302,8 +277,8 @@ def train_spr(
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            if masks is not None:
-                apply_channel_masks(blocks, masks)
+            if pruned:
+                pruner.apply_masks()
             running += loss.item()
             batches += 1
         scheduler.step()
@@ -314,7 +289,7 @@ def train_spr(
                 "lr": optimizer.param_groups[0]["lr"],
                 "train_loss": running / max(batches, 1),
                 "val_accuracy": accuracy(model, val_data, device),
-                "kept_channels": int(sum(m.sum() for m in masks)) if masks else None,
+                "kept_structures": int(pruner.keep.sum()) if pruned else None,
             }
         )
         pd.DataFrame(log).to_csv(run_dir / "log.csv", index=False)
@@ -324,8 +299,9 @@ def train_spr(
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "M": getattr(regularizer, "M", torch.zeros(0)),
-                "masks": masks or [],
+                "M": getattr(pruner.regularizer, "M", torch.zeros(0)),
+                "keep": pruner.keep,
+                "pruned": pruned,
                 "log": json.dumps(log),
                 "epoch": epoch + 1,
                 "config": json.dumps(asdict(config)),
@@ -335,8 +311,8 @@ def train_spr(
         )
     if not config.prune:
         _save_atomically(model.state_dict(), run_dir / "penalized.pt")
-        return model, [torch.ones(b.conv.out_channels, dtype=torch.bool) for b in blocks]
-    if masks is None:  # no fine-tuning phase: prune at the end
+        return pruner
+    if not pruned:  # no fine-tuning phase: prune at the end
         _save_atomically(model.state_dict(), run_dir / "penalized.pt")
-        masks = _prune(model, val_data, config, grouping, device)
-    return model, masks
+        _prune(pruner, val_data, config, device)
+    return pruner

@@ -1,0 +1,200 @@
+"""The data flow of a model, from Torch-Pruning's dependency graph.
+
+Everything structural in sprkit's network side is read from this graph, never from module
+names or registration order: which channels are coupled (one pruning group position: the
+output channels of convs, Linear layers and BatchNorms tied through residual additions,
+concatenations, depthwise convs), which channels a grouped conv forces to be removed in every
+one of its channel groups at once, which layers feed the model's outputs.
+
+sprkit's own shortcut modules (option-A ZeroPadShortcut, ResidualBias) get their pruning
+functions here; a module with a `channel_links()` method declares (output, input) channel
+pairs that carry the same signal and so can only be removed together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from sprkit.errors import ParameterError
+from sprkit.networks.architectures import ResidualBias, ZeroPadShortcut
+
+ROOT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+class _ZeroPadShortcutPruner(tp.pruner.function.BasePruningFunc):
+    """Option-A shortcut: inputs and outputs are pruned separately (they are not coupled,
+    as they would be for an element-wise op); pruning renumbers the `source` buffer."""
+
+    TARGET_MODULES = ZeroPadShortcut
+
+    def prune_out_channels(self, layer: ZeroPadShortcut, idxs: Sequence[int]) -> ZeroPadShortcut:
+        keep = torch.ones(len(layer.source), dtype=torch.bool, device=layer.source.device)
+        keep[list(idxs)] = False
+        layer.source = layer.source[keep]
+        return layer
+
+    def prune_in_channels(self, layer: ZeroPadShortcut, idxs: Sequence[int]) -> ZeroPadShortcut:
+        source = layer.source
+        removed = torch.as_tensor(sorted(idxs), dtype=torch.long, device=source.device)
+        shift = torch.searchsorted(removed, source.clamp(min=0))  # removed inputs below
+        dropped = torch.isin(source, removed)
+        layer.source = torch.where((source < 0) | dropped, -1, source - shift)
+        layer.inputs = layer.inputs - len(removed)
+        return layer
+
+    def get_out_channels(self, layer: ZeroPadShortcut) -> int:
+        return len(layer.source)
+
+    def get_in_channels(self, layer: ZeroPadShortcut) -> int:
+        return int(layer.inputs)
+
+
+class _ResidualBiasPruner(tp.pruner.function.BasePruningFunc):
+    """Per-channel bias: input and output channels are the same channels."""
+
+    TARGET_MODULES = ResidualBias
+
+    def prune_out_channels(self, layer: ResidualBias, idxs: Sequence[int]) -> ResidualBias:
+        keep = torch.ones(len(layer.bias), dtype=torch.bool, device=layer.bias.device)
+        keep[list(idxs)] = False
+        layer.bias = nn.Parameter(layer.bias.data[keep].clone())
+        return layer
+
+    prune_in_channels = prune_out_channels
+
+    def get_out_channels(self, layer: ResidualBias) -> int:
+        return len(layer.bias)
+
+    get_in_channels = get_out_channels
+
+
+CUSTOM_PRUNERS = {ZeroPadShortcut: _ZeroPadShortcutPruner(), ResidualBias: _ResidualBiasPruner()}
+
+
+def example_batch(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
+    """One zero input of `input_shape` (without batch dimension) on the model's device and
+    in its dtype (batch of 2, so that BatchNorm layers in training mode also run)."""
+    parameter = next(model.parameters())
+    return torch.zeros((2, *input_shape), dtype=parameter.dtype, device=parameter.device)
+
+
+def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:
+    """Torch-Pruning's dependency graph of `model`, traced once on `example_inputs` (the
+    model's training/eval mode is restored afterwards)."""
+    was_training = model.training
+    try:
+        return tp.DependencyGraph().build_dependency(
+            model, example_inputs=example_inputs, customized_pruners=CUSTOM_PRUNERS
+        )
+    except Exception as error:  # tracing runs the user's forward: report, not traceback
+        raise ParameterError(
+            f"the model could not be traced on the example inputs: {type(error).__name__}: {error}"
+        ) from None
+    finally:
+        model.train(was_training)
+
+
+def is_out_channel(graph: tp.DependencyGraph, dependency: tp.Dependency) -> bool:
+    return graph.is_out_channel_pruning_fn(dependency.handler)
+
+
+@dataclass(frozen=True)
+class CoupledGroup:
+    """One pruning group of the graph: `members[i]` = (dependency, channel of that member at
+    each position 0..width-1); `root` is the layer whose output channels define it."""
+
+    root: nn.Module
+    members: list[tuple[tp.Dependency, list[int]]]
+
+    @property
+    def width(self) -> int:
+        return len(self.members[0][1])
+
+
+def coupled_groups(
+    graph: tp.DependencyGraph, ignored: Sequence[nn.Module] = ()
+) -> Iterator[CoupledGroup]:
+    """Every group rooted at the output channels of a conv or Linear layer, except those with
+    an ignored member and those that reach the model's outputs (a member with no consumer)."""
+    ignored_modules = [m for layer in ignored for m in layer.modules()]
+    for group in graph.get_all_groups(ignored_layers=ignored_modules, root_module_types=ROOT_TYPES):
+        if any(
+            not dependency.target.outputs and is_out_channel(graph, dependency)
+            for dependency, _ in group
+        ):
+            continue  # its channels are the model's output: never pruned
+        members = [(dependency, [int(i) for i in idxs]) for dependency, idxs in group]
+        yield CoupledGroup(group[0].dep.target.module, members)
+
+
+def _is_grouped_conv(module: nn.Module) -> bool:
+    """A conv with several channel groups that is not depthwise (depthwise channels are
+    pruned one by one with their input channel)."""
+    return (
+        isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+        and module.groups > 1
+        and not module.groups == module.in_channels == module.out_channels
+    )
+
+
+def channel_group_keys(graph: tp.DependencyGraph, group: CoupledGroup) -> list[list[tuple]]:
+    """Per position, keys that must be removed together with it elsewhere: a grouped conv's
+    channel c in each of its channel groups (key: module, side, c mod channels per group),
+    since every channel group must keep the same number of channels."""
+    keys: list[list[tuple]] = [[] for _ in range(group.width)]
+    for dependency, channels in group.members:
+        module = dependency.target.module
+        if not _is_grouped_conv(module):
+            continue
+        out = is_out_channel(graph, dependency)
+        per_group = (module.out_channels if out else module.in_channels) // module.groups
+        for k, channel in enumerate(channels):
+            keys[k].append((id(module), out, channel % per_group))
+    return keys
+
+
+def link_keys(graph: tp.DependencyGraph, group: CoupledGroup) -> list[list[tuple]]:
+    """Per position, keys shared with positions of other groups that carry the same signal
+    (modules with `channel_links()`, e.g. an option-A shortcut copying input channel i to
+    output channel j: both sides get the key (module, j))."""
+    keys: list[list[tuple]] = [[] for _ in range(group.width)]
+    for dependency, channels in group.members:
+        module = dependency.target.module
+        if not hasattr(module, "channel_links"):
+            continue
+        out = is_out_channel(graph, dependency)
+        pairs = module.channel_links()
+        by_side = {}
+        for output, source in pairs:
+            by_side.setdefault((True, output), output)
+            by_side.setdefault((False, source), output)
+        for k, channel in enumerate(channels):
+            if (out, channel) in by_side:
+                keys[k].append(("link", id(module), by_side[(out, channel)]))
+    return keys
+
+
+class UnionFind:
+    """Disjoint sets over 0..n-1 (path halving), renumbered to 0..k-1 by `labels`."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, node: int) -> int:
+        while self.parent[node] != node:
+            self.parent[node] = self.parent[self.parent[node]]
+            node = self.parent[node]
+        return node
+
+    def union(self, first: int, second: int) -> None:
+        self.parent[self.find(first)] = self.find(second)
+
+    def labels(self) -> list[int]:
+        """Set label of every element, numbered in order of first appearance."""
+        numbering: dict[int, int] = {}
+        return [numbering.setdefault(self.find(i), len(numbering)) for i in range(len(self.parent))]

@@ -1,0 +1,338 @@
+"""SPR structures of any model: sets of parameter rows kept or removed together.
+
+A structure owns rows (dim 0: output channels, output neurons) of parameter tensors: the
+weights and bias of conv and Linear layers and the scale and shift of normalization layers
+(BatchNorm1d/2d, ...), as the dependency graph couples them (sprkit.networks.graph).
+Removing a structure zeroes its rows; the layers it owns then output exactly zero on those
+channels, which is what compression cuts.
+
+Groupings:
+- "graph" (default): one structure per coupled position of a pruning group (every layer
+  tied to the channel through residual additions, concatenations, depthwise convs), merged
+  with the positions a grouped conv or a channel link forces to go together;
+- "layer" (the paper's): one structure per output channel of each conv or Linear layer,
+  with the normalization rows that follow it in data flow (rows of a normalization that
+  follows an addition or concatenation go to the first layer of the position).
+
+Never structures: the layers the user ignores, and every group that reaches the model's
+outputs. A "unit" is a set of structures whose removal leaves some layers outputting only
+zeros (a pruning group; with "layer", a layer); a unit is *essential* when the model's output
+would then no longer depend on its input (found from the graph's data flow), and the pruning
+rules keep at least one structure of every essential unit.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sprkit.errors import ParameterError
+from sprkit.networks.graph import (
+    ROOT_TYPES,
+    UnionFind,
+    build_graph,
+    channel_group_keys,
+    coupled_groups,
+    is_out_channel,
+    link_keys,
+)
+
+GROUPINGS = ("graph", "layer")
+
+
+@dataclass(frozen=True)
+class RowSlice:
+    """Rows `rows` of parameter `parameter` (full name in the model) belong to structures
+    `owner` (same length). `is_weight`: the weight of a conv or Linear layer (what the
+    paper's threshold rule counts)."""
+
+    parameter: str
+    rows: torch.Tensor
+    owner: torch.Tensor
+    is_weight: bool
+
+
+@dataclass(frozen=True)
+class Structures:
+    """The structures of one model (any copy of it: parameters are found by name).
+
+    slices: the rows each structure owns; n: number of structures; sizes: scalars per
+    structure; weight_sizes: scalars of conv/Linear weights per structure; layer: name of the
+    first conv/Linear layer of each structure; units: structure ids of every unit;
+    essential: per unit, whether one of its structures must stay; grouping: its name."""
+
+    slices: tuple[RowSlice, ...]
+    n: int
+    sizes: torch.Tensor
+    weight_sizes: torch.Tensor
+    layer: tuple[str, ...]
+    units: tuple[torch.Tensor, ...]
+    essential: tuple[bool, ...]
+    grouping: str
+
+    @property
+    def weight_layers(self) -> set[str]:
+        """Names of the conv/Linear layers that have rows in some structure."""
+        return {piece.parameter.rpartition(".")[0] for piece in self.slices if piece.is_weight}
+
+    def parameters_of(self, model: nn.Module) -> list[torch.Tensor]:
+        """The parameter tensors of the slices, in slice order, from `model`."""
+        named = dict(model.named_parameters())
+        return [named[s.parameter] for s in self.slices]
+
+    def reductions(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per structure: sum of squares and largest |value| of its rows (differentiable)."""
+        sq_norm, max_abs = None, None
+        for piece, parameter in zip(self.slices, self.parameters_of(model), strict=True):
+            rows = parameter.index_select(0, piece.rows.to(parameter.device)).reshape(
+                len(piece.rows), -1
+            )
+            owner = piece.owner.to(parameter.device)
+            if sq_norm is None:
+                sq_norm = rows.new_zeros(self.n)
+                max_abs = rows.new_zeros(self.n)
+            sq_norm = sq_norm.index_add(0, owner, (rows * rows).sum(dim=1))
+            max_abs = max_abs.scatter_reduce(
+                0, owner, rows.abs().amax(dim=1), reduce="amax", include_self=True
+            )
+        return sq_norm, max_abs
+
+    def norms(self, model: nn.Module) -> torch.Tensor:
+        """l2 norm of every structure (detached, on the CPU, float64)."""
+        with torch.no_grad():
+            return self.reductions(model)[0].detach().double().cpu().sqrt()
+
+    def surviving_weights(self, model: nn.Module, threshold: float) -> torch.Tensor:
+        """Per structure: how many of its conv/Linear weights have |w| >= threshold."""
+        counts = torch.zeros(self.n, dtype=torch.float64)
+        with torch.no_grad():
+            for piece, parameter in zip(self.slices, self.parameters_of(model), strict=True):
+                if not piece.is_weight:
+                    continue
+                rows = parameter.detach().index_select(0, piece.rows.to(parameter.device))
+                alive = (rows.reshape(len(rows), -1).abs() >= threshold).sum(dim=1).double().cpu()
+                counts.index_add_(0, piece.owner, alive)
+        return counts
+
+    @torch.no_grad()
+    def apply(self, model: nn.Module, keep: torch.Tensor) -> None:
+        """Zero, in place, the rows of every structure with keep = False."""
+        keep = keep.cpu().bool()
+        for piece, parameter in zip(self.slices, self.parameters_of(model), strict=True):
+            removed = piece.rows[~keep[piece.owner]]
+            if removed.numel():
+                parameter.index_fill_(0, removed.to(parameter.device), 0.0)
+
+    def kept_with_essentials(self, keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """`keep` with the highest-score structure of every essential unit that has none
+        kept put back (so that the output still depends on the input)."""
+        keep = keep.clone().bool()
+        for unit, essential in zip(self.units, self.essential, strict=True):
+            if essential and not bool(keep[unit].any()):
+                keep[unit[torch.argmax(scores[unit])]] = True
+        return keep
+
+    def table(self) -> list[dict]:
+        """One row per structure: id, first layer, scalars (for reports)."""
+        return [
+            {"structure": j, "layer": self.layer[j], "scalars": int(self.sizes[j])}
+            for j in range(self.n)
+        ]
+
+
+def _owned_parameters(module: nn.Module, channels: int) -> list[tuple[str, nn.Parameter]]:
+    """The module's own parameters whose first dimension is its `channels` output rows."""
+    if getattr(module, "transposed", False):
+        raise ParameterError(
+            f"transposed convolutions are not supported as SPR structures ({module})"
+        )
+    return [
+        (name, p)
+        for name, p in module.named_parameters(recurse=False)
+        if p.ndim >= 1 and p.shape[0] == channels
+    ]
+
+
+def derive_structures(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    *,
+    grouping: str = "graph",
+    ignored_layers: Sequence[nn.Module] = (),
+) -> Structures:
+    """The structures of `model` (module docstring), traced on `example_inputs`."""
+    if grouping not in GROUPINGS:
+        raise ParameterError(f"unknown grouping {grouping!r}; known: {', '.join(GROUPINGS)}")
+    graph = build_graph(model, example_inputs)
+    names = {id(module): name for name, module in model.named_modules()}
+    groups = list(coupled_groups(graph, ignored_layers))
+    offsets, total = [], 0
+    for group in groups:
+        offsets.append(total)
+        total += group.width
+    # Positions forced together: grouped convs' channel groups, channel links.
+    union = UnionFind(total)
+    first_with_key: dict[tuple, int] = {}
+    for group, offset in zip(groups, offsets, strict=True):
+        for keys_per_position in (channel_group_keys(graph, group), link_keys(graph, group)):
+            for k, keys in enumerate(keys_per_position):
+                for key in keys:
+                    union.union(offset + k, first_with_key.setdefault(key, offset + k))
+    position_class = union.labels()
+
+    # Rows of every parameter, per position: (parameter name, row, producer, is_weight).
+    owners: dict[tuple, int] = {}  # structure key -> id
+    rows_of: dict[str, tuple[list[int], list[int], bool]] = {}
+    layer_of: list[str] = []
+    unit_key_of: list[tuple] = []
+    for group, offset in zip(groups, offsets, strict=True):
+        out_members = [(d, c) for d, c in group.members if is_out_channel(graph, d)]
+        producers = [
+            d.target.module for d, _ in out_members if isinstance(d.target.module, ROOT_TYPES)
+        ]
+        for k in range(group.width):
+            cls = position_class[offset + k]
+            for dependency, channels in out_members:
+                module = dependency.target.module
+                if not any(True for _ in module.parameters(recurse=False)):
+                    continue  # operations (additions, concatenations, activations)
+                owned = _owned_parameters(module, graph.get_out_channels(module))
+                if not owned:
+                    continue
+                producer = module if isinstance(module, ROOT_TYPES) else None
+                if producer is None:  # a normalization: the producer it follows, or the first
+                    inputs = dependency.target.inputs
+                    direct = [p for p in producers if len(inputs) == 1 and inputs[0].module is p]
+                    producer = direct[0] if direct else producers[0]
+                if grouping == "graph":
+                    key, unit_key = ("position", cls), ("group", cls)
+                else:
+                    key, unit_key = ("layer", id(producer), cls), ("layer", id(producer))
+                if key not in owners:
+                    owners[key] = len(owners)
+                    layer_of.append(names[id(producer)])
+                    unit_key_of.append(unit_key)
+                structure = owners[key]
+                for name, _ in owned:
+                    full = f"{names[id(module)]}.{name}"
+                    rows, owner, _ = rows_of.setdefault(
+                        full, ([], [], isinstance(module, ROOT_TYPES) and name == "weight")
+                    )
+                    rows.append(channels[k])
+                    owner.append(structure)
+    if not owners:
+        raise ParameterError(
+            "no prunable structure found: the model has no conv or Linear layer whose "
+            "outputs are not ignored and do not feed the model's output directly"
+        )
+    if grouping == "graph":  # units: connected pruning groups (merged positions span them)
+        unit_key_of = _group_units(groups, offsets, position_class, owners)
+    parameters = dict(model.named_parameters())
+    slices = []
+    sizes = torch.zeros(len(owners), dtype=torch.float64)
+    weight_sizes = torch.zeros(len(owners), dtype=torch.float64)
+    for full, (rows, owner, is_weight) in rows_of.items():
+        rows_t, owner_t = torch.tensor(rows), torch.tensor(owner)
+        if len(set(rows)) != len(rows):
+            raise ParameterError(f"rows of {full} are owned twice: unsupported coupling")
+        slices.append(RowSlice(full, rows_t, owner_t, is_weight))
+        per_row = parameters[full][0].numel()
+        sizes.index_add_(0, owner_t, torch.full((len(rows),), float(per_row), dtype=torch.float64))
+        if is_weight:
+            weight_sizes.index_add_(
+                0, owner_t, torch.full((len(rows),), float(per_row), dtype=torch.float64)
+            )
+    units = _units(unit_key_of)
+    essential = _essential_units(model, example_inputs, slices, len(owners), units)
+    return Structures(
+        slices=tuple(slices),
+        n=len(owners),
+        sizes=sizes,
+        weight_sizes=weight_sizes,
+        layer=tuple(layer_of),
+        units=units,
+        essential=essential,
+        grouping=grouping,
+    )
+
+
+def _group_units(groups, offsets, position_class, owners) -> list[tuple]:
+    """With the graph grouping, structure -> unit key: the pruning groups joined by merged
+    positions form one unit."""
+    union = UnionFind(len(groups))
+    group_of_class: dict[int, int] = {}
+    for index, (group, offset) in enumerate(zip(groups, offsets, strict=True)):
+        for k in range(group.width):
+            cls = position_class[offset + k]
+            union.union(index, group_of_class.setdefault(cls, index))
+    labels = union.labels()
+    keys = [None] * len(owners)
+    for (_, cls), structure in owners.items():
+        keys[structure] = ("unit", labels[group_of_class[cls]])
+    return keys
+
+
+def _units(unit_key_of: list[tuple]) -> tuple[torch.Tensor, ...]:
+    members: dict[tuple, list[int]] = {}
+    for structure, key in enumerate(unit_key_of):
+        members.setdefault(key, []).append(structure)
+    return tuple(torch.tensor(ids) for ids in members.values())
+
+
+def _dead_modules(
+    parameters: dict[str, torch.Tensor], slices: Sequence[RowSlice], in_unit: torch.Tensor
+) -> set[str]:
+    """Names of the modules whose every owned row belongs to the unit (`in_unit`: bool per
+    structure): once the unit is removed they output constants."""
+    dead: dict[str, bool] = {}
+    for piece in slices:
+        module_name = piece.parameter.rpartition(".")[0]
+        complete = bool(in_unit[piece.owner].all()) and (
+            len(piece.rows) == parameters[piece.parameter].shape[0]
+        )
+        dead[module_name] = dead.get(module_name, True) and complete
+    return {name for name, is_dead in dead.items() if is_dead}
+
+
+def _essential_units(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    slices: Sequence[RowSlice],
+    n: int,
+    units: Sequence[torch.Tensor],
+) -> tuple[bool, ...]:
+    """Per unit: whether the model's output stops depending on its input once the unit's
+    structures are removed. Found by data flow, on the meta device (shapes only, no
+    arithmetic): with the parameters constant and the input requiring a gradient, an output
+    requires a gradient exactly when it depends on the input; the modules the unit leaves
+    dead have their outputs detached. It holds whatever the model's code looks like."""
+    if not torch.is_floating_point(example_inputs):
+        raise ParameterError("example_inputs must be a floating-point tensor")
+    probe = copy.deepcopy(model).to("meta").eval()
+    for parameter in probe.parameters():
+        parameter.requires_grad_(False)
+    inputs = torch.empty(
+        (2, *example_inputs.shape[1:]), device="meta", dtype=example_inputs.dtype
+    ).requires_grad_(True)
+    parameters = dict(model.named_parameters())
+    modules = dict(probe.named_modules())
+    essential = []
+    for unit in units:
+        in_unit = torch.zeros(n, dtype=torch.bool)
+        in_unit[unit] = True
+        hooks = [
+            modules[name].register_forward_hook(lambda _m, _a, output: output.detach())
+            for name in _dead_modules(parameters, slices, in_unit)
+        ]
+        try:
+            output = probe(inputs)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        outputs = output if isinstance(output, (tuple, list)) else [output]
+        essential.append(not any(o.requires_grad for o in outputs))
+    return tuple(essential)

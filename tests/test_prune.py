@@ -86,6 +86,70 @@ def test_digits_run_writes_a_consistent_report(tmp_path, capsys):
     assert pd.read_csv(out / "report.csv")["top1"].tolist() == networks["top1"].tolist()
 
 
+USER_MODELS = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    """A user's model: conv-BN pairs, a concatenation, Linear + BatchNorm1d head."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(1, 12, 3, padding=1), nn.BatchNorm2d(12), nn.ReLU())
+        self.b = nn.Sequential(nn.Conv2d(12, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.head = nn.Sequential(
+            nn.Linear(20, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, num_classes)
+        )
+
+    def forward(self, x):
+        x = self.a(x)
+        x = torch.cat([x, self.b(x)], dim=1)
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def build(num_classes=10):
+    return Net(num_classes)
+'''
+
+
+def test_a_users_constructor_is_pruned_with_the_same_recipe(tmp_path, capsys, monkeypatch):
+    (tmp_path / "user_models.py").write_text(USER_MODELS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "quick.toml"
+    config.write_text(QUICK)
+    out = tmp_path / "run"
+    argv = ["prune", "--dataset", "digits", "--arch", "user_models:build", "--config", config]
+    code, _, err = _run(capsys, [*argv, "--out", out])
+    assert code == 0, err
+    networks = pd.read_csv(out / "report.csv").set_index("network")
+    assert networks.loc["compressed", "top1"] == networks.loc["masked", "top1"]
+    assert networks.loc["compressed", "macs"] <= networks.loc["dense", "macs"]
+    import user_models
+
+    compressed, description = load_compressed(out / "network", user_models.build)
+    assert description["meta"]["arch"] == "user_models:build"
+    assert count_parameters(compressed) == networks.loc["compressed", "parameters"]
+    layers = pd.read_csv(out / "layers.csv")
+    assert set(layers["layer"]) == {"a.0", "b.0", "head.0"}
+
+
+@pytest.mark.parametrize(
+    "arch, message",
+    [
+        ("no_such_module_xyz:build", "cannot import no_such_module_xyz"),
+        ("sprkit:no_such_function", "has no 'no_such_function'"),
+        ("sprkit:__version__", "is not callable"),
+    ],
+)
+def test_a_bad_constructor_is_one_line(tmp_path, capsys, arch, message):
+    code, _, err = _run(
+        capsys, ["prune", "--dataset", "digits", "--arch", arch, "--out", tmp_path / "run"]
+    )
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def _write_tiny_cifar10(root: Path) -> None:
     rng = np.random.default_rng(0)
     folder = root / "cifar-10-batches-py"

@@ -102,10 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     digits.add_argument("-o", "--output", type=Path, required=True)
 
     prune = commands.add_parser(
-        "prune", help="SPR-train, prune, fine-tune and compress a ResNet; write the report"
+        "prune", help="SPR-train, prune, fine-tune and compress a network; write the report"
     )
     prune.add_argument("--dataset", help="digits (embedded), cifar10 or cifar100")
-    prune.add_argument("--arch", help="resnet20/32/44/56/110, resnet18, resnet50, resnet-digits")
+    prune.add_argument(
+        "--arch",
+        help="resnet20/32/44/56/110, resnet18, resnet50, resnet-digits, vgg16, or "
+        "package.module:function (your constructor; num_classes and in_channels passed "
+        "where it accepts them)",
+    )
     prune.add_argument("--data-dir", help="folder with the CIFAR .tar.gz or its extracted folder")
     prune.add_argument("--config", type=Path, help="TOML file of settings (configs/*.toml)")
     prune.add_argument("--out", type=Path, default=Path("sprkit-prune"), help="run folder")

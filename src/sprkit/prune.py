@@ -20,7 +20,7 @@ import torch
 
 from sprkit.data.images import DATASETS, load_image_data
 from sprkit.errors import ParameterError, SprkitInputError
-from sprkit.networks.architectures import build_model
+from sprkit.networks.architectures import model_constructor
 from sprkit.networks.compression import Compression, fold_batchnorm
 from sprkit.networks.graph import example_batch
 from sprkit.networks.measure import count_macs, count_parameters
@@ -208,7 +208,7 @@ def run_prune(
 ) -> dict[str, Any]:
     """Run the pipeline into `out`; returns the report's summary. A folder that already holds
     a run is continued with `resume`, replaced with `overwrite`, and refused otherwise."""
-    build_model(settings.arch, 10)  # unknown architecture: fail before loading data
+    constructor = model_constructor(settings.arch)  # unknown: fail before loading data
     _check_device(device)
     blocking = next((f for f in (out, *out.parents) if f.exists() and not f.is_dir()), None)
     if blocking is not None:
@@ -223,7 +223,7 @@ def run_prune(
     if overwrite and not resume and (out / "training").exists():
         shutil.rmtree(out / "training")
     torch.manual_seed(settings.seed)
-    model = build_model(settings.arch, data.num_classes, shape[0])
+    model = constructor(data.num_classes, shape[0])
     pruner = train_spr(
         model,
         data.train,
@@ -235,7 +235,7 @@ def run_prune(
         augment=data.augment,
     )
     masked = pruner.model.eval()
-    penalized = build_model(settings.arch, data.num_classes, shape[0]).to(device)
+    penalized = constructor(data.num_classes, shape[0]).to(device)
     penalized_path = out / "training" / "penalized.pt"
     if not penalized_path.exists():
         raise SprkitInputError(f"{penalized_path} is missing: --overwrite starts the run again")

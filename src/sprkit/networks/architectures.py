@@ -1,11 +1,14 @@
-"""ResNets used with SPR: CIFAR ResNet-20/32/44/56/110 (option-A shortcuts, He et al. 2016),
-ResNet-18/50 in their CIFAR form (3x3 stem, no max-pool, projection shortcuts), and a small
-ResNet for the 8x8 digits images. Their residual blocks expose `branch` and `shortcut`, which
-lets compression fold a dead branch into a bias (sprkit.networks.compression).
+"""Built-in networks: CIFAR ResNet-20/32/44/56/110 (option-A shortcuts, He et al. 2016),
+ResNet-18/50 in their CIFAR form (3x3 stem, no max-pool, projection shortcuts), a small ResNet
+for the 8x8 digits images, and VGG-16 with BatchNorm (CIFAR form). The residual blocks expose
+`branch` and `shortcut`, which lets compression fold a dead branch into a bias
+(sprkit.networks.compression); any other constructor is reached by `package.module:function`.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -193,16 +196,114 @@ def resnet_digits(num_classes: int = 10, in_channels: int = 1) -> ResNet:
     )
 
 
-ARCHITECTURES: dict[str, Callable[..., ResNet]] = {
+VGG16_PLAN = [
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+]
+
+
+class VGG(nn.Module):
+    """VGG with BatchNorm in its CIFAR form (Simonyan and Zisserman 2015; 3x3 conv-BN-ReLU
+    stages, max-pooling, 32x32 inputs down to 1x1) and a classifier with two hidden Linear
+    layers of `hidden` neurons (prunable like channels)."""
+
+    def __init__(
+        self,
+        plan: list[int | str],
+        num_classes: int = 10,
+        in_channels: int = 3,
+        hidden: int = 512,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for item in plan:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [*_conv_bn(channels, int(item), 3), nn.ReLU(inplace=True)]
+                channels = int(item)
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.Linear(channels, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.adaptive_avg_pool2d(self.features(x), 1)  # 1x1 already for 32x32 inputs
+        return self.classifier(torch.flatten(x, 1))
+
+
+def vgg16(num_classes: int = 10, in_channels: int = 3) -> VGG:
+    return VGG(VGG16_PLAN, num_classes=num_classes, in_channels=in_channels)
+
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     **{f"resnet{depth}": _cifar_resnet(depth) for depth in (20, 32, 44, 56, 110)},
     "resnet18": resnet18,
     "resnet50": resnet50,
     "resnet-digits": resnet_digits,
+    "vgg16": vgg16,
 }
 
 
-def build_model(arch: str, num_classes: int, in_channels: int = 3) -> ResNet:
-    """The named architecture; ParameterError lists the known names otherwise."""
-    if arch not in ARCHITECTURES:
-        raise ParameterError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[arch](num_classes=num_classes, in_channels=in_channels)
+def model_constructor(arch: str) -> Callable[[int, int], nn.Module]:
+    """(num_classes, in_channels) -> model for `arch`: a built-in name, or
+    `package.module:function` naming any importable constructor, called with the keywords
+    num_classes and in_channels that it accepts (ParameterError naming the problem else)."""
+    if arch in ARCHITECTURES:
+        return lambda num_classes, in_channels: ARCHITECTURES[arch](
+            num_classes=num_classes, in_channels=in_channels
+        )
+    if ":" not in arch:
+        raise ParameterError(
+            f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}, or "
+            "package.module:function for your own constructor"
+        )
+    module_name, _, function_name = arch.partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except ImportError as error:
+        raise ParameterError(f"--arch {arch}: cannot import {module_name}: {error}") from None
+    except AttributeError:
+        raise ParameterError(f"--arch {arch}: {module_name} has no {function_name!r}") from None
+    if not callable(function):
+        raise ParameterError(f"--arch {arch}: {function_name} is not callable")
+    accepted = inspect.signature(function).parameters
+
+    def build(num_classes: int, in_channels: int) -> nn.Module:
+        keywords = {
+            k: v
+            for k, v in (("num_classes", num_classes), ("in_channels", in_channels))
+            if k in accepted
+        }
+        model = function(**keywords)
+        if not isinstance(model, nn.Module):
+            raise ParameterError(f"--arch {arch} returned {type(model).__name__}, not a module")
+        return model
+
+    return build
+
+
+def build_model(arch: str, num_classes: int, in_channels: int = 3) -> nn.Module:
+    """The named architecture (built-in or package.module:function, model_constructor)."""
+    return model_constructor(arch)(num_classes, in_channels)

@@ -18,6 +18,10 @@ latency / compressed latency; efficiency = speed-up / MAC ratio. Writes
 docs/benchmarks/latency.{md,csv}.
 
     .venv/bin/python benchmarks/latency.py [--archs resnet56 resnet18] [--batch 64]
+        [--round-to 8]
+
+Each sprkit uniform pattern is also compressed with `round_to` (every layer group keeps a
+multiple of that many channels, zero channels added back), and so is the digits network.
 """
 
 from __future__ import annotations
@@ -48,11 +52,15 @@ SHAPE = (3, 32, 32)
 
 
 def _compressed(
-    dense: torch.nn.Module, structures: Structures, keep: torch.Tensor
+    dense: torch.nn.Module,
+    structures: Structures,
+    keep: torch.Tensor,
+    round_to: int | None = None,
 ) -> torch.nn.Module:
-    """The compressed network of `dense` without the structures keep = False."""
+    """The compressed network of `dense` without the structures keep = False (each layer
+    group's kept channels rounded up to a multiple of `round_to`)."""
     masked = masked_copy(dense, structures, keep).eval()
-    return compress(masked, example_batch(masked, SHAPE))[0]
+    return compress(masked, example_batch(masked, SHAPE), round_to=round_to)[0]
 
 
 def _macs(dense: torch.nn.Module, structures: Structures, keep: torch.Tensor) -> int:
@@ -71,8 +79,11 @@ def global_pattern(dense: torch.nn.Module, target_macs: int) -> torch.nn.Module:
     return _compressed(dense, structures, keep)
 
 
-def uniform_pattern(dense: torch.nn.Module, target_macs: int) -> torch.nn.Module:
-    """The same share of lowest-norm structures removed in every unit of structures."""
+def uniform_pattern(
+    dense: torch.nn.Module, target_macs: int, round_to: int | None = None
+) -> torch.nn.Module:
+    """The same share of lowest-norm structures removed in every unit of structures (the
+    share meets the MAC target without rounding; `round_to` then widens layers a little)."""
     structures = derive_structures(dense, example_batch(dense, SHAPE))
     scores = structure_scores(dense, structures, "spr")
     ranked = [unit[torch.argsort(scores[unit], stable=True)] for unit in structures.units]
@@ -88,18 +99,29 @@ def uniform_pattern(dense: torch.nn.Module, target_macs: int) -> torch.nn.Module
         middle = 0.5 * (low + high)
         fits = _macs(dense, structures, keep_for(middle))
         low, high = (low, middle) if fits <= target_macs else (middle, high)
-    return _compressed(dense, structures, keep_for(high))
+    return _compressed(dense, structures, keep_for(high), round_to)
 
 
-def spr_digits_networks() -> tuple[torch.nn.Module, torch.nn.Module]:
-    """A dense resnet-digits (latency depends on shapes only, not on weights) and the
-    compressed network of the embedded SPR run (`sprkit prune --dataset digits`)."""
+def spr_digits_networks(round_to: int) -> dict[tuple[str, float], torch.nn.Module]:
+    """A dense resnet-digits (latency depends on shapes only, not on weights), the compressed
+    network of the embedded SPR run (`sprkit prune --dataset digits`) and the same masked
+    network compressed with `round_to`."""
+
+    def dense() -> torch.nn.Module:
+        return build_model("resnet-digits", 10, 1)
+
     with tempfile.TemporaryDirectory() as folder:
         run_prune(resolve_settings("digits", {}, {}), Path(folder))
-        compressed, _ = load_compressed(
-            Path(folder) / "network", lambda: build_model("resnet-digits", 10, 1)
-        )
-    return build_model("resnet-digits", 10, 1).eval(), compressed
+        compressed, _ = load_compressed(Path(folder) / "network", dense)
+        masked = dense()
+        state = torch.load(Path(folder) / "training" / "checkpoint.pt", weights_only=True)
+        masked.load_state_dict(state["model"])
+    rounded, _ = compress(masked.eval(), example_batch(masked, (1, 8, 8)), round_to=round_to)
+    return {
+        ("dense", 1.0): dense().eval(),
+        ("sprkit SPR-trained", 0.0): compressed,
+        (f"sprkit SPR-trained, round_to={round_to}", 0.0): rounded,
+    }
 
 
 def torch_pruning_compressed(dense: torch.nn.Module, target_macs: int) -> torch.nn.Module:
@@ -140,6 +162,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--digits-batch", type=int, default=1024)
+    parser.add_argument("--round-to", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/latency"))
     args = parser.parse_args()
     suites = []  # (arch, input shape, batch, {(method, target): network})
@@ -151,11 +174,13 @@ def main() -> None:
         for target in args.targets:
             budget = int(dense_macs / target)
             models[("sprkit uniform", target)] = uniform_pattern(dense, budget)
+            models[(f"sprkit uniform, round_to={args.round_to}", target)] = uniform_pattern(
+                dense, budget, args.round_to
+            )
             models[("sprkit global", target)] = global_pattern(dense, budget)
             models[("torch-pruning", target)] = torch_pruning_compressed(dense, budget)
         suites.append((arch, SHAPE, args.batch, models))
-    dense, compressed = spr_digits_networks()
-    spr_models = {("dense", 1.0): dense, ("sprkit SPR-trained", 0.0): compressed}
+    spr_models = spr_digits_networks(args.round_to)
     suites.append(("resnet-digits", (1, 8, 8), args.digits_batch, spr_models))
     rows = []
     for arch, shape, batch, models in suites:
@@ -198,7 +223,8 @@ def main() -> None:
     command = (
         f"python benchmarks/latency.py --archs {' '.join(args.archs)} --targets "
         f"{' '.join(f'{t:g}' for t in args.targets)} --batch {args.batch} "
-        f"--digits-batch {args.digits_batch} --repeats {args.repeats} --rounds {args.rounds}"
+        f"--digits-batch {args.digits_batch} --repeats {args.repeats} --rounds {args.rounds} "
+        f"--round-to {args.round_to}"
     )
     text = [
         "# Measured speed-up of compressed networks against the MAC ratio",

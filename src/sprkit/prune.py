@@ -66,6 +66,7 @@ TRAIN_TYPES: dict[str, type | tuple[type, ...]] = {
     "grouping": str,
     "penalty": str,
     "target_macs": int,
+    "round_to": int,
     "prune": bool,
     "seed": int,
 }

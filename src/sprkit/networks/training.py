@@ -64,6 +64,7 @@ class TrainConfig:
     grouping: str = "graph"
     penalty: str = "spr"
     target_macs: int | None = None
+    round_to: int | None = None
     prune: bool = True
     seed: int = 0
 
@@ -100,6 +101,8 @@ class TrainConfig:
             raise ParameterError(f"keep_fraction must lie in (0, 1], got {self.keep_fraction}")
         if self.penalty not in PENALTIES:
             raise ParameterError(f"unknown penalty {self.penalty!r}; known: {', '.join(PENALTIES)}")
+        if self.round_to is not None and not self.round_to >= 1:
+            raise ParameterError(f"round_to must be >= 1, got {self.round_to}")
         if self.target_macs is not None and not self.target_macs > 0:
             raise ParameterError(f"target_macs must be > 0, got {self.target_macs}")
         if self.grouping not in GROUPINGS:
@@ -209,6 +212,7 @@ def train_spr(
         grouping=config.grouping,
         penalty=config.penalty,
         ignored_layers=ignored_layers or (),
+        round_to=config.round_to,
     )
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay

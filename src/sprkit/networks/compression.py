@@ -41,6 +41,7 @@ from sprkit.networks.graph import (
     channel_group_keys,
     coupled_groups,
     is_out_channel,
+    output_tensors,
 )
 
 _IDENTITY_TOLERANCE = 1e-4  # relative to the output scale (float32 rounding is ~1e-6)
@@ -102,7 +103,10 @@ def _fold_dead_branches(model: nn.Module, inputs: torch.Tensor) -> dict[str, int
 
 def _zero_rows(graph, module: nn.Module) -> torch.Tensor | None:
     """Per output channel of a member with parameters: whether all its rows are zero there
-    (a zeroed layer outputs 0 whatever its input); None for a module without parameters."""
+    (a zeroed layer outputs 0 whatever its input); None for a module without parameters
+    (and for a bare parameter: it scales what it receives; the final check covers it)."""
+    if not isinstance(module, nn.Module):
+        return None
     rows = graph.get_out_channels(module)
     own = [
         p.detach().reshape(rows, -1)
@@ -229,7 +233,13 @@ def compress(
         root_channels = sorted(group.members[0][1][k] for k in cut)
         root = group.root
         pruner = graph.get_pruner_of_module(root)
-        graph.get_pruning_group(root, pruner.prune_out_channels, root_channels).prune()
+        try:
+            graph.get_pruning_group(root, pruner.prune_out_channels, root_channels).prune()
+        except (RuntimeError, IndexError, ValueError) as error:
+            raise CompressionError(
+                f"Torch-Pruning could not cut channels of {names[id(root)]}: "
+                f"{str(error).splitlines()[0] if str(error) else type(error).__name__}"
+            ) from None
         compression.history.append((names[id(root)], root_channels))
     _check_identity(masked, model, probe)
     return model, compression
@@ -240,18 +250,26 @@ def _check_identity(masked: nn.Module, compressed: nn.Module, inputs: torch.Tens
     was_training = masked.training
     masked.eval()
     try:
-        expected = masked(inputs)
+        expected = output_tensors(masked(inputs))
     finally:
         masked.train(was_training)
-    got = compressed(inputs)
-    scale = float(expected.abs().max()) + 1e-12
-    difference = float((expected - got).abs().max())
-    if difference > _IDENTITY_TOLERANCE * scale:
+    try:
+        got = output_tensors(compressed(inputs))
+    except RuntimeError as error:  # e.g. a GroupNorm left with channels not divisible
         raise CompressionError(
-            f"cutting the zero channels would change the model's outputs (max difference "
-            f"{difference:.3g} on values up to {scale:.3g}): an operation between a removed "
-            "channel and its consumer maps 0 to a nonzero value; keep those channels"
-        )
+            f"the cut model does not run: {str(error).splitlines()[0]} (a layer whose "
+            "channels are split or grouped, e.g. by chunk or GroupNorm, lost some of them)"
+        ) from None
+    for want, have in zip(expected, got, strict=True):
+        scale = float(want.abs().max()) + 1e-12
+        difference = float((want - have).abs().max())
+        if difference > _IDENTITY_TOLERANCE * scale:
+            raise CompressionError(
+                f"cutting the zero channels would change the model's outputs (max difference "
+                f"{difference:.3g} on values up to {scale:.3g}): between a removed channel and "
+                "its consumer an operation maps 0 to a nonzero value (e.g. a sigmoid) or mixes "
+                "channels (e.g. LayerNorm, GroupNorm, attention); those cannot be cut exactly"
+            )
 
 
 def fold_batchnorm(model: nn.Module, example_inputs: torch.Tensor) -> nn.Module:

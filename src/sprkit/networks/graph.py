@@ -88,15 +88,27 @@ def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.Dependency
     model's training/eval mode is restored afterwards)."""
     was_training = model.training
     try:
-        return tp.DependencyGraph().build_dependency(
-            model, example_inputs=example_inputs, customized_pruners=CUSTOM_PRUNERS
-        )
+        with torch.enable_grad():  # the graph is read from autograd, even inside no_grad
+            return tp.DependencyGraph().build_dependency(
+                model, example_inputs=example_inputs, customized_pruners=CUSTOM_PRUNERS
+            )
     except Exception as error:  # tracing runs the user's forward: report, not traceback
         raise ParameterError(
             f"the model could not be traced on the example inputs: {type(error).__name__}: {error}"
         ) from None
     finally:
         model.train(was_training)
+
+
+def output_tensors(output) -> list[torch.Tensor]:
+    """The tensors of a model's output (a tensor, or tuples, lists and dicts of them)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        return [t for item in output for t in output_tensors(item)]
+    return []
 
 
 def is_out_channel(graph: tp.DependencyGraph, dependency: tp.Dependency) -> bool:

@@ -24,7 +24,9 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        # Autograd on: under no_grad, eval-mode attention takes a fused kernel that the
+        # counter does not see.
+        with torch.enable_grad(), FlopCounterMode(display=False) as counter:
             model(example)
     finally:
         model.train(was_training)

@@ -25,7 +25,7 @@ from sprkit.atomic import write_atomically
 from sprkit.errors import SprkitInputError
 from sprkit.networks.architectures import ShortcutBlock
 from sprkit.networks.compression import Compression
-from sprkit.networks.graph import build_graph
+from sprkit.networks.graph import build_graph, example_batch
 
 DESCRIPTION, WEIGHTS = "network.json", "weights.pt"
 
@@ -67,7 +67,7 @@ def load_compressed(folder: Path, model_fn: Callable[[], nn.Module]) -> tuple[nn
     model = model_fn().cpu().eval()
     for name, channels in description["replaced"].items():
         model.set_submodule(name, ShortcutBlock(model.get_submodule(name).shortcut, channels))
-    example = torch.zeros((2, *description["input_shape"]))
+    example = example_batch(model, description["input_shape"])
     graph = build_graph(model, example)
     for name, channels in description["history"]:
         try:

@@ -39,6 +39,7 @@ from sprkit.networks.graph import (
     coupled_groups,
     is_out_channel,
     link_keys,
+    output_tensors,
 )
 
 GROUPINGS = ("graph", "layer")
@@ -198,6 +199,8 @@ def derive_structures(
             cls = position_class[offset + k]
             for dependency, channels in out_members:
                 module = dependency.target.module
+                if not isinstance(module, nn.Module):
+                    continue  # a bare parameter used in forward (e.g. a layer scale)
                 if not any(True for _ in module.parameters(recurse=False)):
                     continue  # operations (additions, concatenations, activations)
                 owned = _owned_parameters(module, graph.get_out_channels(module))
@@ -237,8 +240,11 @@ def derive_structures(
     weight_sizes = torch.zeros(len(owners), dtype=torch.float64)
     for full, (rows, owner, is_weight) in rows_of.items():
         rows_t, owner_t = torch.tensor(rows), torch.tensor(owner)
-        if len(set(rows)) != len(rows):
-            raise ParameterError(f"rows of {full} are owned twice: unsupported coupling")
+        if len(set(rows)) != len(rows) or max(rows) >= parameters[full].shape[0]:
+            raise ParameterError(
+                f"the dependency graph maps channels of {full} inconsistently (channel "
+                "shuffles and chunked channels are not supported): unsupported coupling"
+            )
         slices.append(RowSlice(full, rows_t, owner_t, is_weight))
         per_row = parameters[full][0].numel()
         sizes.index_add_(0, owner_t, torch.full((len(rows),), float(per_row), dtype=torch.float64))
@@ -329,10 +335,10 @@ def _essential_units(
             for name in _dead_modules(parameters, slices, in_unit)
         ]
         try:
-            output = probe(inputs)
+            with torch.enable_grad():
+                output = probe(inputs)
         finally:
             for hook in hooks:
                 hook.remove()
-        outputs = output if isinstance(output, (tuple, list)) else [output]
-        essential.append(not any(o.requires_grad for o in outputs))
+        essential.append(not any(o.requires_grad for o in output_tensors(output)))
     return tuple(essential)

@@ -17,7 +17,6 @@ BUILT_INS = {
         (1, 8, 8) if arch == "resnet-digits" else (3, 32, 32),
     )
     for arch in ARCHITECTURES
-    if arch not in ("resnet110", "resnet50")  # same blocks as smaller ones, slower
 }
 MODELS = {**ZOO, **BUILT_INS}
 

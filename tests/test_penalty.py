@@ -190,3 +190,13 @@ def test_paper_parametrization_is_lam2_lam_alpha_and_lam0_lam_one_minus_alpha():
 def test_bad_parameters_raise_a_named_error(kwargs, message):
     with pytest.raises(ParameterError, match=message):
         spr_penalty(np.ones((2, 2)), **kwargs)
+
+
+def test_array_likes_are_accepted_and_bad_ones_named():
+    rows = [[1.0, 2.0], [0.0, -0.5]]
+    expected = spr_penalty(np.array(rows), lam0=1.0, lam2=0.5, M=3.0)
+    np.testing.assert_array_equal(spr_penalty(rows, lam0=1.0, lam2=0.5, M=3.0), expected)
+    with pytest.raises(ParameterError, match="2-D array of numbers"):
+        spr_penalty([["a", "b"]], lam0=1.0, lam2=0.5, M=3.0)
+    with pytest.raises(ParameterError, match="2-D"):
+        spr_penalty([1.0, 2.0], lam0=1.0, lam2=0.5, M=3.0)

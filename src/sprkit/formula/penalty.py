@@ -158,11 +158,17 @@ def spr_from_reductions(
 
 
 def _rows(W: Array) -> tuple[Array, Array]:
+    """Per row: ||w||_2^2 and ||w||_inf (a torch tensor stays one; any other array-like, such
+    as nested lists, becomes a float64 numpy array)."""
+    if not _is_tensor(W):
+        try:
+            W = np.asarray(W, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ParameterError("W must be a 2-D array of numbers, one group per row") from None
     if W.ndim != 2:
         raise ParameterError(f"W must be 2-D with one group per row, got shape {tuple(W.shape)}")
     if _is_tensor(W):
         return (W * W).sum(dim=1), W.abs().amax(dim=1)
-    W = np.asarray(W, dtype=np.float64)
     return np.einsum("ij,ij->i", W, W), np.abs(W).max(axis=1, initial=0.0)
 
 

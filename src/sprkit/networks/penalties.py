@@ -23,7 +23,7 @@ from sprkit.networks.structures import Structures
 PENALTIES = ("spr", "group_lasso", "bn_l1")
 
 
-def structure_bounds(model: nn.Module, structures: Structures, M_scale: float) -> torch.Tensor:
+def box_bounds(model: nn.Module, structures: Structures, M_scale: float) -> torch.Tensor:
     """M per structure (module docstring), on the device of the model's parameters."""
     if not M_scale > 0:
         raise ParameterError(f"M_scale must be > 0, got {M_scale}")
@@ -56,7 +56,7 @@ class SPRPenalty:
         self.lam0, self.lam2 = resolve_lambdas(lam=lam, alpha=alpha)
         self.model = model
         self.structures = structures
-        self.M = structure_bounds(model, structures, M_scale)
+        self.M = box_bounds(model, structures, M_scale)
         self.weights = structures.sizes.to(self.M.device)
 
     def values(self) -> torch.Tensor:

@@ -147,31 +147,29 @@ class SPRPruner:
 
     # -- the smaller network -------------------------------------------------------------
 
-    def compress(self, model: nn.Module | None = None) -> nn.Module:
-        """A new, smaller module computing what the masked model computes (eval mode);
-        `self.compression` records what was cut."""
-        small, self.compression = compress(
+    def _cut(self, model: nn.Module | None) -> tuple[nn.Module, Compression]:
+        """compress() of `model` (default: the pruner's model) with the pruner's settings."""
+        return compress(
             self.model if model is None else model,
             self.example_inputs,
             ignored_layers=self.ignored_names,
             round_to=self.round_to,
         )
+
+    def compress(self, model: nn.Module | None = None) -> nn.Module:
+        """A new, smaller module computing what the masked model computes (eval mode);
+        `self.compression` records what was cut."""
+        small, self.compression = self._cut(model)
         return small
 
     def macs(self, model: nn.Module | None = None) -> int:
         """MACs of one input through `model`'s compressed form (default: the pruner's
         model as masked now)."""
-        small, _ = compress(
-            self.model if model is None else model,
-            self.example_inputs,
-            ignored_layers=self.ignored_names,
-            round_to=self.round_to,
-        )
-        return count_macs(small, tuple(self.example_inputs.shape[1:]))
+        return count_macs(self._cut(model)[0], tuple(self.example_inputs.shape[1:]))
 
     def parameter_count(self, model: nn.Module | None = None) -> int:
         """Parameter count of `model`'s compressed form (default: the pruner's model)."""
-        return count_parameters(self.compress(model))
+        return count_parameters(self._cut(model)[0])
 
     def save(self, folder: Path, meta: dict | None = None) -> nn.Module:
         """Compress and write the result to `folder` (sprkit.networks.serialization); returns

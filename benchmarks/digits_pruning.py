@@ -26,12 +26,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from sprkit.app.config import resolve_settings
 from sprkit.data.images import load_image_data
 from sprkit.networks.architectures import build_model
-from sprkit.networks.measure import count_macs
-from sprkit.networks.report import top_k_accuracies
+from sprkit.networks.measure import count_macs, top_k_accuracies
 from sprkit.networks.training import TrainConfig, train_spr
-from sprkit.prune import resolve_settings
 
 SWEEPS = {
     "spr": [0.5, 1.0, 2.0, 4.0],

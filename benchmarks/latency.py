@@ -37,16 +37,16 @@ import pandas as pd
 import torch
 import torch_pruning as tp
 
+from sprkit.app.config import resolve_settings
+from sprkit.app.pipeline import run_prune
 from sprkit.networks.architectures import build_model
 from sprkit.networks.compression import compress, fold_batchnorm
 from sprkit.networks.graph import CUSTOM_PRUNERS, example_batch
-from sprkit.networks.measure import count_macs, count_parameters
+from sprkit.networks.measure import count_macs, count_parameters, latency_ms
 from sprkit.networks.penalties import structure_scores
-from sprkit.networks.report import latency_ms
 from sprkit.networks.rules import fewest_removed, masked_copy
 from sprkit.networks.serialization import load_compressed
 from sprkit.networks.structures import Structures, derive_structures
-from sprkit.prune import resolve_settings, run_prune
 
 SHAPE = (3, 32, 32)
 

@@ -24,11 +24,11 @@ from pathlib import Path  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyscipopt  # noqa: E402
 
-from sprkit.formula import resolve_lambdas  # noqa: E402
 from sprkit.instances import synthetic_instance  # noqa: E402
 from sprkit.optim import SPRRoute  # noqa: E402
 from sprkit.optim.mip import ExactSolver  # noqa: E402
 from sprkit.optim.quadratic import least_squares_bound  # noqa: E402
+from sprkit.params import SPRParams  # noqa: E402
 
 ALPHA = 0.5
 
@@ -42,7 +42,8 @@ def run(sizes: list[int], fractions: list[float], scip_limit: float, limit: floa
             )
             M = least_squares_bound(instance)
             lam = fraction * SPRRoute(instance, M).lam_max(ALPHA)
-            lam0, lam2 = resolve_lambdas(lam=lam, alpha=ALPHA)
+            params = SPRParams.paper(lam, ALPHA)
+            lam0, lam2 = params.lam0, params.lam2
             solver = ExactSolver(instance, M)
             row = {"lam_fraction": fraction, "structures": structures}
             results = {}

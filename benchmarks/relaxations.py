@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from sprkit.formula import resolve_lambdas
 from sprkit.instances import synthetic_instance
 from sprkit.optim import SPRRoute, bigm_relaxation, perspective_relaxation
 from sprkit.optim.quadratic import least_squares_bound
+from sprkit.params import SPRParams
 
 ALPHA = 0.5
 LAM_FRACTION = 0.05  # lam = LAM_FRACTION * lam_max: a sparse but not empty solution
@@ -53,7 +53,8 @@ def run(sizes: list[int], n_per_structure: int, c: int) -> pd.DataFrame:
         )
         M = least_squares_bound(instance)
         lam = LAM_FRACTION * SPRRoute(instance, M).lam_max(ALPHA)
-        lam0, lam2 = resolve_lambdas(lam=lam, alpha=ALPHA)
+        params = SPRParams.paper(lam, ALPHA)
+        lam0, lam2 = params.lam0, params.lam2
         spr, spr_seconds = timed(spr_route, instance, M, lam0, lam2)
         big, bigm_seconds = timed(bigm, instance, M, lam0, lam2)
         persp, persp_seconds = timed(perspective, instance, M, lam0, lam2)

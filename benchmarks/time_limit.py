@@ -42,7 +42,7 @@ def main() -> None:
             case = make_case(spec)
             path = save_instance(Path(folder) / f"i{index}.npz", case.instance)
             for method in args.methods:
-                command = [sys.executable, "-m", "sprkit.cli", "solve", str(path)]
+                command = [sys.executable, "-m", "sprkit", "solve", str(path)]
                 command += ["--lam0", repr(case.lam0), "--lam2", repr(case.lam2)]
                 command += ["--M", repr(case.M), "--time-limit", str(args.limit), "--json"]
                 command += ["--method", method]

@@ -15,9 +15,10 @@ from sprkit.instances import hard_case, make_instance, save_instance, synthetic_
 from sprkit.optim.mip import OPTIMAL, TIME_LIMIT, ExactSolver
 from sprkit.optim.node_relaxation import FREE, KEPT, REMOVED, NodeRelaxation, free_shift
 from sprkit.optim.presolve import QuadraticGrowth, reduced_cost_fixings
-from sprkit.optim.problem import scale_problem, structure_bounds
+from sprkit.optim.problem import scale_problem
 from sprkit.optim.quadratic import ReducedLeastSquares
 from sprkit.optim.support import SupportProblem
+from sprkit.params import structure_bounds
 
 
 def _hard(seed: int, structures: int):
@@ -57,7 +58,7 @@ def _enumerate(case, state=None):
     problem = scale_problem(
         reduced,
         row_structure,
-        structure_bounds(instance, case.M),
+        structure_bounds(case.M, instance.n_structures),
         lam0=case.lam0,
         lam2=case.lam2,
     )
@@ -213,7 +214,7 @@ def test_badly_scaled_small_instance_is_certified_like_brute_force():
 def _run_cli(args, timeout):
     start = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", "sprkit.cli", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "sprkit", *args], capture_output=True, text=True, timeout=timeout
     )
     return completed, time.perf_counter() - start
 
@@ -254,7 +255,7 @@ def test_bounds_time_limit_says_what_did_not_converge(tmp_path):
     [("bogus", "unknown method"), ("pyomo:nosuchsolver", "not installed or not available")],
 )
 def test_unknown_method_is_one_line(tmp_path, capsys, method, message):
-    from sprkit.cli import main
+    from sprkit.app.cli import main
 
     instance = synthetic_instance(4, n=20, c=1, support=2, seed=0)
     path = save_instance(tmp_path / "small.npz", instance)
@@ -266,7 +267,7 @@ def test_unknown_method_is_one_line(tmp_path, capsys, method, message):
 
 
 def test_text_output_names_the_method_and_nodes(tmp_path, capsys):
-    from sprkit.cli import main
+    from sprkit.app.cli import main
 
     instance = synthetic_instance(6, n=30, c=2, support=2, seed=3)
     path = save_instance(tmp_path / "small.npz", instance)

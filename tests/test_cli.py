@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from reference import perspective_by_loop
 
-from sprkit.cli import main
+from sprkit.app.cli import main
 from sprkit.instances import load_instance, save_instance, synthetic_instance
 
 
@@ -87,7 +87,7 @@ def _bad_files(tmp_path):
     "which, extra, message",
     [
         ("missing", [], "not found"),
-        ("garbage", [], "not an instance"),
+        ("garbage", [], "not an .npz archive"),
         ("shapes", [], "Y has 5 rows"),
         ("nan", [], "NaN or Inf"),
         ("free", [], "no prunable group"),

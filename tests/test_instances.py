@@ -68,9 +68,46 @@ def test_loader_rejects_missing_garbage_and_incomplete_files(tmp_path):
         load_instance(tmp_path / "missing.npz")
     garbage = tmp_path / "garbage.npz"
     garbage.write_text("not a zip")
-    with pytest.raises(InstanceError, match="is not an instance"):
+    with pytest.raises(InstanceError, match="not an .npz archive") as raised:
         load_instance(garbage)
+    assert "allow_pickle" not in str(raised.value)  # numpy's hint would be unsafe advice
     partial = tmp_path / "partial.npz"
     np.savez(partial, X=np.ones((3, 2)), Y=np.ones((3, 1)))
     with pytest.raises(InstanceError, match="missing array\\(s\\) groups"):
         load_instance(partial)
+
+
+def _valid_arrays():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(6, 3)), rng.normal(size=(6, 1)), np.array([0, 1, 1])
+
+
+def test_loader_names_a_single_npy_array_and_object_arrays(tmp_path):
+    X, Y, groups = _valid_arrays()
+    renamed = tmp_path / "single.npz"
+    with open(renamed, "wb") as handle:
+        np.save(handle, X)
+    with pytest.raises(InstanceError, match="one .npy array"):
+        load_instance(renamed)
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, X=X, Y=Y, groups=groups, extra=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(InstanceError, match="Python objects; refused"):
+        load_instance(objects)
+
+
+@pytest.mark.parametrize("meta", ["[1, 2]", '"text"', "3"])
+def test_meta_must_be_a_json_object(tmp_path, meta):
+    X, Y, groups = _valid_arrays()
+    path = tmp_path / "meta.npz"
+    np.savez(path, X=X, Y=Y, groups=groups, meta=np.array(meta))
+    with pytest.raises(InstanceError, match="'meta' must hold a JSON object"):
+        load_instance(path)
+    with pytest.raises(InstanceError, match="meta must be a dict"):
+        make_instance(X, Y, groups, meta=[1, 2])
+
+
+def test_data_whose_products_overflow_is_refused_with_the_remedy():
+    X, Y, groups = _valid_arrays()
+    with pytest.raises(InstanceError, match=r"X has entries up to [0-9.]+e\+200; .*rescale"):
+        make_instance(X * 1e200, Y, groups)
+    assert make_instance(X * 1e50, Y, groups).X.max() == pytest.approx(X.max() * 1e50)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from reference import scip_miqp
 
-from sprkit.cli import main
+from sprkit.app.cli import main
 from sprkit.instances import save_instance, synthetic_instance
 from sprkit.optim import SPRRoute, bigm_relaxation, perspective_relaxation
 from sprkit.optim.mip import OPTIMAL, TIME_LIMIT, ExactSolver

@@ -11,13 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from sprkit.cli import main
+from sprkit.app.cli import main
+from sprkit.app.config import DEFAULTS, read_config, resolve_settings
 from sprkit.data.images import load_image_data
 from sprkit.networks.architectures import build_model
-from sprkit.networks.measure import count_macs, count_parameters
-from sprkit.networks.report import top_k_accuracies
+from sprkit.networks.measure import count_macs, count_parameters, top_k_accuracies
 from sprkit.networks.serialization import load_compressed
-from sprkit.prune import DEFAULTS, read_config, resolve_settings
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 QUICK = """
@@ -47,7 +46,9 @@ def test_digits_run_writes_a_consistent_report(tmp_path, capsys):
     assert code == 0, err
     report = json.loads((out / "report.json").read_text())
     networks = pd.read_csv(out / "report.csv").set_index("network")
-    assert list(networks.index) == ["dense", "masked", "compressed"]
+    assert list(networks.index) == ["baseline", "penalized", "pruned", "compressed"]
+    assert report["top1_change_against"] == "baseline"
+    assert set(report["rows"]) == set(networks.index)
     assert (out / "kept_channels.png").stat().st_size > 0
     assert len(pd.read_csv(out / "layers.csv")) == 5
     # The saved network, loaded alone, reproduces the report's figures.
@@ -57,14 +58,14 @@ def test_digits_run_writes_a_consistent_report(tmp_path, capsys):
     test = load_image_data("digits", None).test
     accuracy = top_k_accuracies(compressed, test)
     assert accuracy["top1"] == networks.loc["compressed", "top1"]
-    assert networks.loc["compressed", "top1"] == networks.loc["masked", "top1"]
+    assert networks.loc["compressed", "top1"] == networks.loc["pruned", "top1"]
     assert networks.loc["compressed", "macs"] == count_macs(compressed, (1, 8, 8))
     assert networks.loc["compressed", "parameters"] == count_parameters(compressed)
-    assert networks.loc["dense", "macs"] == 525_632  # resnet-digits, counted by layer shapes
+    assert networks.loc["penalized", "macs"] == 525_632  # resnet-digits, counted by layer shapes
     assert report["macs_removed"] == pytest.approx(
-        1 - networks.loc["compressed", "macs"] / networks.loc["dense", "macs"]
+        1 - networks.loc["compressed", "macs"] / networks.loc["penalized", "macs"]
     )
-    assert report["max_logit_difference_masked_vs_compressed"] <= 1e-5
+    assert report["max_logit_difference_pruned_vs_compressed"] <= 1e-5
     assert report["train"]["penalized_epochs"] == 3
     assert '"macs_removed"' in stdout
     # A second run into the same folder is refused (the first one stays intact) ...
@@ -123,8 +124,8 @@ def test_a_users_constructor_is_pruned_with_the_same_recipe(tmp_path, capsys, mo
     code, _, err = _run(capsys, [*argv, "--out", out])
     assert code == 0, err
     networks = pd.read_csv(out / "report.csv").set_index("network")
-    assert networks.loc["compressed", "top1"] == networks.loc["masked", "top1"]
-    assert networks.loc["compressed", "macs"] <= networks.loc["dense", "macs"]
+    assert networks.loc["compressed", "top1"] == networks.loc["pruned", "top1"]
+    assert networks.loc["compressed", "macs"] <= networks.loc["penalized", "macs"]
     import user_models
 
     compressed, description = load_compressed(out / "network", user_models.build)
@@ -177,8 +178,8 @@ def test_cifar_archive_runs_end_to_end(tmp_path, capsys):
     code, _, err = _run(capsys, [*argv, "--config", config, "--out", out])
     assert code == 0, err
     networks = pd.read_csv(out / "report.csv").set_index("network")
-    assert networks.loc["dense", "parameters"] == 269_722
-    assert networks.loc["compressed", "top1"] == networks.loc["masked", "top1"]
+    assert networks.loc["penalized", "parameters"] == 269_722
+    assert networks.loc["compressed", "top1"] == networks.loc["pruned", "top1"]
 
 
 def test_cifar_augmentation_and_normalization(tmp_path):
@@ -197,8 +198,8 @@ def test_cifar_augmentation_and_normalization(tmp_path):
     [
         (["--dataset", "digits", "--arch", "resnet7"], "", "unknown architecture 'resnet7'"),
         (["--dataset", "digits"], "[train]\nalpha = 1.5\n", "alpha must lie in the open"),
-        (["--dataset", "digits"], "[train]\nlam = -1.0\n", "lam must be >= 0"),
-        (["--dataset", "cifar10"], "", "needs --data-dir"),
+        (["--dataset", "digits"], "[train]\nlam = -1.0\n", "lam must be finite and >= 0"),
+        (["--dataset", "cifar10"], "", "needs data_dir"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent/cifar"], "", "is not a directory"),
         (["--dataset", "imagenet"], "", "unknown dataset 'imagenet'"),
         (["--dataset", "digits"], "[train]\nepochs = 3\n", "unknown key(s) epochs"),
@@ -221,6 +222,9 @@ def test_cifar_augmentation_and_normalization(tmp_path):
         (["--dataset", "digits"], "[train]\ntolerance = nan\n", "tolerance must be a finite"),
         (["--dataset", "digits"], "[train]\nkeep_fraction = 0\n", "keep_fraction must lie"),
         (["--dataset", "digits"], "[train]\nmilestones = [50, 30]\n", "milestones must be"),
+        (["--dataset", "digits"], "[train]\nlr = 1e300\n", "lr must lie in (0, 100]"),
+        (["--dataset", "digits"], "[train]\nlam = 1e300\n", "lam = 1e+300 is beyond"),
+        (["--dataset", "digits"], "baseline = 1\n", "baseline must be true or false"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, argv, config, message):

@@ -8,6 +8,7 @@ from sprkit.errors import ParameterError
 from sprkit.instances import digits_mlp_instance, make_instance, synthetic_instance
 from sprkit.optim import SPRRoute, bigm_relaxation, perspective_relaxation
 from sprkit.optim.quadratic import ReducedLeastSquares, compressed_least_squares
+from sprkit.params import SPRParams
 
 CASES = [
     # (structures, rows per group, n, bias, lam0, lam2, M)
@@ -17,6 +18,12 @@ CASES = [
     (8, 1, 100, True, 0.05, 2.0, 10.0),  # upper case dominant
     (10, 2, 50, True, 2.0, 0.0, 2.0),  # lam2 = 0: pure big-M/perspective of l_inf
 ]
+
+
+def _paper(lam, alpha=0.5):
+    """(lam0, lam2) of the paper's (lam, alpha)."""
+    params = SPRParams.paper(lam, alpha)
+    return params.lam0, params.lam2
 
 
 def _instance(structures, rows, n, bias, seed):
@@ -64,15 +71,17 @@ def test_lambda_path_resolve_equals_a_fresh_build():
         resolved = model.solve(lam0, lam2).value
         fresh = perspective_relaxation(inst, 2.0).solve(lam0, lam2).value
         assert resolved == pytest.approx(fresh, rel=1e-7)
-    assert model.lam0.value == 0.5 and model.lam2.value == 0.5
+    # The Parameters hold the last values in the solver's units (module docstring).
+    assert model.lam0.value == pytest.approx(0.5 / model.f_scale, rel=1e-15)
+    assert model.lam2.value == pytest.approx(0.5 * model.w_scale**2 / model.f_scale, rel=1e-15)
 
 
 def test_lam_max_prunes_everything_and_just_below_keeps_something():
     inst = _instance(12, 1, 80, True, 4)
     route = SPRRoute(inst, 3.0)
     lam_max = route.lam_max(0.5)
-    assert route.solve(lam=lam_max * 1.0001, alpha=0.5).kept.sum() == 0
-    assert route.solve(lam=lam_max * 0.99, alpha=0.5).kept.sum() >= 1
+    assert route.solve(*_paper(lam_max * 1.0001)).kept.sum() == 0
+    assert route.solve(*_paper(lam_max * 0.99)).kept.sum() >= 1
 
 
 def test_compact_forms_reproduce_the_loss():

@@ -7,11 +7,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from sprkit.networks.report import (
-    max_logit_difference,
-    top_k_accuracies,
-    write_report,
-)
+from sprkit.app.reports import write_report
+from sprkit.networks.measure import max_logit_difference, top_k_accuracies
 
 
 class FixedLogits(nn.Module):

@@ -6,9 +6,9 @@ from torch.utils.data import Subset, TensorDataset
 
 import sprkit.networks.training as training
 from sprkit.data.digits import digits_image_datasets
-from sprkit.errors import ParameterError
+from sprkit.errors import CheckpointError, ParameterError
 from sprkit.networks.architectures import build_model
-from sprkit.networks.training import NonFiniteLossError, TrainConfig, train_spr
+from sprkit.networks.training import CHECKPOINT_PARTS, NonFiniteLossError, TrainConfig, train_spr
 
 
 def _data():
@@ -88,10 +88,9 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     config = TrainConfig(
         penalized_epochs=3,
         finetune_epochs=0,
-        lr=1e12,
         milestones=[],
         batch_size=64,
-        lam=0.5,
+        lam=1e36,  # within float64's accepted range, beyond what float32 training survives
         alpha=0.5,
     )
     with pytest.raises(NonFiniteLossError, match="non-finite loss at epoch"):
@@ -117,6 +116,9 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
         (dict(tolerance=float("nan")), "tolerance must be a finite number"),
         (dict(keep_fraction=0.0), "keep_fraction"),
         (dict(lr=float("inf")), "lr must be a finite number"),
+        (dict(lr=1e300), r"lr must lie in \(0, 100\]"),
+        (dict(weight_decay=1e3), r"weight_decay must lie in \[0, 10\]"),
+        (dict(lam=1e300), "lam = 1e\\+300 is beyond"),
         (dict(seed=-1), "seed"),
         (dict(penalty="l1"), "unknown penalty"),
     ],
@@ -131,14 +133,41 @@ def test_resume_refuses_other_settings_another_architecture_and_a_corrupt_file(t
     first = TrainConfig(penalized_epochs=1, finetune_epochs=0, milestones=[], batch_size=64)
     train_spr(_model(), train, val, first, tmp_path / "run")
     other = TrainConfig(penalized_epochs=2, finetune_epochs=0, milestones=[], batch_size=64)
-    with pytest.raises(ParameterError, match=r"other settings \(penalized_epochs\)"):
+    with pytest.raises(CheckpointError, match=r"other settings \(penalized_epochs\)"):
         train_spr(_model(), train, val, other, tmp_path / "run", resume=True)
     wider = build_model("resnet20", num_classes=10, in_channels=1)
-    with pytest.raises(ParameterError, match="another architecture"):
+    with pytest.raises(CheckpointError, match="does not fit the network"):
         train_spr(wider, train, val, first, tmp_path / "run", resume=True)
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ParameterError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         train_spr(_model(), train, val, first, tmp_path / "run", resume=True)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        *[(("drop", key), f"missing {key}") for key in CHECKPOINT_PARTS],
+        (("set", "epoch", "3"), "epoch of the wrong type"),
+        (("set", "epoch", 99), "epoch 99 outside"),
+        (("set", "log", "{not json"), "not JSON"),
+        (("set", "config", "[1]"), "wrong shape"),
+        (("set", "keep", torch.ones(3, dtype=torch.bool)), "'keep' must be"),
+        (("set", "optimizer", {"state": {}}), "does not fit"),
+    ],
+)
+def test_a_damaged_checkpoint_is_named_whole_before_anything_is_used(tmp_path, damage, message):
+    train, val = _data()
+    config = TrainConfig(penalized_epochs=1, finetune_epochs=0, milestones=[], batch_size=64)
+    train_spr(_model(), train, val, config, tmp_path / "run")
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    if damage[0] == "drop":
+        del state[damage[1]]
+    else:
+        state[damage[1]] = damage[2]
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=message):
+        train_spr(_model(), train, val, config, tmp_path / "run", resume=True)
 
 
 def test_dense_training_keeps_every_channel_and_writes_its_weights(tmp_path):

@@ -93,7 +93,7 @@ def load_cifar(dataset: str, data_dir: str | Path) -> tuple[ImageSet, ImageSet]:
     archive_name, folder_name, train_files, test_files, label_key, classes = SOURCES[dataset]
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise SprkitInputError(f"--data-dir {data_dir} is not a directory")
+        raise SprkitInputError(f"data_dir {data_dir} is not a directory")
     wanted = train_files + test_files
     folder, archive = data_dir / folder_name, data_dir / archive_name
     if folder.is_dir():

@@ -81,6 +81,6 @@ def load_image_data(dataset: str, data_dir: str | Path | None, seed: int = 0) ->
         return ImageData(train, val, test, 10, None)
     if dataset in ("cifar10", "cifar100"):
         if data_dir is None:
-            raise SprkitInputError(f"--dataset {dataset} needs --data-dir (the CIFAR folder)")
+            raise SprkitInputError(f"dataset {dataset} needs data_dir, the folder of its archives")
         return _cifar(dataset, Path(data_dir), seed)
     raise SprkitInputError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")

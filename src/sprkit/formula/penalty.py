@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from sprkit.errors import ParameterError
+from sprkit.params import SPRParams, checked_M
 
 Array = Any  # numpy.ndarray or torch.Tensor
 
@@ -58,43 +59,8 @@ class SPRClosedForm:
     case: Array
 
 
-def resolve_lambdas(
-    lam0: float | None = None,
-    lam2: float | None = None,
-    *,
-    lam: float | None = None,
-    alpha: float | None = None,
-) -> tuple[float, float]:
-    """Return (lam0, lam2) from either spelling, checking domains.
-
-    Give exactly one of the pairs (lam0, lam2) or the paper's (lam, alpha), alpha in (0, 1).
-    """
-    direct = lam0 is not None or lam2 is not None
-    paper = lam is not None or alpha is not None
-    if direct and paper:
-        raise ParameterError("give either --lam0/--lam2 or --lam/--alpha, not both")
-    if paper:
-        if lam is None or alpha is None:
-            raise ParameterError("the paper's parametrization needs both lam and alpha")
-        lam, alpha = float(lam), float(alpha)
-        if not np.isfinite(alpha) or not 0.0 < alpha < 1.0:
-            raise ParameterError(f"alpha must lie in the open interval (0, 1), got {alpha}")
-        if not np.isfinite(lam) or lam < 0.0:
-            raise ParameterError(f"lam must be finite and >= 0, got {lam}")
-        return lam * (1.0 - alpha), lam * alpha
-    if lam0 is None or lam2 is None:
-        raise ParameterError("give both lam0 and lam2 (or lam and alpha)")
-    lam0, lam2 = float(lam0), float(lam2)
-    for name, value in (("lam0", lam0), ("lam2", lam2)):
-        if not np.isfinite(value) or value < 0.0:
-            raise ParameterError(f"{name} must be finite and >= 0, got {value}")
-    return lam0, lam2
-
-
 def _check_M(M: Array) -> None:
-    values = M.detach().cpu().numpy() if _is_tensor(M) else np.asarray(M)
-    if not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise ParameterError("M must be finite and > 0")
+    checked_M(M.detach().cpu().numpy() if _is_tensor(M) else M)
 
 
 def _like(reference: Array, value: Array) -> Array:
@@ -205,9 +171,11 @@ def spr_closed_form(
     outside: Outside = "train",
 ) -> SPRClosedForm:
     """Value, indicator and case for every row of `W` (one group per row)."""
-    lam0, lam2 = resolve_lambdas(lam0, lam2, lam=lam, alpha=alpha)
+    params = SPRParams.resolve(lam0, lam2, lam=lam, alpha=alpha)
     sq_norm, max_abs = _rows(W)
-    return spr_from_reductions(sq_norm, max_abs, lam0=lam0, lam2=lam2, M=M, outside=outside)
+    return spr_from_reductions(
+        sq_norm, max_abs, lam0=params.lam0, lam2=params.lam2, M=M, outside=outside
+    )
 
 
 def spr_penalty(
@@ -253,9 +221,11 @@ def spr_closed_form_ragged(
 ) -> SPRClosedForm:
     """The closed form for groups of different sizes given as a flat vector (see
     :func:`group_reductions`)."""
-    lam0, lam2 = resolve_lambdas(lam0, lam2, lam=lam, alpha=alpha)
+    params = SPRParams.resolve(lam0, lam2, lam=lam, alpha=alpha)
     sq_norm, max_abs = group_reductions(values, group_index, n_groups)
-    return spr_from_reductions(sq_norm, max_abs, lam0=lam0, lam2=lam2, M=M, outside=outside)
+    return spr_from_reductions(
+        sq_norm, max_abs, lam0=params.lam0, lam2=params.lam2, M=M, outside=outside
+    )
 
 
 def spr_penalty_ragged(

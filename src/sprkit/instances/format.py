@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from sprkit.atomic import write_atomically
 from sprkit.errors import InstanceError
+from sprkit.params import LARGEST
 
 REQUIRED_KEYS = ("X", "Y", "groups")
 
@@ -90,6 +91,12 @@ def validate_arrays(X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> None:
             raise InstanceError(f"{name} must be numeric, got dtype {array.dtype}")
         if not np.all(np.isfinite(array)):
             raise InstanceError(f"{name} contains NaN or Inf")
+        largest = float(np.max(np.abs(array)))
+        if largest > LARGEST:
+            raise InstanceError(
+                f"{name} has entries up to {largest:g}; beyond {LARGEST:g} its products "
+                "overflow float64: rescale the data (the solvers do not depend on units)"
+            )
     if not np.issubdtype(groups.dtype, np.integer):
         raise InstanceError(f"groups must be integers, got dtype {groups.dtype}")
     if np.any(groups < -1):
@@ -108,6 +115,8 @@ def make_instance(
     """Build an Instance, converting dtypes after validating the raw arrays."""
     X, Y, groups = np.asarray(X), np.asarray(Y), np.asarray(groups)
     validate_arrays(X, Y, groups)
+    if meta is not None and not isinstance(meta, dict):
+        raise InstanceError(f"meta must be a dict (a JSON object), got {type(meta).__name__}")
     return Instance(
         X=X.astype(np.float64),
         Y=Y.astype(np.float64),
@@ -117,6 +126,30 @@ def make_instance(
     )
 
 
+_ZIP_MAGIC = b"PK\x03\x04"
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _read_archive(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the .npz at `path`; InstanceError for anything else (a single .npy
+    array, a text file, a damaged archive, arrays of Python objects)."""
+    with open(path, "rb") as handle:
+        head = handle.read(len(_ZIP_MAGIC))
+    if head == _NPY_MAGIC[: len(_ZIP_MAGIC)]:
+        raise InstanceError(f"{path} holds one .npy array, not an .npz archive of X, Y, groups")
+    if head != _ZIP_MAGIC:
+        raise InstanceError(f"{path} is not an .npz archive (no zip header)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except ValueError as error:
+        if "allow_pickle" in str(error):  # refused on purpose: unpickling can run code
+            raise InstanceError(f"{path} holds arrays of Python objects; refused") from None
+        raise InstanceError(f"{path} is not a readable .npz archive: {error}") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        raise InstanceError(f"{path} is not a readable .npz archive: {error}") from None
+
+
 def load_instance(path: str | os.PathLike) -> Instance:
     """Read and validate an instance .npz; InstanceError names what is wrong."""
     path = Path(path)
@@ -124,11 +157,7 @@ def load_instance(path: str | os.PathLike) -> Instance:
         raise InstanceError(f"instance file not found: {path}")
     if path.is_dir():
         raise InstanceError(f"{path} is a directory, not an instance file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise InstanceError(f"{path} is not an instance (.npz with X, Y, groups): {exc}") from None
+    arrays = _read_archive(path)
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:
         raise InstanceError(f"{path} is not an instance: missing array(s) {', '.join(missing)}")
@@ -137,6 +166,8 @@ def load_instance(path: str | os.PathLike) -> Instance:
         meta = json.loads(str(meta_raw)) if meta_raw is not None else {}
     except json.JSONDecodeError:
         raise InstanceError(f"{path}: 'meta' is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise InstanceError(f"{path}: 'meta' must hold a JSON object, got {type(meta).__name__}")
     X, Y, groups = (arrays.pop(key) for key in REQUIRED_KEYS)
     try:
         return make_instance(X, Y, groups, meta=meta, extras=arrays)
@@ -150,22 +181,17 @@ def save_instance(path: str | os.PathLike, instance: Instance) -> Path:
     if path.suffix != ".npz":
         raise InstanceError(f"instance files end in .npz, got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            np.savez(
-                handle,
-                X=instance.X,
-                Y=instance.Y,
-                groups=instance.groups,
-                meta=np.array(json.dumps(instance.meta)),
-                **instance.extras,
-            )
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; use the usual mode
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    arrays = {
+        "X": instance.X,
+        "Y": instance.Y,
+        "groups": instance.groups,
+        "meta": np.array(json.dumps(instance.meta)),
+        **instance.extras,
+    }
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:  # a handle: np.savez would append ".npz"
+            np.savez(handle, **arrays)
+
+    write_atomically(path, write)
     return path

@@ -283,11 +283,13 @@ def model_constructor(arch: str) -> Callable[[int, int], nn.Module]:
     try:
         function = getattr(importlib.import_module(module_name), function_name)
     except ImportError as error:
-        raise ParameterError(f"--arch {arch}: cannot import {module_name}: {error}") from None
+        raise ParameterError(f"architecture {arch}: cannot import {module_name}: {error}") from None
     except AttributeError:
-        raise ParameterError(f"--arch {arch}: {module_name} has no {function_name!r}") from None
+        raise ParameterError(
+            f"architecture {arch}: {module_name} has no {function_name!r}"
+        ) from None
     if not callable(function):
-        raise ParameterError(f"--arch {arch}: {function_name} is not callable")
+        raise ParameterError(f"architecture {arch}: {function_name} is not callable")
     accepted = inspect.signature(function).parameters
 
     def build(num_classes: int, in_channels: int) -> nn.Module:
@@ -298,7 +300,9 @@ def model_constructor(arch: str) -> Callable[[int, int], nn.Module]:
         }
         model = function(**keywords)
         if not isinstance(model, nn.Module):
-            raise ParameterError(f"--arch {arch} returned {type(model).__name__}, not a module")
+            raise ParameterError(
+                f"architecture {arch} returned {type(model).__name__}, not a module"
+            )
         return model
 
     return build

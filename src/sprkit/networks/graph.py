@@ -76,11 +76,14 @@ class _ResidualBiasPruner(tp.pruner.function.BasePruningFunc):
 CUSTOM_PRUNERS = {ZeroPadShortcut: _ZeroPadShortcutPruner(), ResidualBias: _ResidualBiasPruner()}
 
 
-def example_batch(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
-    """One zero input of `input_shape` (without batch dimension) on the model's device and
-    in its dtype (batch of 2, so that BatchNorm layers in training mode also run)."""
+def example_batch(
+    model: nn.Module, input_shape: Sequence[int], batch_size: int = 2
+) -> torch.Tensor:
+    """A batch of zero inputs of `input_shape` (without batch dimension) on the model's device
+    and in its dtype; the default of 2 lets BatchNorm layers in training mode run too. The one
+    dummy-input builder of sprkit (tracing, MAC counts, latency)."""
     parameter = next(model.parameters())
-    return torch.zeros((2, *input_shape), dtype=parameter.dtype, device=parameter.device)
+    return torch.zeros((batch_size, *input_shape), dtype=parameter.dtype, device=parameter.device)
 
 
 def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:

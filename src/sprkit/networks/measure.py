@@ -1,15 +1,24 @@
-"""Size and cost of a network: parameters and multiply-accumulates (MACs).
+"""What a network measures: accuracy, size, cost and speed.
 
-Convention: MACs, counted with torch.utils.flop_counter (which reports FLOPs = 2 x MACs for
-convolutions and matrix products), over one forward pass on one input of the given shape;
-BatchNorm, activations, pooling and additions are not counted, as is usual for ResNet tables.
+Conventions: accuracies are shares in [0, 1] over a data set (top-5 only with more than 5
+classes); parameters are counted scalars; MACs are multiply-accumulates of one forward pass on
+one input, counted with torch.utils.flop_counter (which reports FLOPs = 2 x MACs for
+convolutions and matrix products; BatchNorm, activations, pooling and additions are not counted,
+as is usual for ResNet tables); latency is the median wall time in milliseconds of one forward
+pass on a batch, in eval mode, on the given device with the current torch threads.
 """
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
+
+from sprkit.networks.graph import example_batch
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -19,8 +28,7 @@ def count_parameters(model: nn.Module) -> int:
 
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """MACs of one forward pass on a single input of `input_shape` (without batch dimension)."""
-    parameter = next(model.parameters())
-    example = torch.zeros((1, *input_shape), dtype=parameter.dtype, device=parameter.device)
+    example = example_batch(model, input_shape, 1)
     was_training = model.training
     model.eval()
     try:
@@ -31,3 +39,65 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2
+
+
+def top_k_accuracies(
+    model: nn.Module, data: TensorDataset, device: torch.device | str = "cpu"
+) -> dict[str, float | None]:
+    """{"top1": ..., "top5": ... or None when there are 5 classes or fewer}, in eval mode
+    (the model's mode is restored). The one evaluation loop of sprkit."""
+    was_training = model.training
+    model.eval()
+    correct1 = correct5 = 0
+    top5 = None
+    with torch.no_grad():
+        for images, labels in DataLoader(data, batch_size=512):
+            logits = model(images.to(device))
+            labels = labels.to(device)
+            ranked = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            correct1 += int((ranked[:, 0] == labels).sum())
+            correct5 += int((ranked == labels[:, None]).any(dim=1).sum())
+            top5 = logits.shape[1] > 5
+    model.train(was_training)
+    count = len(data)
+    return {"top1": correct1 / count, "top5": correct5 / count if top5 else None}
+
+
+def max_logit_difference(
+    first: nn.Module, second: nn.Module, data: TensorDataset, device: torch.device | str = "cpu"
+) -> float:
+    """Largest |difference| between the two models' logits over `data` (eval mode)."""
+    first.eval()
+    second.eval()
+    largest = 0.0
+    with torch.no_grad():
+        for images, _ in DataLoader(data, batch_size=512):
+            images = images.to(device)
+            largest = max(largest, float((first(images) - second(images)).abs().max()))
+    return largest
+
+
+def latency_ms(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    batch_size: int = 64,
+    repeats: int = 30,
+    device: torch.device | str = "cpu",
+) -> float:
+    """Median milliseconds of one forward pass on a random batch (after 3 warm-up passes)."""
+    device = torch.device(device)
+    model.eval().to(device)
+    batch = example_batch(model, input_shape, batch_size)
+    times = []
+    with torch.inference_mode():
+        for repeat in range(repeats + 3):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            model(batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if repeat >= 3:
+                times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from sprkit.errors import ParameterError
-from sprkit.formula import resolve_lambdas, spr_from_reductions
+from sprkit.formula import spr_from_reductions
 from sprkit.networks.structures import Structures
+from sprkit.params import SPRParams
 
 PENALTIES = ("spr", "group_lasso", "bn_l1")
 
@@ -53,7 +54,8 @@ class SPRPenalty:
         alpha: float,
         M_scale: float = 1.0,
     ) -> None:
-        self.lam0, self.lam2 = resolve_lambdas(lam=lam, alpha=alpha)
+        params = SPRParams.paper(lam, alpha)
+        self.lam0, self.lam2 = params.lam0, params.lam2
         self.model = model
         self.structures = structures
         self.M = box_bounds(model, structures, M_scale)

@@ -90,7 +90,7 @@ def load_compressed(folder: Path, model_fn: Callable[[], nn.Module]) -> tuple[nn
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> None:
     """ONNX graph of `model` with a dynamic batch dimension (needs the `onnx` extra)."""
-    example = torch.zeros((1, *input_shape))
+    example = example_batch(model, input_shape, 1)
     batch = torch.export.Dim("batch", min=1)
     torch.onnx.export(
         model.eval(),

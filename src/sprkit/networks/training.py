@@ -30,12 +30,18 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 from sprkit.atomic import write_atomically
-from sprkit.errors import ParameterError, TrainingError
+from sprkit.errors import CheckpointError, ParameterError, TrainingError, first_line
 from sprkit.networks.graph import example_batch
+from sprkit.networks.measure import top_k_accuracies
 from sprkit.networks.penalties import PENALTIES, SPRPenalty
 from sprkit.networks.pruner import SPRPruner
 from sprkit.networks.rules import fewest_removed, masked_copy
 from sprkit.networks.structures import GROUPINGS
+from sprkit.params import SPRParams
+
+# Beyond these, SGD's float32 updates overflow or the weights vanish in one step on any network.
+MAX_LR = 100.0
+MAX_WEIGHT_DECAY = 10.0
 
 
 class NonFiniteLossError(TrainingError):
@@ -75,12 +81,17 @@ class TrainConfig:
                 raise ParameterError(f"{name} must be a finite number, got {getattr(self, name)}")
         if self.penalized_epochs < 0 or self.finetune_epochs < 0:
             raise ParameterError("epochs must be >= 0")
-        if not self.lr > 0 or not self.batch_size > 0:
-            raise ParameterError("lr and batch_size must be > 0")
+        if not 0 < self.lr <= MAX_LR or not self.batch_size > 0:
+            raise ParameterError(
+                f"lr must lie in (0, {MAX_LR:g}] and batch_size be > 0, got lr={self.lr:g}, "
+                f"batch_size={self.batch_size}"
+            )
         if not 0.0 <= self.momentum < 1.0:
             raise ParameterError(f"momentum must lie in [0, 1), got {self.momentum}")
-        if not self.weight_decay >= 0:
-            raise ParameterError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.weight_decay <= MAX_WEIGHT_DECAY:
+            raise ParameterError(
+                f"weight_decay must lie in [0, {MAX_WEIGHT_DECAY:g}], got {self.weight_decay:g}"
+            )
         if not 0.0 < self.gamma <= 1.0:
             raise ParameterError(
                 f"gamma (learning-rate factor) must lie in (0, 1], got {self.gamma}"
@@ -89,10 +100,9 @@ class TrainConfig:
             raise ParameterError(
                 f"milestones must be increasing epochs >= 1, got {self.milestones}"
             )
-        if not 0.0 < self.alpha < 1.0:
-            raise ParameterError(f"alpha must lie in the open interval (0, 1), got {self.alpha}")
-        if not self.lam >= 0:
-            raise ParameterError(f"lam must be >= 0, got {self.lam}")
+        SPRParams.paper(self.lam, self.alpha)  # the domains of lam and alpha
+        if not self.M_scale > 0:
+            raise ParameterError(f"M_scale must be > 0, got {self.M_scale}")
         if not 0.0 <= self.tolerance <= 1.0:
             raise ParameterError(
                 f"tolerance must lie in [0, 1] (accuracy share), got {self.tolerance}"
@@ -114,16 +124,15 @@ class TrainConfig:
 
 
 def accuracy(model: nn.Module, data: TensorDataset, device: torch.device) -> float:
-    """Top-1 accuracy in eval mode."""
-    was_training = model.training
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for images, labels in DataLoader(data, batch_size=512):
-            predicted = model(images.to(device)).argmax(dim=1)
-            correct += int((predicted == labels.to(device)).sum())
-    model.train(was_training)
-    return correct / len(data)
+    """Top-1 accuracy (eval mode; the model's mode is restored)."""
+    return top_k_accuracies(model, data, device)["top1"]
+
+
+def _write_log(log: list[dict], run_dir: Path) -> None:
+    """log.csv and log.json of the epochs so far, each replaced atomically."""
+    table = pd.DataFrame(log)
+    write_atomically(run_dir / "log.csv", lambda path: table.to_csv(path, index=False))
+    write_atomically(run_dir / "log.json", lambda path: path.write_text(json.dumps(log)))
 
 
 def _save_atomically(state: dict, path: Path) -> None:
@@ -166,22 +175,89 @@ def _prune(
         )
 
 
+# What a checkpoint holds, and the type of each part (checked whole before anything is used).
+CHECKPOINT_PARTS: dict[str, type | tuple[type, ...]] = {
+    "model": dict,
+    "optimizer": dict,
+    "scheduler": dict,
+    "M": torch.Tensor,
+    "keep": torch.Tensor,
+    "pruned": bool,
+    "log": str,
+    "epoch": int,
+    "config": str,
+    "scaler": dict,
+}
+
+
 def _load_checkpoint(path: Path, config: TrainConfig, device: torch.device) -> dict:
-    """The checkpoint's state (weights_only); ParameterError if it is unreadable or was
-    written with other settings than `config` (a resumed run must continue the same run)."""
+    """The checkpoint's state (weights_only), every part present and of its type;
+    CheckpointError if it is unreadable, incomplete, damaged or was written with other
+    settings than `config` (a resumed run must continue the same run)."""
     try:
         state = torch.load(path, weights_only=True, map_location=device)
-        saved = json.loads(state["config"])
     except Exception as error:  # any unreadable file: torch raises many kinds
-        raise ParameterError(f"{path} is not a readable checkpoint: {error}") from None
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({first_line(error)})"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a checkpoint of sprkit (not a dict)")
+    missing = [key for key in CHECKPOINT_PARTS if key not in state]
+    wrong = [
+        key
+        for key, kind in CHECKPOINT_PARTS.items()
+        if key in state and not isinstance(state[key], kind)
+    ]
+    if missing or wrong:
+        problems = [f"missing {', '.join(missing)}"] * bool(missing)
+        problems += [f"{', '.join(wrong)} of the wrong type"] * bool(wrong)
+        raise CheckpointError(f"{path} is damaged: {'; '.join(problems)}")
+    try:
+        saved = json.loads(state["config"])
+        log = json.loads(state["log"])
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path} is damaged: its config or log is not JSON") from None
+    if not isinstance(saved, dict) or not isinstance(log, list):
+        raise CheckpointError(f"{path} is damaged: its config or log has the wrong shape")
     current = json.loads(json.dumps(asdict(config)))
     changed = sorted(key for key in current if saved.get(key) != current[key])
     if changed:
-        raise ParameterError(
+        raise CheckpointError(
             f"{path} was written with other settings ({', '.join(changed)}); "
             "resume with the same settings or start a new run"
         )
+    total = config.penalized_epochs + config.finetune_epochs
+    if not 0 <= state["epoch"] <= total:
+        raise CheckpointError(f"{path} is damaged: epoch {state['epoch']} outside 0..{total}")
     return state
+
+
+def _restore(
+    state: dict, path: Path, model, optimizer, scheduler, scaler, pruner: SPRPruner
+) -> None:
+    """Load a checked checkpoint into the run's objects; CheckpointError if a part does not
+    fit them (another architecture, another number of structures)."""
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"] and scaler.is_enabled():  # a CPU run saves an empty scaler state
+            scaler.load_state_dict(state["scaler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(
+            f"{path} does not fit the network to train ({first_line(error)})"
+        ) from None
+    keep = state["keep"]
+    if keep.dtype != torch.bool or keep.shape != pruner.keep.shape:
+        raise CheckpointError(
+            f"{path} is damaged: 'keep' must be {pruner.keep.numel()} booleans, got "
+            f"{keep.dtype} {tuple(keep.shape)}"
+        )
+    if isinstance(pruner.regularizer, SPRPenalty):
+        if state["M"].shape != pruner.regularizer.M.shape:
+            raise CheckpointError(f"{path} is damaged: 'M' has the wrong shape")
+        pruner.regularizer.M = state["M"].to(pruner.regularizer.M.device)
+    pruner.keep = keep.cpu()
 
 
 def train_spr(
@@ -227,19 +303,7 @@ def train_spr(
     scaler = torch.amp.GradScaler("cuda", enabled=scaler_enabled)
     if resume and checkpoint_path.exists():
         state = _load_checkpoint(checkpoint_path, config, device)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError:
-            raise ParameterError(
-                f"{checkpoint_path} holds another architecture than the one to train"
-            ) from None
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"] and scaler.is_enabled():  # a CPU run saves an empty scaler state
-            scaler.load_state_dict(state["scaler"])
-        if isinstance(pruner.regularizer, SPRPenalty):
-            pruner.regularizer.M = state["M"].to(device)
-        pruner.keep = state["keep"].cpu()
+        _restore(state, checkpoint_path, model, optimizer, scheduler, scaler, pruner)
         pruned = bool(state["pruned"])
         log = json.loads(state["log"])
         start_epoch = int(state["epoch"])
@@ -296,8 +360,7 @@ def train_spr(
                 "kept_structures": int(pruner.keep.sum()) if pruned else None,
             }
         )
-        pd.DataFrame(log).to_csv(run_dir / "log.csv", index=False)
-        (run_dir / "log.json").write_text(json.dumps(log, indent=1))
+        _write_log(log, run_dir)
         _save_atomically(
             {
                 "model": model.state_dict(),

@@ -1,12 +1,19 @@
 """Optimization models over an instance: relaxations (cvxpy), the SPR route, exact solvers."""
 
+from sprkit.optim.bounds import compute_bounds
 from sprkit.optim.mip import METHODS, ExactSolver
-from sprkit.optim.problem import ScaledProblem, scale_problem, structure_bounds
+from sprkit.optim.problem import ScaledProblem, scale_problem
 from sprkit.optim.quadratic import ReducedLeastSquares, compressed_least_squares
 from sprkit.optim.result import MIPResult
 from sprkit.optim.spr_route import SPRResult, SPRRoute, lambda_max
 
-_RELAXATIONS = ("RelaxationModel", "RelaxationResult", "bigm_relaxation", "perspective_relaxation")
+_RELAXATIONS = (
+    "RelaxationFailed",
+    "RelaxationModel",
+    "RelaxationResult",
+    "bigm_relaxation",
+    "perspective_relaxation",
+)
 
 __all__ = [
     "METHODS",
@@ -17,9 +24,9 @@ __all__ = [
     "SPRResult",
     "SPRRoute",
     "compressed_least_squares",
+    "compute_bounds",
     "lambda_max",
     "scale_problem",
-    "structure_bounds",
     *_RELAXATIONS,
 ]
 

@@ -19,14 +19,14 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from sprkit.errors import ParameterError
-from sprkit.formula import resolve_lambdas
 from sprkit.instances.format import Instance
 from sprkit.optim.branch_and_bound import BranchAndBound, Branching
 from sprkit.optim.outer_approximation import outer_approximation
-from sprkit.optim.problem import scale_problem, structure_bounds
+from sprkit.optim.problem import scale_problem
 from sprkit.optim.quadratic import ReducedLeastSquares
 from sprkit.optim.result import OPTIMAL, STALLED, TIME_LIMIT, MIPResult, relative_gap
 from sprkit.optim.support import Cut, SupportProblem
+from sprkit.params import SPRParams, structure_bounds
 
 METHODS = ("auto", "bnb", "oa", "pyomo:<solver>")
 
@@ -43,17 +43,15 @@ class ExactSolver:
 
     def __init__(self, instance: Instance, M: float | np.ndarray) -> None:
         self.instance = instance
-        self.bounds = structure_bounds(instance, M)
+        self.bounds = structure_bounds(M, instance.n_structures)
         self.reduced = ReducedLeastSquares.from_instance(instance)
         self.row_structure = instance.row_structure[self.reduced.penalized_rows]
 
     def solve(
         self,
-        lam0: float | None = None,
-        lam2: float | None = None,
+        lam0: float,
+        lam2: float,
         *,
-        lam: float | None = None,
-        alpha: float | None = None,
         tol: float = 1e-6,
         time_limit: float = 600.0,
         method: str = "auto",
@@ -64,7 +62,8 @@ class ExactSolver:
         `time_limit` seconds (every phase checks the clock). `branching`: rule of `bnb`;
         `solver_options`: passed to the solver of a `pyomo:` method."""
         start = time.perf_counter()
-        lam0, lam2 = resolve_lambdas(lam0, lam2, lam=lam, alpha=alpha)
+        params = SPRParams(lam0, lam2)
+        lam0, lam2 = params.lam0, params.lam2
         method = check_method(method)
         if not 0 < tol < 1:
             raise ParameterError(f"tol must lie in (0, 1), got {tol}")

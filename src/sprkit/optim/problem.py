@@ -17,24 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from sprkit.errors import ParameterError
-from sprkit.instances.format import Instance
 from sprkit.optim.quadratic import ReducedLeastSquares
-
-
-def structure_bounds(instance: Instance, M: float | np.ndarray) -> np.ndarray:
-    """M as one positive value per structure (accepts a scalar)."""
-    values = np.asarray(M, dtype=np.float64)
-    if values.ndim == 0:
-        values = np.full(instance.n_structures, float(values))
-    if values.shape != (instance.n_structures,):
-        raise ParameterError(
-            f"M must be a scalar or have one value per structure ({instance.n_structures}), "
-            f"got shape {values.shape}"
-        )
-    if not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise ParameterError("M must be finite and > 0")
-    return values
 
 
 @dataclass(frozen=True)

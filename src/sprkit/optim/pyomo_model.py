@@ -21,9 +21,9 @@ import pyomo.environ as pyo
 
 from sprkit.errors import ParameterError, SolverError
 from sprkit.instances.format import Instance
-from sprkit.optim.problem import structure_bounds
 from sprkit.optim.quadratic import compressed_least_squares
 from sprkit.optim.support import Cut
+from sprkit.params import SPRParams, structure_bounds
 
 
 def build_pyomo_model(
@@ -35,7 +35,9 @@ def build_pyomo_model(
     cuts: Iterable[Cut] = (),
 ) -> pyo.ConcreteModel:
     """The MIQP of DESIGN.md section 1 for `instance` (structures in structure_ids order)."""
-    bounds = structure_bounds(instance, M)
+    params = SPRParams(lam0, lam2)
+    lam0, lam2 = params.lam0, params.lam2
+    bounds = structure_bounds(M, instance.n_structures)
     A, B, const = compressed_least_squares(instance)
     ids = [int(j) for j in instance.structure_ids]
     bound_of = dict(zip(ids, bounds, strict=True))

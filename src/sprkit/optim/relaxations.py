@@ -10,6 +10,13 @@ The perspective terms are written per row as rotated second-order cones
 ||w_r||^2 <= q_r * y_{g(r)} (one vectorized SOC constraint for all rows; the rows of one
 structure share its y, so sum_r q_r = ||w_j||^2 / y_j at the optimum), and the loss in its
 compressed form ||A W - B||^2 + const (thin QR of X), so the model size does not grow with n.
+
+Units. The conic solver sees the problem in units where the objective at W = 0 is 1 and the
+columns of A have mean squared norm 1: W = w_scale W', objective = f_scale objective',
+lam0' = lam0 / f_scale, lam2' = lam2 w_scale^2 / f_scale, M' = M / w_scale (an exact change of
+variables). Its tolerances then mean the same on any data: Y x 1e6 with M = 1e7 is the same
+problem as Y with M = 10. Parameters beyond LARGEST_SCALED in these units (lam0 or lam2 that
+outweigh the whole loss 1e8 times, an M 1e8 times the natural size of W) are refused.
 """
 
 from __future__ import annotations
@@ -21,10 +28,18 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
-from sprkit.formula import resolve_lambdas
+from sprkit.errors import ParameterError
 from sprkit.instances.format import Instance
-from sprkit.optim.problem import structure_bounds
 from sprkit.optim.quadratic import compressed_least_squares
+from sprkit.params import SPRParams, structure_bounds
+
+
+class RelaxationFailed(RuntimeError):
+    """The conic solver ended without an optimal point (`status`: cvxpy's status name)."""
+
+    def __init__(self, kind: str, status: str) -> None:
+        super().__init__(f"{kind} relaxation: solver status {status}")
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -48,36 +63,71 @@ class RelaxationModel:
     y: cp.Variable
     lam0: cp.Parameter
     lam2: cp.Parameter
+    w_scale: float
+    f_scale: float
 
     def solve(
         self,
-        lam0: float | None = None,
-        lam2: float | None = None,
+        lam0: float,
+        lam2: float,
         *,
-        lam: float | None = None,
-        alpha: float | None = None,
         solver: str = "CLARABEL",
         **solver_options,
     ) -> RelaxationResult:
-        """Set the Parameters and solve; raises RuntimeError if the solver fails."""
-        self.lam0.value, self.lam2.value = resolve_lambdas(lam0, lam2, lam=lam, alpha=alpha)
+        """Set the Parameters and solve; RelaxationFailed if the solver ends without an
+        optimal point (a time limit, numerical trouble)."""
+        params = SPRParams(lam0, lam2)
+        scaled = {
+            "lam0": params.lam0 / self.f_scale,
+            "lam2": params.lam2 * self.w_scale**2 / self.f_scale,
+        }
+        for name, value in scaled.items():
+            _check_scaled(name, value, getattr(params, name))
+        self.lam0.value, self.lam2.value = scaled["lam0"], scaled["lam2"]
         start = time.perf_counter()
         self.problem.solve(solver=solver, **solver_options)
         seconds = time.perf_counter() - start
         if self.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-            raise RuntimeError(f"{self.kind} relaxation: solver status {self.problem.status}")
+            raise RelaxationFailed(self.kind, self.problem.status)
         return RelaxationResult(
-            value=float(self.problem.value),
-            W=np.asarray(self.W.value),
+            value=float(self.problem.value) * self.f_scale,
+            W=np.asarray(self.W.value) * self.w_scale,
             y=np.asarray(self.y.value),
             status=self.problem.status,
             seconds=seconds,
         )
 
 
+LARGEST_SCALED = 1e8
+
+
+def _check_scaled(name: str, scaled: float, given: float) -> None:
+    """ParameterError if a parameter is beyond LARGEST_SCALED in solver units."""
+    if scaled > LARGEST_SCALED:
+        raise ParameterError(
+            f"{name} = {given:g} is out of scale for this instance: {scaled:.3g} in the "
+            "solver's units (loss at W = 0 is 1, W of size 1), where the relaxations accept "
+            f"up to {LARGEST_SCALED:g}"
+        )
+
+
+def _units(A: np.ndarray, B: np.ndarray, const: float) -> tuple[float, float]:
+    """(w_scale, f_scale) of the module docstring's solver units."""
+    f_scale = float(np.sum(B * B)) + const
+    f_scale = f_scale if f_scale > 0 else 1.0
+    mean_column = float(np.mean(np.sum(A * A, axis=0)))
+    w_scale = np.sqrt(f_scale / mean_column) if mean_column > 0 else 1.0
+    return float(w_scale), f_scale
+
+
 def _build(instance: Instance, M: float | np.ndarray, kind: str) -> RelaxationModel:
-    bounds = structure_bounds(instance, M)
     A, B, const = compressed_least_squares(instance)
+    w_scale, f_scale = _units(A, B, const)
+    given = structure_bounds(M, instance.n_structures)
+    bounds = given / w_scale
+    largest = int(np.argmax(bounds))
+    _check_scaled("M", bounds[largest], given[largest])
+    A, B, const = A * (w_scale / np.sqrt(f_scale)), B / np.sqrt(f_scale), const / f_scale
     penalized = np.flatnonzero(instance.groups >= 0)
     row_structure = instance.row_structure[penalized]
     p, c, G = penalized.size, instance.c, instance.n_structures
@@ -101,7 +151,16 @@ def _build(instance: Instance, M: float | np.ndarray, kind: str) -> RelaxationMo
         constraints.append(cp.SOC(q + row_y, cone_args, axis=1))
         l2_term = cp.sum(q)
     problem = cp.Problem(cp.Minimize(loss + lam2 * l2_term + lam0 * cp.sum(y)), constraints)
-    return RelaxationModel(kind=kind, problem=problem, W=W, y=y, lam0=lam0, lam2=lam2)
+    return RelaxationModel(
+        kind=kind,
+        problem=problem,
+        W=W,
+        y=y,
+        lam0=lam0,
+        lam2=lam2,
+        w_scale=w_scale,
+        f_scale=f_scale,
+    )
 
 
 def bigm_relaxation(instance: Instance, M: float | np.ndarray) -> RelaxationModel:

@@ -21,14 +21,14 @@ import scipy.optimize
 
 from sprkit.formula import (
     Case,
-    resolve_lambdas,
     spr_closed_form_ragged,
     spr_conjugate_ragged,
 )
 from sprkit.instances.format import Instance
 from sprkit.optim.node_relaxation import FREE, NodeRelaxation
-from sprkit.optim.problem import scale_problem, structure_bounds
+from sprkit.optim.problem import scale_problem
 from sprkit.optim.quadratic import ReducedLeastSquares
+from sprkit.params import SPRParams, structure_bounds
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class SPRRoute:
 
     def __init__(self, instance: Instance, M: float | np.ndarray) -> None:
         self.instance = instance
-        self.bounds = structure_bounds(instance, M)
+        self.bounds = structure_bounds(M, instance.n_structures)
         self.reduced = ReducedLeastSquares.from_instance(instance)
         self.n_groups = instance.n_structures
         row_structure = instance.row_structure[self.reduced.penalized_rows]
@@ -77,7 +77,7 @@ class SPRRoute:
 
     def lam_max(self, alpha: float) -> float:
         """The paper's lam at which every structure is pruned, for this alpha."""
-        resolve_lambdas(lam=1.0, alpha=alpha)  # validates alpha
+        SPRParams.paper(1.0, alpha)  # validates alpha
 
         def excess(lam: float) -> float:
             return self.lam0_max(lam * alpha) - lam * (1.0 - alpha)
@@ -89,11 +89,9 @@ class SPRRoute:
 
     def solve(
         self,
-        lam0: float | None = None,
-        lam2: float | None = None,
+        lam0: float,
+        lam2: float,
         *,
-        lam: float | None = None,
-        alpha: float | None = None,
         tol: float = 1e-9,
         max_iter: int = 200_000,
         warm_start: np.ndarray | None = None,
@@ -101,7 +99,8 @@ class SPRRoute:
     ) -> SPRResult:
         """Run to relative duality gap <= tol, max_iter or `deadline` (time.perf_counter()
         seconds). warm_start: a d x c W."""
-        lam0, lam2 = resolve_lambdas(lam0, lam2, lam=lam, alpha=alpha)
+        params = SPRParams(lam0, lam2)
+        lam0, lam2 = params.lam0, params.lam2
         start = time.perf_counter()
         problem = self.scaled.with_lambdas(lam0, lam2)
         penalized = self.reduced.penalized_rows

@@ -12,17 +12,20 @@ from sprkit.optim.mip import ExactSolver
 from sprkit.optim.spr_route import SPRRoute
 
 
-def _relaxation_value(kind: str, instance: Instance, M, lam0: float, lam2: float, seconds: float):
-    """Optimal value of a cvxpy relaxation, or None if Clarabel did not converge in time."""
-    from sprkit.optim.relaxations import bigm_relaxation, perspective_relaxation
+def _relaxation_value(
+    kind: str, instance: Instance, M, lam0: float, lam2: float, seconds: float
+) -> tuple[float | None, str]:
+    """(optimal value, "optimal") of a cvxpy relaxation, or (None, the solver's status) when
+    Clarabel did not reach optimality ("time_limit" when no time was left)."""
+    from sprkit.optim.relaxations import RelaxationFailed, bigm_relaxation, perspective_relaxation
 
     if seconds <= 0:
-        return None
+        return None, "time_limit"
     build = bigm_relaxation if kind == "bigm" else perspective_relaxation
     try:
-        return build(instance, M).solve(lam0, lam2, time_limit=seconds).value
-    except RuntimeError:  # solver status other than optimal: no certified value
-        return None
+        return build(instance, M).solve(lam0, lam2, time_limit=seconds).value, "optimal"
+    except RelaxationFailed as failure:  # no certified value
+        return None, failure.status
 
 
 def compute_bounds(
@@ -38,11 +41,13 @@ def compute_bounds(
     """Bounds and wall-clock seconds (model build included) for each method.
 
     Keys: bigm, perspective (None where the conic solver did not converge before `deadline`,
-    time.perf_counter() seconds), spr (the SPR-route objective), spr_lower_bound (its dual
-    certificate, valid even when not converged), spr_converged, spr_kept (structures with
-    w_j != 0), seconds (per method); with `with_mip` also mip (the incumbent's objective),
-    mip_status, mip_bound, mip_gap. The SPR route runs first (it has a certificate at any
-    time), the MIP gets half of what is left and the conic relaxations share the rest.
+    time.perf_counter() seconds), relaxation_status (per relaxation: "optimal", or the
+    solver's status: "time_limit", "user_limit", "infeasible", ...), spr (the SPR-route
+    objective), spr_lower_bound (its dual certificate, valid even when not converged),
+    spr_converged, spr_kept (structures with w_j != 0), seconds (per method); with
+    `with_mip` also mip (the incumbent's objective), mip_status, mip_bound, mip_gap. The SPR
+    route runs first (it has a certificate at any time), the MIP gets half of what is left
+    and the conic relaxations share the rest.
     """
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -61,15 +66,17 @@ def compute_bounds(
             "mip_gap": exact.gap,
         }
     values: dict[str, float | None] = {}
+    statuses: dict[str, str] = {}
     for position, kind in enumerate(("bigm", "perspective")):
         start = time.perf_counter()
         share = (deadline - start) / (2 - position) if np.isfinite(deadline) else 3600.0
-        values[kind] = _relaxation_value(kind, instance, M, lam0, lam2, share)
+        values[kind], statuses[kind] = _relaxation_value(kind, instance, M, lam0, lam2, share)
         seconds[kind] = time.perf_counter() - start
     return {
         **mip,
         "bigm": values["bigm"],
         "perspective": values["perspective"],
+        "relaxation_status": statuses,
         "spr": spr.value,
         "spr_lower_bound": spr.lower_bound,
         "spr_kept": int(spr.kept.sum()),

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from sprkit.formula import resolve_lambdas  # noqa: E402
-from sprkit.instances import digits_mlp_instance  # noqa: E402
-from sprkit.instances.digits_mlp import pruned_network_accuracy  # noqa: E402
-from sprkit.optim.mip import ExactSolver  # noqa: E402
-from sprkit.optim.quadratic import least_squares_bound  # noqa: E402
-from sprkit.optim.relaxations import bigm_relaxation, perspective_relaxation  # noqa: E402
-from sprkit.optim.spr_route import SPRRoute  # noqa: E402
+from sprkit.app.plots import plot_bounds, plot_pruning
+from sprkit.atomic import write_atomically
+from sprkit.instances import digits_mlp_instance
+from sprkit.instances.digits_mlp import pruned_network_accuracy
+from sprkit.optim.mip import ExactSolver
+from sprkit.optim.quadratic import least_squares_bound
+from sprkit.optim.relaxations import bigm_relaxation, perspective_relaxation
+from sprkit.optim.spr_route import SPRRoute
+from sprkit.params import SPRParams
 
 TABLE_COLUMNS = [
     "lam",
@@ -59,7 +57,7 @@ def lambda_path_study(
     lam_max is the paper's lam above which SPR prunes every hidden neuron. Relaxation models
     are compiled once and re-solved with new Parameter values along the path.
     """
-    resolve_lambdas(lam=1.0, alpha=alpha)  # validates alpha before the training starts
+    SPRParams.paper(1.0, alpha)  # validates alpha before the training starts
     instance = digits_mlp_instance(hidden, seed=seed)
     M = least_squares_bound(instance, M_scale)
     exact = ExactSolver(instance, M)
@@ -73,7 +71,8 @@ def lambda_path_study(
     rows = []
     lam_max = route.lam_max(alpha)
     for lam in tqdm(lam_max * np.geomspace(1.0, 1e-2, points), desc="lambda path", unit="lam"):
-        lam0, lam2 = resolve_lambdas(lam=lam, alpha=alpha)
+        params = SPRParams.paper(lam, alpha)
+        lam0, lam2 = params.lam0, params.lam2
         row = {"lam": lam, "lam0": lam0, "lam2": lam2, "M": M}
         for name, model in models.items():
             result = model.solve(lam0, lam2)
@@ -102,49 +101,15 @@ def lambda_path_study(
     return pd.DataFrame(rows), dense_accuracy
 
 
-def plot_bounds(table: pd.DataFrame, path: Path) -> None:
-    """Bounds and the MIP optimum against lam (log x axis)."""
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    axis.plot(table["lam"], table["bigm"], "o-", label="big-M relaxation")
-    axis.plot(table["lam"], table["perspective"], "s-", label="perspective relaxation")
-    axis.plot(table["lam"], table["spr"], "x--", label="SPR route")
-    axis.plot(table["lam"], table["mip"], "k^-", label="MIP optimum")
-    axis.set_xscale("log")
-    axis.set_xlabel("lam (paper's parametrization)")
-    axis.set_ylabel("objective")
-    axis.legend(loc="upper left")
-    axis.set_title("Digits MLP: relaxation bounds and the exact MIP along the lambda path")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def plot_pruning(table: pd.DataFrame, dense_accuracy: float, path: Path) -> None:
-    """Test accuracy and kept neurons of the MIP- and SPR-pruned networks against lam."""
-    figure, (accuracy_axis, kept_axis) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    accuracy_axis.plot(table["lam"], table["mip_accuracy"], "k^-", label="MIP-pruned")
-    accuracy_axis.plot(table["lam"], table["spr_accuracy"], "x--", label="SPR-pruned")
-    accuracy_axis.axhline(dense_accuracy, color="gray", linestyle=":", label="dense")
-    accuracy_axis.set_ylabel("test accuracy")
-    accuracy_axis.legend(loc="lower left")
-    kept_axis.plot(table["lam"], table["mip_kept"], "k^-", label="MIP")
-    kept_axis.plot(table["lam"], table["spr_kept"], "x--", label="SPR (w_j != 0)")
-    kept_axis.set_xscale("log")
-    kept_axis.set_xlabel("lam (paper's parametrization)")
-    kept_axis.set_ylabel("hidden neurons kept")
-    kept_axis.legend(loc="upper right")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
 def run_demo(out: Path, *, points: int = 8, hidden: int = 32, alpha: float = 0.5) -> pd.DataFrame:
     """Run the study, print the table, write demo_bounds.csv and two PNG plots under `out`."""
     table, dense_accuracy = lambda_path_study(hidden=hidden, points=points, alpha=alpha)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "demo_bounds.csv", index=False)
-    plot_bounds(table, out / "demo_bounds.png")
-    plot_pruning(table, dense_accuracy, out / "demo_pruning.png")
+    write_atomically(out / "demo_bounds.csv", lambda path: table.to_csv(path, index=False))
+    write_atomically(out / "demo_bounds.png", lambda path: plot_bounds(table, path))
+    write_atomically(
+        out / "demo_pruning.png", lambda path: plot_pruning(table, dense_accuracy, path)
+    )
     print(table[TABLE_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.6g}"))
     print(f"dense network test accuracy {dense_accuracy:.4f}; {hidden} hidden neurons")
     print(f"wrote {out / 'demo_bounds.csv'}, {out / 'demo_bounds.png'}, {out / 'demo_pruning.png'}")

@@ -1,6 +1,9 @@
 """Command line: sprkit demo | bounds | solve | instance | prune.
 
-Bad input: one line on stderr, exit code 2."""
+Every command ends with exit code 0; or 2 and one line on stderr naming the problem (bad
+input, an unwritable path, missing data, a run folder in use); or 130 and one line on an
+interrupt (Ctrl-C, SIGINT), saying what was kept. Never a traceback: the library raises typed
+errors (sprkit.errors) and this module alone turns them into lines."""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from sprkit.errors import SprkitInputError, TrainingError
-from sprkit.formula import resolve_lambdas
+from sprkit.atomic import check_output_file, check_output_folder
+from sprkit.errors import CheckpointError, RunFolderError, SprkitInputError, TrainingError
+from sprkit.params import SPRParams
 
 
 class _Parser(argparse.ArgumentParser):
@@ -124,19 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _prune(args: argparse.Namespace) -> None:
     import torch
 
-    from sprkit.prune import read_config, resolve_settings, run_prune
+    from sprkit.app.config import read_config, resolve_settings
+    from sprkit.app.pipeline import run_prune
 
     config = read_config(args.config) if args.config else {}
     overrides = {"arch": args.arch, "data_dir": args.data_dir, "seed": args.seed}
     settings = resolve_settings(args.dataset, config, overrides)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        summary = run_prune(
-            settings, args.out, device=device, resume=args.resume, overwrite=args.overwrite
-        )
-    except OSError as error:  # the run folder cannot be written (permissions, a file in the way)
-        where = error.filename or args.out
-        raise SprkitInputError(f"cannot write the run into {where}: {error.strerror}") from None
+    summary = run_prune(
+        settings, args.out, device=device, resume=args.resume, overwrite=args.overwrite
+    )
     print(json.dumps({k: summary[k] for k in PRUNE_SUMMARY_KEYS}, indent=1))
     print(f"report: {args.out / 'report.json'}, {args.out / 'kept_channels.png'}")
 
@@ -147,9 +148,9 @@ PRUNE_SUMMARY_KEYS = ("arch", "dataset", "macs_removed", "parameters_removed", "
 def _checked_problem(args: argparse.Namespace):
     """Load the instance and validate lambdas, M, tol and time limit before any solve."""
     from sprkit.instances import load_instance
-    from sprkit.optim.problem import structure_bounds
+    from sprkit.params import structure_bounds
 
-    lam0, lam2 = resolve_lambdas(args.lam0, args.lam2, lam=args.lam, alpha=args.alpha)
+    params = SPRParams.resolve(args.lam0, args.lam2, lam=args.lam, alpha=args.alpha, M=args.M)
     if not 0 < args.tol < 1:
         raise SprkitInputError(f"--tol must lie in (0, 1), got {args.tol}")
     if not (math.isfinite(args.time_limit) and args.time_limit > 0):
@@ -157,12 +158,12 @@ def _checked_problem(args: argparse.Namespace):
             f"--time-limit must be finite and > 0 seconds, got {args.time_limit}"
         )
     instance = load_instance(args.instance)
-    structure_bounds(instance, args.M)
-    return instance, lam0, lam2
+    structure_bounds(params.M, instance.n_structures)
+    return instance, params.lam0, params.lam2
 
 
 def _bounds(args: argparse.Namespace) -> None:
-    from sprkit.bounds import compute_bounds
+    from sprkit.optim.bounds import compute_bounds
 
     instance, lam0, lam2 = _checked_problem(args)
     result = compute_bounds(
@@ -184,7 +185,8 @@ def _bounds(args: argparse.Namespace) -> None:
     for key in ("bigm", "perspective", "spr", "mip"):
         if key in result["seconds"]:
             value = result[key]
-            shown = f"{value:.10g}" if value is not None else "not converged (time limit)"
+            status = result.get("relaxation_status", {}).get(key, "")
+            shown = f"{value:.10g}" if value is not None else f"not converged ({status})"
             print(f"{key:>12}: {shown}   ({result['seconds'][key]:.3f} s)")
     note = "" if result["spr_converged"] else "  (not converged: certificate still valid)"
     print(
@@ -222,6 +224,7 @@ def _instance(args: argparse.Namespace) -> None:
 
     if args.output.suffix != ".npz":
         raise SprkitInputError(f"output must end in .npz, got {args.output}")
+    check_output_file(args.output)
     if args.kind == "synthetic":
         instance = synthetic_instance(
             args.structures,
@@ -246,11 +249,14 @@ def _instance(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from sprkit.demo import run_demo
-    from sprkit.prune import resolve_settings, run_prune
+    from sprkit.app.config import resolve_settings
+    from sprkit.app.demo import run_demo
+    from sprkit.app.pipeline import run_prune
 
     if args.points < 2:
         raise SprkitInputError(f"--points must be >= 2, got {args.points}")
+    SPRParams.paper(1.0, args.alpha)  # alpha's domain, before anything is written
+    check_output_folder(args.out)
     run_demo(args.out, points=args.points, hidden=args.hidden, alpha=args.alpha)
     if args.no_prune:
         return
@@ -258,6 +264,32 @@ def _demo(args: argparse.Namespace) -> None:
     summary = run_prune(resolve_settings("digits", {}, {}), args.out / "prune", overwrite=True)
     print(json.dumps({k: summary[k] for k in PRUNE_SUMMARY_KEYS}, indent=1))
     print(f"report: {args.out / 'prune' / 'report.csv'}")
+
+
+INTERRUPTED = {
+    "prune": "interrupted; the last finished epoch is saved: run the same command with "
+    "--resume to continue",
+    "demo": "interrupted; files already written are complete (each is replaced atomically)",
+    "instance": "interrupted; nothing was written",
+}
+
+
+def _error_line(error: BaseException) -> str:
+    """The one line shown for an error the library raised or the system reported."""
+    return " ".join(_message(error).split())  # one line, whatever the message holds
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, CheckpointError):
+        return f"{error}; --overwrite starts the run again"
+    if isinstance(error, RunFolderError) and "already holds a run" in str(error):
+        return f"{error}: --resume continues it, --overwrite replaces it"
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror or error}"
+    if isinstance(error, MemoryError):
+        return "not enough memory for this input (try a smaller size)"
+    return str(error)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,14 +308,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         handlers[args.command](args)
-    except SprkitInputError as exc:
-        print(f"sprkit: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        message = INTERRUPTED.get(args.command, "interrupted; nothing was written")
+        print(f"sprkit: {message}", file=sys.stderr)
+        return 130
+    except (SprkitInputError, OSError, MemoryError) as error:
+        print(f"sprkit: error: {_error_line(error)}", file=sys.stderr)
         return 2
-    except TrainingError as exc:
-        print(f"sprkit: error: {exc}", file=sys.stderr)
+    except TrainingError as error:
+        print(f"sprkit: error: {error}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""The pipeline of `sprkit prune`: train with SPR, prune, fine-tune, compress, report.
+
+One run folder (sprkit.app.config gives the settings) gets training/ (logs, checkpoint,
+penalized.pt), network/ (the compressed network: JSON + weights_only state dict),
+report.json, report.csv, layers.csv and kept_channels.png.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from sprkit.app.config import PruneSettings
+from sprkit.app.reports import write_report
+from sprkit.app.runfolder import RunFolder
+from sprkit.data.images import load_image_data
+from sprkit.errors import CheckpointError, ParameterError, RunFolderError, first_line
+from sprkit.networks.architectures import model_constructor
+from sprkit.networks.compression import Compression, fold_batchnorm
+from sprkit.networks.graph import example_batch
+from sprkit.networks.measure import (
+    count_macs,
+    count_parameters,
+    latency_ms,
+    max_logit_difference,
+    top_k_accuracies,
+)
+from sprkit.networks.training import train_spr
+
+
+def _layer_table(
+    dense: torch.nn.Module, masked: torch.nn.Module, layers: list[str], compression: Compression
+) -> pd.DataFrame:
+    """Per conv/Linear layer with structures: output channels dense, nonzero after masking,
+    and kept by compression (0 for a layer of a residual branch folded into a bias)."""
+    dense_modules, masked_modules = dict(dense.named_modules()), dict(masked.named_modules())
+    rows = []
+    for name in layers:
+        weight = masked_modules[name].weight.detach()
+        rows.append(
+            {
+                "layer": name,
+                "dense": dense_modules[name].weight.shape[0],
+                "masked": int((weight.reshape(len(weight), -1) != 0).any(dim=1).sum()),
+                "compressed": len(compression.kept_channels.get(name, [])),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _check_device(device: str) -> None:
+    """ParameterError unless `device` is cpu or an available CUDA device."""
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ParameterError(
+            f"--device {device!r} is not a torch device (cpu, cuda, cuda:N)"
+        ) from None
+    if parsed.type not in ("cpu", "cuda") or (parsed.type == "cpu" and parsed.index):
+        raise ParameterError(f"--device {device!r}: sprkit runs on cpu or cuda[:N]")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"--device {device}: CUDA is not available on this machine")
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise ParameterError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)"
+        )
+
+
+def _load_weights(model: torch.nn.Module, path: Path, device: str) -> torch.nn.Module:
+    """`model` with the state dict saved at `path`; CheckpointError if it is missing, damaged
+    or of another architecture."""
+    if not path.exists():
+        raise CheckpointError(f"{path} is missing")
+    try:
+        model.load_state_dict(torch.load(path, weights_only=True, map_location=device))
+    except Exception as error:  # torch raises many kinds for a damaged or foreign file
+        raise CheckpointError(
+            f"{path} is damaged or from another network ({first_line(error)})"
+        ) from None
+    return model
+
+
+ROW_MEANINGS = {
+    "baseline": "trained without any penalty, same recipe and epochs as the penalized phase "
+    "(the unpruned reference; present when the setting baseline is true)",
+    "penalized": "trained with the {penalty} penalty, just before pruning (all channels)",
+    "pruned": "after pruning and fine-tuning, pruned structures held at zero (all channels "
+    "still present)",
+    "compressed": "the pruned network physically compressed (computes the same function)",
+}
+
+
+def _measure(network, name: str, data, shape, settings: PruneSettings, device: str) -> dict:
+    """One row of report.csv."""
+    accuracy = top_k_accuracies(network, data.test, device)
+    return {
+        "network": name,
+        "top1": accuracy["top1"],
+        "top5": accuracy["top5"],
+        "parameters": count_parameters(network),
+        "macs": count_macs(network, shape),
+        "latency_ms": latency_ms(
+            fold_batchnorm(network, example_batch(network, shape)),
+            shape,
+            batch_size=settings.latency_batch,
+            device=device,
+        ),
+    }
+
+
+def run_prune(
+    settings: PruneSettings,
+    out: Path,
+    *,
+    device: str = "cpu",
+    resume: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Run the pipeline into `out`; returns the report's summary. A folder that already holds
+    a run is continued with `resume`, replaced with `overwrite` (the old run is removed only
+    once the new one has its data, model and lock), and refused otherwise; a folder in use by
+    a live run is refused (RunFolderError)."""
+    constructor = model_constructor(settings.arch)  # unknown: fail before loading data
+    _check_device(device)
+    with RunFolder(out) as folder:
+        if folder.holds_run() and not (resume or overwrite):
+            raise RunFolderError(f"{out} already holds a run (continue it or replace it)")
+        data = load_image_data(settings.dataset, settings.data_dir, settings.seed)
+        shape = data.input_shape
+        torch.manual_seed(settings.seed)
+        model = constructor(data.num_classes, shape[0])
+        if overwrite and not resume:
+            folder.discard_run()
+        rows = []
+        if settings.baseline:
+            baseline = constructor(data.num_classes, shape[0])
+            recipe = replace(
+                settings.train,
+                lam=0.0,
+                prune=False,
+                finetune_epochs=0,
+            )
+            train_spr(
+                baseline,
+                data.train,
+                data.val,
+                recipe,
+                out / "baseline",
+                resume=resume,
+                device=device,
+                augment=data.augment,
+            )
+            rows.append(_measure(baseline, "baseline", data, shape, settings, device))
+        pruner = train_spr(
+            model,
+            data.train,
+            data.val,
+            settings.train,
+            out / "training",
+            resume=resume,
+            device=device,
+            augment=data.augment,
+        )
+        masked = pruner.model.eval()
+        penalized = _load_weights(
+            constructor(data.num_classes, shape[0]).to(device),
+            out / "training" / "penalized.pt",
+            device,
+        )
+        compressed = pruner.save(
+            out / "network",
+            meta={"arch": settings.arch, "num_classes": data.num_classes},
+        )
+        compression = pruner.compression
+        for name, network in (
+            ("penalized", penalized),
+            ("pruned", masked),
+            ("compressed", compressed),
+        ):
+            rows.append(_measure(network, name, data, shape, settings, device))
+        networks = pd.DataFrame(rows)
+        by_name = {row["network"]: row for row in rows}
+        before, after = by_name["penalized"], by_name["compressed"]
+        reference = by_name.get("baseline", before)
+        summary = {
+            "arch": settings.arch,
+            "dataset": settings.dataset,
+            "device": str(device),
+            "torch_threads": torch.get_num_threads(),
+            "conventions": "accuracy share on the test split; MACs via torch.utils.flop_counter "
+            "(one input); latency median ms per forward pass on a batch of latency_batch, "
+            "BatchNorm folded into the convs (deployed form) for every network",
+            "rows": {
+                name: meaning.format(penalty=settings.train.penalty)
+                for name, meaning in ROW_MEANINGS.items()
+                if name in by_name
+            },
+            "latency_batch": settings.latency_batch,
+            "macs_removed": 1.0 - after["macs"] / before["macs"],
+            "parameters_removed": 1.0 - after["parameters"] / before["parameters"],
+            "mac_ratio": before["macs"] / after["macs"],
+            "speedup": before["latency_ms"] / after["latency_ms"],
+            "top1_change": after["top1"] - reference["top1"],
+            "top1_change_against": reference["network"],
+            "max_logit_difference_pruned_vs_compressed": max_logit_difference(
+                masked, compressed, data.test, device
+            ),
+            "replaced_blocks": sorted(compression.replaced),
+            "baseline": settings.baseline,
+            "train": asdict(settings.train),
+        }
+        layers = [n for n, _ in penalized.named_modules() if n in pruner.structures.weight_layers]
+        write_report(out, summary, networks, _layer_table(penalized, masked, layers, compression))
+    return summary

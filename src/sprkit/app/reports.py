@@ -1,0 +1,33 @@
+"""The report files of a pruning run: report.json, report.csv, layers.csv, kept_channels.png.
+
+The figures in them are measured by sprkit.networks.measure (conventions there); `sprkit prune`
+measures BatchNorm-folded copies of every network.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from sprkit.app.plots import plot_kept_channels
+from sprkit.atomic import write_atomically
+
+
+def write_report(folder: Path, summary: dict, networks: pd.DataFrame, layers: pd.DataFrame) -> None:
+    """report.json (summary + both tables), report.csv (one row per network), layers.csv and
+    kept_channels.png; each file replaced atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    document = {
+        **summary,
+        "networks": networks.to_dict(orient="records"),
+        "layers": layers.to_dict(orient="records"),
+    }
+    for name, write in (
+        ("report.json", lambda path: path.write_text(json.dumps(document, indent=1))),
+        ("report.csv", lambda path: networks.to_csv(path, index=False)),
+        ("layers.csv", lambda path: layers.to_csv(path, index=False)),
+        ("kept_channels.png", lambda path: plot_kept_channels(layers, path)),
+    ):
+        write_atomically(folder / name, write)

@@ -42,7 +42,7 @@ from sprkit.optim.support import SupportProblem, SupportSolution
 Branching = Literal["fractional", "pseudocost", "strong"]
 _NODE_ITERATIONS = 3000
 _ROOT_ITERATIONS = 5000
-_LOOSE_TOL = 1e-2
+_LOOSE_TOL = 1e-4  # a branched node is still solved this far: its D drives the deductions
 _STRONG_CANDIDATES = 8
 _STRONG_ITERATIONS = 200
 _STRONG_DEPTH = 4  # strong branching at depths 0..4, pseudo-costs (seeded by it) below

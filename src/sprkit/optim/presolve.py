@@ -37,18 +37,21 @@ def reduced_cost_fixings(
     return free & (-slopes >= radius), free & (slopes >= radius)
 
 
-def _block_inverses(inverse: np.ndarray, row_structure: np.ndarray) -> np.ndarray:
-    """Block-diagonal matrix of the inverses of the diagonal blocks (rows of one structure)."""
+def _block_inverses(factor: np.ndarray, row_structure: np.ndarray) -> np.ndarray:
+    """Block-diagonal matrix of the inverses of the diagonal blocks (rows of one structure) of
+    Q^-1 = factor' factor (only those blocks of Q^-1 are formed)."""
     order = np.argsort(row_structure, kind="stable")
     _, sizes = np.unique(row_structure, return_counts=True)
-    result = np.zeros_like(inverse)
+    result = np.zeros((factor.shape[1], factor.shape[1]))
     if np.all(sizes == sizes[0]):  # equal blocks: one batched inverse
         rows = order.reshape(-1, sizes[0])
-        blocks = inverse[rows[:, :, None], rows[:, None, :]]
+        columns = factor[:, rows]  # (P, blocks, size)
+        blocks = np.einsum("kbi,kbj->bij", columns, columns)
         result[rows[:, :, None], rows[:, None, :]] = np.linalg.inv(blocks)
         return result
     for rows in np.split(order, np.cumsum(sizes)[:-1]):
-        result[np.ix_(rows, rows)] = np.linalg.inv(inverse[np.ix_(rows, rows)])
+        columns = factor[:, rows]
+        result[np.ix_(rows, rows)] = np.linalg.inv(columns.T @ columns)
     return result
 
 
@@ -77,16 +80,19 @@ class QuadraticGrowth:
         if Q.size == 0:
             return None
         if known_definite:
-            factor = scipy.linalg.cho_factor(Q, lower=True, check_finite=False)
-            inverse = scipy.linalg.cho_solve(factor, np.eye(Q.shape[0]), check_finite=False)
+            # Q = L L', Q^-1 = L^-T L^-1: the triangular inverse is all that is needed
+            lower = scipy.linalg.cholesky(Q, lower=True, check_finite=False)
+            factor, info = scipy.linalg.lapack.dtrtri(lower, lower=1)
+            if info != 0:
+                raise np.linalg.LinAlgError("singular Cholesky factor")
         else:
             eigenvalues, vectors = np.linalg.eigh(Q)
             if eigenvalues[0] <= _SINGULAR * max(eigenvalues[-1], 1e-300):
                 return None
-            inverse = (vectors / eigenvalues) @ vectors.T
+            factor = vectors.T / np.sqrt(eigenvalues)[:, None]  # Q^-1 = factor' factor
         return cls(
-            np.diag(inverse).copy(),
-            _block_inverses(inverse, row_structure),
+            np.einsum("ki,ki->i", factor, factor),
+            _block_inverses(factor, row_structure),
             row_structure,
             n_groups,
         )

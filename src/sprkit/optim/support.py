@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 import scipy.optimize
 
 from sprkit.formula import spr_conjugate_ragged
@@ -62,6 +63,22 @@ class SupportSolution:
     value: float
     W_P: np.ndarray
     cut: Cut
+
+
+_RCOND = 1e-10  # reciprocal condition number under which the Cholesky path is not used
+
+
+def _cholesky(matrix: np.ndarray) -> np.ndarray | None:
+    """Upper Cholesky factor R (matrix = R^T R), or None if the matrix is not positive
+    definite or its estimated reciprocal condition number is below _RCOND."""
+    factor, info = scipy.linalg.lapack.dpotrf(matrix, lower=False, clean=True)
+    if info != 0:
+        return None
+    norm = float(np.max(np.sum(np.abs(matrix), axis=0)))  # 1-norm
+    rcond, info = scipy.linalg.lapack.dpocon(factor, norm, uplo="U")
+    if info != 0 or not rcond > _RCOND:
+        return None
+    return factor
 
 
 class SupportProblem:
@@ -121,14 +138,21 @@ class SupportProblem:
             return W_P
         hessian = self.reduced.gram[np.ix_(rows, rows)] + self.lam2 * np.eye(rows.size)
         target = self.reduced.cross[rows]
-        # Factor hessian = A^T A (eigendecomposition: also handles lam2 = 0 with a singular
-        # Gram matrix); then the objective is ||A W - T||^2 up to a constant.
-        eigenvalues, vectors = np.linalg.eigh(hessian)
-        positive = eigenvalues > eigenvalues.max() * 1e-13
-        scale = np.sqrt(eigenvalues[positive])
-        A = scale[:, None] * vectors[:, positive].T
-        T = (vectors[:, positive].T @ target) / scale[:, None]
-        unconstrained = np.linalg.lstsq(A, T, rcond=None)[0]
+        # Factor hessian = A^T A, so that the objective is ||A W - T||^2 up to a constant:
+        # Cholesky (A = R upper triangular) when it is well conditioned, else through the
+        # eigendecomposition (also handles lam2 = 0 with a singular Gram matrix).
+        factored = _cholesky(hessian)
+        if factored is not None:
+            A = factored
+            T = scipy.linalg.solve_triangular(A, target, trans="T", check_finite=False)
+            unconstrained = scipy.linalg.solve_triangular(A, T, check_finite=False)
+        else:
+            eigenvalues, vectors = np.linalg.eigh(hessian)
+            positive = eigenvalues > eigenvalues.max() * 1e-13
+            scale = np.sqrt(eigenvalues[positive])
+            A = scale[:, None] * vectors[:, positive].T
+            T = (vectors[:, positive].T @ target) / scale[:, None]
+            unconstrained = np.linalg.lstsq(A, T, rcond=None)[0]
         row_bound = self.bounds[self.row_structure[rows]]
         if np.all(np.abs(unconstrained) <= row_bound[:, None]):
             W_P[rows] = unconstrained

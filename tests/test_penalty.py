@@ -200,3 +200,14 @@ def test_array_likes_are_accepted_and_bad_ones_named():
         spr_penalty([["a", "b"]], lam0=1.0, lam2=0.5, M=3.0)
     with pytest.raises(ParameterError, match="2-D"):
         spr_penalty([1.0, 2.0], lam0=1.0, lam2=0.5, M=3.0)
+
+
+def test_parameters_compare_and_hash_by_value_with_an_array_M():
+    from sprkit import SPRParams
+
+    first = SPRParams(0.5, 0.5, M=[1.0, 2.0])
+    assert first == SPRParams.paper(1.0, 0.5, M=np.array([1.0, 2.0]))
+    assert first != SPRParams(0.5, 0.5, M=[1.0, 3.0]) and first != SPRParams(0.5, 0.5)
+    assert len({first, SPRParams(0.5, 0.5, M=(1.0, 2.0))}) == 1
+    assert (first.lam, first.alpha) == (1.0, 0.5)
+    assert not first.M.flags.writeable

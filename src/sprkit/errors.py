@@ -32,6 +32,10 @@ class RunFolderError(SprkitInputError):
     """A run folder is in use by another run, or holds a run that cannot be continued."""
 
 
+class RunExistsError(RunFolderError):
+    """The run folder already holds a run (to be continued or replaced explicitly)."""
+
+
 class CheckpointError(RunFolderError):
     """A checkpoint or saved weights file is missing a part, damaged, or from another run."""
 

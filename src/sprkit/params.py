@@ -56,7 +56,20 @@ def checked_M(M: object) -> float | np.ndarray:
     return values
 
 
-@dataclass(frozen=True)
+def check_alpha(alpha: object) -> float:
+    """The paper's alpha, checked to lie in the open interval (0, 1)."""
+    alpha = _checked_scalar("alpha", alpha)
+    if not 0.0 < alpha < 1.0:
+        raise ParameterError(f"alpha must lie in the open interval (0, 1), got {alpha:g}")
+    return alpha
+
+
+def check_lam(lam: object, name: str = "lam") -> float:
+    """A penalty weight, checked to be finite, >= 0 and <= LARGEST."""
+    return _checked_scalar(name, lam)
+
+
+@dataclass(frozen=True, eq=False)
 class SPRParams:
     """lam0, lam2 (floats >= 0) and M (a float > 0, one per structure, or None where the
     caller derives it, as the network penalties do from the starting weights)."""
@@ -75,10 +88,7 @@ class SPRParams:
     def paper(cls, lam: float, alpha: float, M: object = None) -> SPRParams:
         """From the paper's lam >= 0 and alpha in (0, 1): lam2 = lam alpha,
         lam0 = lam (1 - alpha)."""
-        lam = _checked_scalar("lam", lam)
-        alpha = _checked_scalar("alpha", alpha)
-        if not 0.0 < alpha < 1.0:
-            raise ParameterError(f"alpha must lie in the open interval (0, 1), got {alpha:g}")
+        lam, alpha = check_lam(lam), check_alpha(alpha)
         return cls(lam0=lam * (1.0 - alpha), lam2=lam * alpha, M=M)
 
     @classmethod
@@ -102,6 +112,17 @@ class SPRParams:
         if lam is None or alpha is None:
             raise ParameterError("give lam0 and lam2, or the paper's lam and alpha")
         return cls.paper(lam, alpha, M)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SPRParams):
+            return NotImplemented
+        return (self.lam0, self.lam2, self._M_key()) == (other.lam0, other.lam2, other._M_key())
+
+    def __hash__(self) -> int:
+        return hash((self.lam0, self.lam2, self._M_key()))
+
+    def _M_key(self) -> tuple | float | None:
+        return tuple(self.M.tolist()) if isinstance(self.M, np.ndarray) else self.M
 
     @property
     def lam(self) -> float:

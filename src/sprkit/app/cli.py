@@ -1,9 +1,10 @@
 """Command line: sprkit demo | bounds | solve | instance | prune.
 
 Every command ends with exit code 0; or 2 and one line on stderr naming the problem (bad
-input, an unwritable path, missing data, a run folder in use); or 130 and one line on an
-interrupt (Ctrl-C, SIGINT), saying what was kept. Never a traceback: the library raises typed
-errors (sprkit.errors) and this module alone turns them into lines."""
+input, an unwritable path, missing data, a run folder in use, too little memory, a training
+that diverged; an unexpected failure is one line too, marked as an internal error); or 130
+and one line on an interrupt (Ctrl-C, SIGINT), saying what was kept. Never a traceback: the
+library raises typed errors (sprkit.errors) and this module alone turns them into lines."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import time
 from pathlib import Path
 
 from sprkit.atomic import check_output_file, check_output_folder
-from sprkit.errors import CheckpointError, RunFolderError, SprkitInputError, TrainingError
-from sprkit.params import SPRParams
+from sprkit.errors import CheckpointError, RunExistsError, SprkitInputError, TrainingError
+from sprkit.params import SPRParams, check_alpha
 
 
 class _Parser(argparse.ArgumentParser):
@@ -120,8 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--out", type=Path, default=Path("sprkit-prune"), help="run folder")
     prune.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if any)")
     prune.add_argument("--seed", type=int, default=None)
-    prune.add_argument("--resume", action="store_true", help="continue from the checkpoint")
-    prune.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    existing = prune.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    existing.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     return parser
 
 
@@ -253,9 +255,9 @@ def _demo(args: argparse.Namespace) -> None:
     from sprkit.app.demo import run_demo
     from sprkit.app.pipeline import run_prune
 
-    if args.points < 2:
-        raise SprkitInputError(f"--points must be >= 2, got {args.points}")
-    SPRParams.paper(1.0, args.alpha)  # alpha's domain, before anything is written
+    if not 2 <= args.points <= 100:
+        raise SprkitInputError(f"--points must lie in [2, 100], got {args.points}")
+    check_alpha(args.alpha)  # alpha's domain, before anything is written
     check_output_folder(args.out)
     run_demo(args.out, points=args.points, hidden=args.hidden, alpha=args.alpha)
     if args.no_prune:
@@ -267,8 +269,8 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 INTERRUPTED = {
-    "prune": "interrupted; the last finished epoch is saved: run the same command with "
-    "--resume to continue",
+    "prune": "interrupted; run the same command with --resume to continue from the last "
+    "finished epoch (each is saved as it ends)",
     "demo": "interrupted; files already written are complete (each is replaced atomically)",
     "instance": "interrupted; nothing was written",
 }
@@ -282,14 +284,24 @@ def _error_line(error: BaseException) -> str:
 def _message(error: BaseException) -> str:
     if isinstance(error, CheckpointError):
         return f"{error}; --overwrite starts the run again"
-    if isinstance(error, RunFolderError) and "already holds a run" in str(error):
+    if isinstance(error, RunExistsError):
         return f"{error}: --resume continues it, --overwrite replaces it"
     if isinstance(error, OSError):
         where = f"{error.filename}: " if error.filename else ""
         return f"{where}{error.strerror or error}"
-    if isinstance(error, MemoryError):
-        return "not enough memory for this input (try a smaller size)"
+    if _out_of_memory(error):
+        return "not enough memory for this input (try a smaller size or batch)"
     return str(error)
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Python's MemoryError, or torch's (a RuntimeError subclass on CUDA, a RuntimeError
+    naming the allocator on CPU); torch is not imported here for the check."""
+    text = str(error)
+    return isinstance(error, MemoryError) or (
+        isinstance(error, RuntimeError)
+        and ("out of memory" in text or "DefaultCPUAllocator: can't allocate" in text)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,10 +324,17 @@ def main(argv: list[str] | None = None) -> int:
         message = INTERRUPTED.get(args.command, "interrupted; nothing was written")
         print(f"sprkit: {message}", file=sys.stderr)
         return 130
-    except (SprkitInputError, OSError, MemoryError) as error:
+    except (SprkitInputError, TrainingError, OSError, MemoryError) as error:
         print(f"sprkit: error: {_error_line(error)}", file=sys.stderr)
         return 2
-    except TrainingError as error:
-        print(f"sprkit: error: {error}", file=sys.stderr)
-        return 1
+    except Exception as error:  # the boundary: one line, never a traceback
+        if _out_of_memory(error):
+            print(f"sprkit: error: {_error_line(error)}", file=sys.stderr)
+        else:
+            print(
+                f"sprkit: internal error (please report it): {type(error).__name__}: "
+                f"{_error_line(error)}",
+                file=sys.stderr,
+            )
+        return 2
     return 0

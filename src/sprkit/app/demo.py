@@ -21,7 +21,7 @@ from sprkit.optim.mip import ExactSolver
 from sprkit.optim.quadratic import least_squares_bound
 from sprkit.optim.relaxations import bigm_relaxation, perspective_relaxation
 from sprkit.optim.spr_route import SPRRoute
-from sprkit.params import SPRParams
+from sprkit.params import SPRParams, check_alpha
 
 TABLE_COLUMNS = [
     "lam",
@@ -57,7 +57,7 @@ def lambda_path_study(
     lam_max is the paper's lam above which SPR prunes every hidden neuron. Relaxation models
     are compiled once and re-solved with new Parameter values along the path.
     """
-    SPRParams.paper(1.0, alpha)  # validates alpha before the training starts
+    check_alpha(alpha)  # validates alpha before the training starts
     instance = digits_mlp_instance(hidden, seed=seed)
     M = least_squares_bound(instance, M_scale)
     exact = ExactSolver(instance, M)

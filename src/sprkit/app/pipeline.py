@@ -7,6 +7,7 @@ report.json, report.csv, layers.csv and kept_channels.png.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from sprkit.app.config import PruneSettings
 from sprkit.app.reports import write_report
 from sprkit.app.runfolder import RunFolder
 from sprkit.data.images import load_image_data
-from sprkit.errors import CheckpointError, ParameterError, RunFolderError, first_line
+from sprkit.errors import CheckpointError, ParameterError, first_line
 from sprkit.networks.architectures import model_constructor
 from sprkit.networks.compression import Compression, fold_batchnorm
 from sprkit.networks.graph import example_batch
@@ -85,8 +86,8 @@ def _load_weights(model: torch.nn.Module, path: Path, device: str) -> torch.nn.M
 
 
 ROW_MEANINGS = {
-    "baseline": "trained without any penalty, same recipe and epochs as the penalized phase "
-    "(the unpruned reference; present when the setting baseline is true)",
+    "baseline": "trained without any penalty for the run's epochs (penalized + fine-tuning), "
+    "same recipe otherwise: the unpruned reference (present when the setting baseline is true)",
     "penalized": "trained with the {penalty} penalty, just before pruning (all channels)",
     "pruned": "after pruning and fine-tuning, pruned structures held at zero (all channels "
     "still present)",
@@ -121,98 +122,105 @@ def run_prune(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the pipeline into `out`; returns the report's summary. A folder that already holds
-    a run is continued with `resume`, replaced with `overwrite` (the old run is removed only
-    once the new one has its data, model and lock), and refused otherwise; a folder in use by
-    a live run is refused (RunFolderError)."""
+    a run is continued with `resume`, replaced with `overwrite` (the old run is set aside and
+    deleted once the new one has written a checkpoint; a new run failing before that leaves
+    the old one back in place, whole), and refused otherwise (RunExistsError); a folder in
+    use by a live run is refused (RunFolderError)."""
     constructor = model_constructor(settings.arch)  # unknown: fail before loading data
     _check_device(device)
     with RunFolder(out) as folder:
-        if folder.holds_run() and not (resume or overwrite):
-            raise RunFolderError(f"{out} already holds a run (continue it or replace it)")
+        folder.check_free(resume=resume, overwrite=overwrite)
         data = load_image_data(settings.dataset, settings.data_dir, settings.seed)
-        shape = data.input_shape
-        torch.manual_seed(settings.seed)
-        model = constructor(data.num_classes, shape[0])
-        if overwrite and not resume:
-            folder.discard_run()
-        rows = []
-        if settings.baseline:
-            baseline = constructor(data.num_classes, shape[0])
-            recipe = replace(
-                settings.train,
-                lam=0.0,
-                prune=False,
-                finetune_epochs=0,
-            )
-            train_spr(
-                baseline,
-                data.train,
-                data.val,
-                recipe,
-                out / "baseline",
-                resume=resume,
-                device=device,
-                augment=data.augment,
-            )
-            rows.append(_measure(baseline, "baseline", data, shape, settings, device))
-        pruner = train_spr(
-            model,
+        replacing = folder.replacing() if overwrite else nullcontext()
+        with replacing:
+            folder.mark()
+            return _run(settings, out, data, constructor, device, resume)
+
+
+def _run(settings: PruneSettings, out: Path, data, constructor, device: str, resume: bool):
+    """The pipeline inside a locked, marked run folder (run_prune)."""
+    shape = data.input_shape
+    torch.manual_seed(settings.seed)
+    model = constructor(data.num_classes, shape[0])
+    rows = []
+    if settings.baseline:
+        baseline = constructor(data.num_classes, shape[0])
+        recipe = replace(  # the whole budget of the pruned network, without the penalty
+            settings.train,
+            lam=0.0,
+            prune=False,
+            penalized_epochs=settings.train.penalized_epochs + settings.train.finetune_epochs,
+            finetune_epochs=0,
+        )
+        train_spr(
+            baseline,
             data.train,
             data.val,
-            settings.train,
-            out / "training",
+            recipe,
+            out / "baseline",
             resume=resume,
             device=device,
             augment=data.augment,
         )
-        masked = pruner.model.eval()
-        penalized = _load_weights(
-            constructor(data.num_classes, shape[0]).to(device),
-            out / "training" / "penalized.pt",
-            device,
-        )
-        compressed = pruner.save(
-            out / "network",
-            meta={"arch": settings.arch, "num_classes": data.num_classes},
-        )
-        compression = pruner.compression
-        for name, network in (
-            ("penalized", penalized),
-            ("pruned", masked),
-            ("compressed", compressed),
-        ):
-            rows.append(_measure(network, name, data, shape, settings, device))
-        networks = pd.DataFrame(rows)
-        by_name = {row["network"]: row for row in rows}
-        before, after = by_name["penalized"], by_name["compressed"]
-        reference = by_name.get("baseline", before)
-        summary = {
-            "arch": settings.arch,
-            "dataset": settings.dataset,
-            "device": str(device),
-            "torch_threads": torch.get_num_threads(),
-            "conventions": "accuracy share on the test split; MACs via torch.utils.flop_counter "
-            "(one input); latency median ms per forward pass on a batch of latency_batch, "
-            "BatchNorm folded into the convs (deployed form) for every network",
-            "rows": {
-                name: meaning.format(penalty=settings.train.penalty)
-                for name, meaning in ROW_MEANINGS.items()
-                if name in by_name
-            },
-            "latency_batch": settings.latency_batch,
-            "macs_removed": 1.0 - after["macs"] / before["macs"],
-            "parameters_removed": 1.0 - after["parameters"] / before["parameters"],
-            "mac_ratio": before["macs"] / after["macs"],
-            "speedup": before["latency_ms"] / after["latency_ms"],
-            "top1_change": after["top1"] - reference["top1"],
-            "top1_change_against": reference["network"],
-            "max_logit_difference_pruned_vs_compressed": max_logit_difference(
-                masked, compressed, data.test, device
-            ),
-            "replaced_blocks": sorted(compression.replaced),
-            "baseline": settings.baseline,
-            "train": asdict(settings.train),
-        }
-        layers = [n for n, _ in penalized.named_modules() if n in pruner.structures.weight_layers]
-        write_report(out, summary, networks, _layer_table(penalized, masked, layers, compression))
+        rows.append(_measure(baseline, "baseline", data, shape, settings, device))
+    pruner = train_spr(
+        model,
+        data.train,
+        data.val,
+        settings.train,
+        out / "training",
+        resume=resume,
+        device=device,
+        augment=data.augment,
+    )
+    masked = pruner.model.eval()
+    penalized = _load_weights(
+        constructor(data.num_classes, shape[0]).to(device),
+        out / "training" / "penalized.pt",
+        device,
+    )
+    compressed = pruner.save(
+        out / "network",
+        meta={"arch": settings.arch, "num_classes": data.num_classes},
+    )
+    compression = pruner.compression
+    for name, network in (
+        ("penalized", penalized),
+        ("pruned", masked),
+        ("compressed", compressed),
+    ):
+        rows.append(_measure(network, name, data, shape, settings, device))
+    networks = pd.DataFrame(rows)
+    by_name = {row["network"]: row for row in rows}
+    before, after = by_name["penalized"], by_name["compressed"]
+    reference = by_name.get("baseline", before)
+    summary = {
+        "arch": settings.arch,
+        "dataset": settings.dataset,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "conventions": "accuracy share on the test split; MACs via torch.utils.flop_counter "
+        "(one input); latency median ms per forward pass on a batch of latency_batch, "
+        "BatchNorm folded into the convs (deployed form) for every network",
+        "rows": {
+            name: meaning.format(penalty=settings.train.penalty)
+            for name, meaning in ROW_MEANINGS.items()
+            if name in by_name
+        },
+        "latency_batch": settings.latency_batch,
+        "macs_removed": 1.0 - after["macs"] / before["macs"],
+        "parameters_removed": 1.0 - after["parameters"] / before["parameters"],
+        "mac_ratio": before["macs"] / after["macs"],
+        "speedup": before["latency_ms"] / after["latency_ms"],
+        "top1_change": after["top1"] - reference["top1"],
+        "top1_change_against": reference["network"],
+        "max_logit_difference_pruned_vs_compressed": max_logit_difference(
+            masked, compressed, data.test, device
+        ),
+        "replaced_blocks": sorted(compression.replaced),
+        "baseline": settings.baseline,
+        "train": asdict(settings.train),
+    }
+    layers = [n for n, _ in penalized.named_modules() if n in pruner.structures.weight_layers]
+    write_report(out, summary, networks, _layer_table(penalized, masked, layers, compression))
     return summary

@@ -14,6 +14,8 @@ import pandas as pd
 from sprkit.app.plots import plot_kept_channels
 from sprkit.atomic import write_atomically
 
+REPORT_FILES = ("report.json", "report.csv", "layers.csv", "kept_channels.png")
+
 
 def write_report(folder: Path, summary: dict, networks: pd.DataFrame, layers: pd.DataFrame) -> None:
     """report.json (summary + both tables), report.csv (one row per network), layers.csv and
@@ -24,10 +26,11 @@ def write_report(folder: Path, summary: dict, networks: pd.DataFrame, layers: pd
         "networks": networks.to_dict(orient="records"),
         "layers": layers.to_dict(orient="records"),
     }
-    for name, write in (
-        ("report.json", lambda path: path.write_text(json.dumps(document, indent=1))),
-        ("report.csv", lambda path: networks.to_csv(path, index=False)),
-        ("layers.csv", lambda path: layers.to_csv(path, index=False)),
-        ("kept_channels.png", lambda path: plot_kept_channels(layers, path)),
-    ):
+    writers = (
+        lambda path: path.write_text(json.dumps(document, indent=1)),
+        lambda path: networks.to_csv(path, index=False),
+        lambda path: layers.to_csv(path, index=False),
+        lambda path: plot_kept_channels(layers, path),
+    )
+    for name, write in zip(REPORT_FILES, writers, strict=True):
         write_atomically(folder / name, write)

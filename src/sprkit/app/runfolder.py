@@ -1,9 +1,11 @@
-"""A run folder used by one run at a time: a lock, and replacement of an old run.
+"""A run folder used by one run at a time: a lock, a run marker, replacement of an old run.
 
 The lock is an advisory lock (fcntl.flock) on `.sprkit.lock` inside the folder: the kernel
 drops it when its process ends, however it ends, so a lock file left by a killed run is
 recognized as free at once, and two live runs can never hold it together. The file carries
-the holder's process id for the message of a refused run.
+the holder's process id for the message of a refused run. A run writes `.sprkit-run` when it
+starts: only a folder with that marker holds a run, so sprkit never takes a user's own
+`training/` or `network/` folder for one, let alone deletes it.
 """
 
 from __future__ import annotations
@@ -12,22 +14,19 @@ import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sprkit.atomic import check_output_folder
-from sprkit.errors import RunFolderError
+from sprkit.app.reports import REPORT_FILES
+from sprkit.atomic import check_output_folder, write_atomically
+from sprkit.errors import RunExistsError, RunFolderError
 
 LOCK_NAME = ".sprkit.lock"
-# Everything a run writes at the top of its folder (a run is these, together).
-RUN_PARTS = (
-    "baseline",
-    "training",
-    "network",
-    "report.json",
-    "report.csv",
-    "layers.csv",
-    "kept_channels.png",
-)
+MARKER = ".sprkit-run"
+# Everything a run writes at the top of its folder (a run is these, together, and the marker).
+RUN_PARTS = ("baseline", "training", "network", *REPORT_FILES, MARKER)
+CHECKPOINTS = ("training/checkpoint.pt", "baseline/checkpoint.pt")
 
 
 class RunFolder:
@@ -39,8 +38,7 @@ class RunFolder:
         self._handle = None
 
     def __enter__(self) -> RunFolder:
-        check_output_folder(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        check_output_folder(self.path)  # creates the folder
         handle = open(self.path / LOCK_NAME, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -64,20 +62,54 @@ class RunFolder:
             self._handle.close()  # closing drops the lock
             self._handle = None
 
-    def holds_run(self) -> bool:
-        """Whether a run (finished or not) is already in the folder."""
-        return any((self.path / part).exists() for part in RUN_PARTS)
-
-    def discard_run(self) -> None:
-        """Remove every part of the run in the folder together: first all are moved into one
-        hidden folder (renames, nothing half-deleted is ever visible beside a new run), then
-        that folder is deleted."""
-        for left in self.path.glob(".replaced-*"):  # from a discard that was interrupted
-            shutil.rmtree(left, ignore_errors=True)
-        parts = [self.path / part for part in RUN_PARTS if (self.path / part).exists()]
-        if not parts:
+    def check_free(self, *, resume: bool, overwrite: bool) -> None:
+        """RunExistsError if the folder holds a run and neither `resume` nor `overwrite` is
+        given; RunFolderError if it holds files named like a run's parts but no marker."""
+        if (self.path / MARKER).exists():
+            if not (resume or overwrite):
+                raise RunExistsError(f"{self.path} already holds a run")
             return
-        trash = Path(tempfile.mkdtemp(dir=self.path, prefix=".replaced-"))
-        for part in parts:
-            os.replace(part, trash / part.name)
-        shutil.rmtree(trash)
+        foreign = [p for p in RUN_PARTS if (self.path / p).exists()]
+        if foreign:
+            raise RunFolderError(
+                f"{self.path} holds {', '.join(foreign)} but no sprkit run: choose another folder"
+            )
+
+    def mark(self) -> None:
+        """Write the run marker (the folder now holds a run)."""
+        write_atomically(self.path / MARKER, lambda path: path.write_text("sprkit run\n"))
+
+    @contextmanager
+    def replacing(self) -> Iterator[None]:
+        """Set the run in the folder aside (renamed into one hidden folder) for the block. If
+        the block fails before the new run wrote a checkpoint, the new run's parts are removed
+        and the old run is put back whole; otherwise the old run is deleted."""
+        for left in self.path.glob(".replaced-*"):  # from a replacement that was killed
+            shutil.rmtree(left, ignore_errors=True)
+        aside = Path(tempfile.mkdtemp(dir=self.path, prefix=".replaced-"))
+        moved: list[str] = []
+        started = False
+        try:
+            for part in RUN_PARTS:
+                if (self.path / part).exists():
+                    os.replace(self.path / part, aside / part)
+                    moved.append(part)
+            started = True
+            yield
+        except BaseException:
+            if not any((self.path / c).exists() for c in CHECKPOINTS):
+                if started:  # the new run's parts go; the old run's parts come back
+                    for part in RUN_PARTS:
+                        _remove(self.path / part)
+                for part in moved:
+                    os.replace(aside / part, self.path / part)
+            raise
+        finally:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()

@@ -14,7 +14,7 @@ from torch import nn
 
 from sprkit.data.digits import digits_split
 from sprkit.errors import InstanceError
-from sprkit.instances.format import Instance, make_instance
+from sprkit.instances.format import MAX_ENTRIES, Instance, make_instance
 
 
 def train_digits_mlp(
@@ -47,8 +47,12 @@ def train_digits_mlp(
 
 def digits_mlp_instance(hidden: int = 32, *, targets: str = "outputs", seed: int = 0) -> Instance:
     """Train the MLP (deterministic for a seed) and cut the output-layer instance from it."""
-    if hidden < 1:
-        raise InstanceError(f"hidden must be >= 1, got {hidden}")
+    samples = len(digits_split(seed).x_train)
+    if not 1 <= hidden or samples * (hidden + 1) > MAX_ENTRIES:
+        raise InstanceError(
+            f"hidden must lie in [1, {MAX_ENTRIES // samples - 1}] (X has one column per "
+            f"hidden neuron and {samples} rows; limit {MAX_ENTRIES} entries), got {hidden}"
+        )
     if targets not in ("outputs", "onehot"):
         raise InstanceError(f"targets must be 'outputs' or 'onehot', got {targets!r}")
     model, val_accuracy, test_accuracy = train_digits_mlp(hidden, seed)

@@ -21,6 +21,7 @@ from sprkit.errors import InstanceError
 from sprkit.params import LARGEST
 
 REQUIRED_KEYS = ("X", "Y", "groups")
+MAX_ENTRIES = 50_000_000  # X entries (400 MB as float64): generators refuse larger up front
 
 
 @dataclass(frozen=True)

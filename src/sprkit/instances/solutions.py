@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sprkit.atomic import write_atomically
 from sprkit.errors import InstanceError
 
 
@@ -49,7 +50,7 @@ def write_solution(path: str | Path, record: SolutionRecord, header: str = "") -
         "kept " + " ".join(map(str, record.kept)),
         f"checked {record.checked}",
     ]
-    Path(path).write_text("\n".join(lines) + "\n")
+    write_atomically(Path(path), lambda temporary: temporary.write_text("\n".join(lines) + "\n"))
 
 
 def read_solution(path: str | Path) -> SolutionRecord:

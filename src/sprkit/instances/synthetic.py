@@ -7,10 +7,9 @@ from typing import Literal
 import numpy as np
 
 from sprkit.errors import InstanceError
-from sprkit.instances.format import Instance, make_instance
+from sprkit.instances.format import MAX_ENTRIES, Instance, make_instance
 
 Design = Literal["factor", "ar1"]
-MAX_ENTRIES = 50_000_000  # X entries (400 MB as float64): refuse larger before allocating
 
 
 def _design(rng: np.random.Generator, n: int, d: int, design: Design, correlation: float):

@@ -19,7 +19,7 @@ from torch import nn
 from sprkit.errors import ParameterError
 from sprkit.formula import spr_from_reductions
 from sprkit.networks.structures import Structures
-from sprkit.params import SPRParams
+from sprkit.params import SPRParams, check_lam
 
 PENALTIES = ("spr", "group_lasso", "bn_l1")
 
@@ -84,9 +84,7 @@ class GroupLassoPenalty:
     """lam * sum_g sqrt(n_g) ||w_g||_2 / sum_g n_g over `structures`."""
 
     def __init__(self, model: nn.Module, structures: Structures, *, lam: float) -> None:
-        if not lam >= 0:
-            raise ParameterError(f"lam must be >= 0, got {lam}")
-        self.model, self.structures, self.lam = model, structures, lam
+        self.model, self.structures, self.lam = model, structures, check_lam(lam)
 
     def __call__(self) -> torch.Tensor:
         sq_norm, _ = self.structures.reductions(self.model)
@@ -112,9 +110,7 @@ class BatchNormL1Penalty:
     """lam * sum of |gamma| over the normalization scales the structures own."""
 
     def __init__(self, model: nn.Module, structures: Structures, *, lam: float) -> None:
-        if not lam >= 0:
-            raise ParameterError(f"lam must be >= 0, got {lam}")
-        self.lam = lam
+        self.lam = check_lam(lam)
         self.scales = normalization_scales(model, structures)
         if not self.scales:
             raise ParameterError("bn_l1 needs BatchNorm layers: the model's structures have none")

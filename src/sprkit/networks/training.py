@@ -42,6 +42,7 @@ from sprkit.params import SPRParams
 # Beyond these, SGD's float32 updates overflow or the weights vanish in one step on any network.
 MAX_LR = 100.0
 MAX_WEIGHT_DECAY = 10.0
+MAX_M_SCALE = 1e6  # M = M_scale x the largest starting |w|: beyond, the box never binds
 
 
 class NonFiniteLossError(TrainingError):
@@ -101,8 +102,8 @@ class TrainConfig:
                 f"milestones must be increasing epochs >= 1, got {self.milestones}"
             )
         SPRParams.paper(self.lam, self.alpha)  # the domains of lam and alpha
-        if not self.M_scale > 0:
-            raise ParameterError(f"M_scale must be > 0, got {self.M_scale}")
+        if not 0 < self.M_scale <= MAX_M_SCALE:
+            raise ParameterError(f"M_scale must lie in (0, {MAX_M_SCALE:g}], got {self.M_scale:g}")
         if not 0.0 <= self.tolerance <= 1.0:
             raise ParameterError(
                 f"tolerance must lie in [0, 1] (accuracy share), got {self.tolerance}"

@@ -17,7 +17,12 @@ def _relaxation_value(
 ) -> tuple[float | None, str]:
     """(optimal value, "optimal") of a cvxpy relaxation, or (None, the solver's status) when
     Clarabel did not reach optimality ("time_limit" when no time was left)."""
-    from sprkit.optim.relaxations import RelaxationFailed, bigm_relaxation, perspective_relaxation
+    from sprkit.optim.relaxations import (
+        OutOfScale,
+        RelaxationFailed,
+        bigm_relaxation,
+        perspective_relaxation,
+    )
 
     if seconds <= 0:
         return None, "time_limit"
@@ -26,6 +31,8 @@ def _relaxation_value(
         return build(instance, M).solve(lam0, lam2, time_limit=seconds).value, "optimal"
     except RelaxationFailed as failure:  # no certified value
         return None, failure.status
+    except OutOfScale:  # the conic solver cannot take it; the SPR route and the MIP can
+        return None, "out_of_scale"
 
 
 def compute_bounds(
@@ -42,7 +49,8 @@ def compute_bounds(
 
     Keys: bigm, perspective (None where the conic solver did not converge before `deadline`,
     time.perf_counter() seconds), relaxation_status (per relaxation: "optimal", or the
-    solver's status: "time_limit", "user_limit", "infeasible", ...), spr (the SPR-route
+    solver's status: "time_limit", "user_limit", "solver_error", "out_of_scale": a parameter
+    beyond what the conic solver takes in its units, ...), spr (the SPR-route
     objective), spr_lower_bound (its dual certificate, valid even when not converged),
     spr_converged, spr_kept (structures with w_j != 0), seconds (per method); with
     `with_mip` also mip (the incumbent's objective), mip_status, mip_bound, mip_gap. The SPR

@@ -34,6 +34,10 @@ from sprkit.optim.quadratic import compressed_least_squares
 from sprkit.params import SPRParams, structure_bounds
 
 
+class OutOfScale(ParameterError):
+    """A parameter beyond LARGEST_SCALED in the solver's units (module docstring)."""
+
+
 class RelaxationFailed(RuntimeError):
     """The conic solver ended without an optimal point (`status`: cvxpy's status name)."""
 
@@ -85,7 +89,10 @@ class RelaxationModel:
             _check_scaled(name, value, getattr(params, name))
         self.lam0.value, self.lam2.value = scaled["lam0"], scaled["lam2"]
         start = time.perf_counter()
-        self.problem.solve(solver=solver, **solver_options)
+        try:
+            self.problem.solve(solver=solver, **solver_options)
+        except cp.error.SolverError:  # cvxpy raises for numerical trouble (no status set)
+            raise RelaxationFailed(self.kind, "solver_error") from None
         seconds = time.perf_counter() - start
         if self.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
             raise RelaxationFailed(self.kind, self.problem.status)
@@ -102,9 +109,9 @@ LARGEST_SCALED = 1e8
 
 
 def _check_scaled(name: str, scaled: float, given: float) -> None:
-    """ParameterError if a parameter is beyond LARGEST_SCALED in solver units."""
+    """OutOfScale if a parameter is beyond LARGEST_SCALED in solver units."""
     if scaled > LARGEST_SCALED:
-        raise ParameterError(
+        raise OutOfScale(
             f"{name} = {given:g} is out of scale for this instance: {scaled:.3g} in the "
             "solver's units (loss at W = 0 is 1, W of size 1), where the relaxations accept "
             f"up to {LARGEST_SCALED:g}"

@@ -28,7 +28,7 @@ from sprkit.instances.format import Instance
 from sprkit.optim.node_relaxation import FREE, NodeRelaxation
 from sprkit.optim.problem import scale_problem
 from sprkit.optim.quadratic import ReducedLeastSquares
-from sprkit.params import SPRParams, structure_bounds
+from sprkit.params import SPRParams, check_alpha, structure_bounds
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class SPRRoute:
 
     def lam_max(self, alpha: float) -> float:
         """The paper's lam at which every structure is pruned, for this alpha."""
-        SPRParams.paper(1.0, alpha)  # validates alpha
+        check_alpha(alpha)  # validates alpha
 
         def excess(lam: float) -> float:
             return self.lam0_max(lam * alpha) - lam * (1.0 - alpha)

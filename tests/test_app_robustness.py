@@ -138,7 +138,7 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_a_stale_lock_is_not(tm
     # The killed holder left its lock file behind: recognized as free at once.
     assert (out / ".sprkit.lock").read_text().strip() == str(holder.pid)
     with RunFolder(out) as folder:
-        assert not folder.holds_run()
+        folder.check_free(resume=False, overwrite=False)  # the lock is taken: no error
 
 
 def test_two_runs_started_together_on_one_folder_never_mix(tmp_path):

@@ -60,3 +60,18 @@ def test_onnx_export_runs_in_onnxruntime_with_the_same_outputs(tmp_path):
     with torch.no_grad():
         expected = masked.eval()(inputs).numpy()
     assert abs(outputs - expected).max() <= 1e-5
+
+
+def test_weights_and_description_from_two_saves_are_refused(tmp_path):
+    fn, shape = ZOO["mlp_bn1d"]
+    _, compressed = _saved(tmp_path / "first", fn, shape)
+    _saved(tmp_path / "second", fn, shape, seed=1)
+    mixed = tmp_path / "mixed"  # an interrupt between the two writes of a second save
+    mixed.mkdir()
+    (mixed / "network.json").write_bytes((tmp_path / "first" / "network.json").read_bytes())
+    (mixed / "weights.pt").write_bytes((tmp_path / "second" / "weights.pt").read_bytes())
+    with pytest.raises(SprkitInputError, match="come from different saves"):
+        load_compressed(mixed, fn)
+    loaded, _ = load_compressed(tmp_path / "first", fn)  # an untouched save loads as saved
+    x = torch.randn(4, *shape)
+    assert torch.allclose(loaded(x), compressed.eval()(x), atol=1e-6)

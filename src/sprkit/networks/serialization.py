@@ -14,6 +14,7 @@ ONNX export needs the optional `onnx` extra (onnx, onnxscript; onnxruntime to ru
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from sprkit.atomic import write_atomically
-from sprkit.errors import SprkitInputError
+from sprkit.errors import SprkitInputError, first_line
 from sprkit.networks.architectures import ShortcutBlock
 from sprkit.networks.compression import Compression
 from sprkit.networks.graph import build_graph, example_batch
@@ -38,18 +39,26 @@ def save_compressed(
     folder: Path,
     meta: dict | None = None,
 ) -> None:
-    """Write network.json and weights.pt into `folder` (each written atomically)."""
+    """Write weights.pt, then network.json into `folder`, each atomically; network.json
+    records the SHA-256 of weights.pt, so that a pair from two different saves (an interrupt
+    between the two writes) is refused on load instead of mixed."""
     folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    write_atomically(folder / WEIGHTS, lambda path: torch.save(state, path))
     description = {
         "input_shape": list(input_shape),
         "replaced": compression.replaced,
         "history": [[name, channels] for name, channels in compression.history],
         "kept_channels": compression.kept_channels,
         "meta": meta or {},
+        "weights_sha256": _digest(folder / WEIGHTS),
     }
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    write_atomically(folder / WEIGHTS, lambda path: torch.save(state, path))
     write_atomically(folder / DESCRIPTION, lambda path: path.write_text(json.dumps(description)))
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of the file's bytes (hex)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_compressed(folder: Path, model_fn: Callable[[], nn.Module]) -> tuple[nn.Module, dict]:
@@ -62,8 +71,13 @@ def load_compressed(folder: Path, model_fn: Callable[[], nn.Module]) -> tuple[nn
         description = json.loads((folder / DESCRIPTION).read_text())
         state = torch.load(folder / WEIGHTS, weights_only=True, map_location="cpu")
     except Exception as error:  # torch.load raises many kinds on a damaged file
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SprkitInputError(f"{folder} holds a damaged saved network: {first}") from None
+        reason = first_line(error)
+        raise SprkitInputError(f"{folder} holds a damaged saved network: {reason}") from None
+    recorded = description.get("weights_sha256")  # absent in saves older than the check
+    if recorded is not None and recorded != _digest(folder / WEIGHTS):
+        raise SprkitInputError(
+            f"{folder}: weights.pt and network.json come from different saves; save again"
+        )
     model = model_fn().cpu().eval()
     for name, channels in description["replaced"].items():
         model.set_submodule(name, ShortcutBlock(model.get_submodule(name).shortcut, channels))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_run import run_cli
 
 from sprkit.app.cli import main
 from sprkit.app.runfolder import RunFolder
@@ -29,12 +30,6 @@ batch_size = 128
 lam = 2.0
 tolerance = 0.05
 """
-
-
-def _run(capsys, argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _one_line(err: str) -> str:
@@ -128,7 +123,7 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_a_stale_lock_is_not(tm
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        code, _, err = _run(capsys, ["prune", "--dataset", "digits", "--out", out])
+        code, _, err = run_cli(capsys, ["prune", "--dataset", "digits", "--out", out])
         assert code == 2
         assert f"in use by another sprkit run (process {holder.pid})" in _one_line(err)
         assert sorted(p.name for p in out.iterdir()) == [".sprkit.lock"]
@@ -199,7 +194,7 @@ def test_a_failed_overwrite_leaves_the_old_run_whole(finished_run, capsys, extra
     config, out = finished_run
     before = _snapshot(out)
     argv = ["prune", "--dataset", "digits", "--config", config, "--out", out, "--overwrite"]
-    code, _, err = _run(capsys, [*argv, *extra])
+    code, _, err = run_cli(capsys, [*argv, *extra])
     assert code == 2 and message in _one_line(err)
     assert _snapshot(out) == before
 
@@ -212,7 +207,7 @@ def test_a_new_run_failing_before_its_first_checkpoint_puts_the_old_run_back(
     diverging = tmp_path / "diverging.toml"
     diverging.write_text(TINY.replace("lam = 2.0", "lam = 1e36"))  # NaN loss in epoch 1
     argv = ["prune", "--dataset", "digits", "--config", diverging, "--out", out, "--overwrite"]
-    code, _, err = _run(capsys, argv)
+    code, _, err = run_cli(capsys, argv)
     assert code == 2 and "non-finite loss at epoch 1" in _one_line(err)
     assert _snapshot(out) == before and not list(out.glob(".replaced-*"))
 
@@ -222,10 +217,10 @@ def test_resume_and_overwrite_together_and_a_foreign_folder_are_refused(tmp_path
     (out / "training").mkdir(parents=True)
     (out / "training" / "mine.txt").write_text("a user's own folder")
     for extra in ([], ["--overwrite"], ["--resume"]):
-        code, _, err = _run(capsys, ["prune", "--dataset", "digits", "--out", out, *extra])
+        code, _, err = run_cli(capsys, ["prune", "--dataset", "digits", "--out", out, *extra])
         assert code == 2 and "holds training but no sprkit run" in _one_line(err)
     assert (out / "training" / "mine.txt").read_text() == "a user's own folder"
-    code, _, err = _run(capsys, ["prune", "--dataset", "digits", "--resume", "--overwrite"])
+    code, _, err = run_cli(capsys, ["prune", "--dataset", "digits", "--resume", "--overwrite"])
     assert code == 2 and "not allowed with argument" in _one_line(err)
 
 
@@ -236,7 +231,7 @@ def test_an_unexpected_failure_is_one_line_too(monkeypatch, capsys, small_file):
         raise ZeroDivisionError("a bug\nover two lines")
 
     monkeypatch.setattr(cli, "_bounds", broken)
-    code, _, err = _run(capsys, ["bounds", small_file, "--lam0", 1, "--lam2", 1, "--M", 1])
+    code, _, err = run_cli(capsys, ["bounds", small_file, "--lam0", 1, "--lam2", 1, "--M", 1])
     assert code == 2
     assert (
         _one_line(err)
@@ -249,10 +244,10 @@ def test_overwrite_replaces_every_part_of_the_old_run_together(tmp_path, capsys)
     config.write_text(TINY)
     out = tmp_path / "run"
     argv = ["prune", "--dataset", "digits", "--config", config, "--out", out]
-    assert _run(capsys, argv)[0] == 0
+    assert run_cli(capsys, argv)[0] == 0
     (out / "network" / "stale.txt").write_text("from the old run")
     (out / "baseline").mkdir()  # a part the new settings do not write
-    code, _, err = _run(capsys, [*argv, "--overwrite"])
+    code, _, err = run_cli(capsys, [*argv, "--overwrite"])
     assert code == 0, err
     assert not (out / "network" / "stale.txt").exists() and not (out / "baseline").exists()
     assert not list(out.glob(".replaced-*"))
@@ -290,7 +285,7 @@ def test_resume_from_a_damaged_run_is_one_line_pointing_to_overwrite(
         penalized.unlink()
     report = (out / "report.json").read_bytes()
     argv = ["prune", "--dataset", "digits", "--config", config, "--out", out, "--resume"]
-    code, _, err = _run(capsys, argv)
+    code, _, err = run_cli(capsys, argv)
     assert code == 2 and message in _one_line(err)
     if "overwrite" not in message:
         assert "--overwrite starts the run again" in err
@@ -319,7 +314,7 @@ def test_instance_output_that_cannot_be_written_is_one_line(tmp_path, capsys):
     }
     for target, message in targets.items():
         argv = ["instance", "synthetic", "--structures", 5, "--n", 20, "-o", target]
-        code, _, err = _run(capsys, argv)
+        code, _, err = run_cli(capsys, argv)
         assert code == 2 and message in _one_line(err)
     assert blocker.read_text() == "keep me" and not list(folder_named_npz.iterdir())
 
@@ -329,7 +324,7 @@ def test_demo_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path
     blocker.write_text("keep me")
     for out in (blocker / "demo", _read_only_folder(tmp_path) / "demo"):
         started = time.perf_counter()
-        code, _, err = _run(capsys, ["demo", "--out", out])
+        code, _, err = run_cli(capsys, ["demo", "--out", out])
         assert code == 2 and "cannot write into" in _one_line(err)
         assert time.perf_counter() - started < 5  # refused before the study runs
     assert blocker.read_text() == "keep me"
@@ -343,7 +338,7 @@ def test_demo_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path
     ],
 )
 def test_instance_arguments_out_of_range_are_one_line(tmp_path, capsys, argv, message):
-    code, _, err = _run(capsys, ["instance", "synthetic", *argv, "-o", tmp_path / "i.npz"])
+    code, _, err = run_cli(capsys, ["instance", "synthetic", *argv, "-o", tmp_path / "i.npz"])
     assert code == 2 and message in _one_line(err)
     assert not (tmp_path / "i.npz").exists()
 
@@ -365,7 +360,7 @@ def small_file(tmp_path_factory) -> Path:
     ],
 )
 def test_absurd_parameters_are_refused_in_one_line(small_file, capsys, argv, message):
-    code, _, err = _run(capsys, ["bounds", small_file, *argv])
+    code, _, err = run_cli(capsys, ["bounds", small_file, *argv])
     assert code == 2 and message in _one_line(err)
 
 
@@ -374,7 +369,7 @@ def test_out_of_scale_parameters_leave_the_relaxations_out_and_keep_the_rest(
     small_file, capsys, lam0, M
 ):
     argv = ["bounds", small_file, "--lam0", lam0, "--lam2", 0.1, "--M", M, "--json"]
-    code, out, err = _run(capsys, [*argv, "--with-mip"])
+    code, out, err = run_cli(capsys, [*argv, "--with-mip"])
     assert code == 0, err
     result = json.loads(out)
     assert result["bigm"] is None and result["perspective"] is None
@@ -387,7 +382,7 @@ def test_absurd_data_is_refused_and_badly_scaled_data_is_solved(small_file, tmp_
     instance = load_instance(small_file)
     huge = tmp_path / "huge.npz"
     np.savez(huge, X=instance.X * 1e200, Y=instance.Y, groups=instance.groups)
-    code, _, err = _run(capsys, ["bounds", huge, "--lam0", 0.1, "--lam2", 0.1, "--M", 1])
+    code, _, err = run_cli(capsys, ["bounds", huge, "--lam0", 0.1, "--lam2", 0.1, "--M", 1])
     assert code == 2 and "X has entries up to" in _one_line(err)
     # Y x 1e6 with M = 1e7: the same problem as Y with M = 10, in other units.
     bounds = {}
@@ -397,7 +392,7 @@ def test_absurd_data_is_refused_and_badly_scaled_data_is_solved(small_file, tmp_
         )
         lam0, lam2 = (0.1e12, 0.1) if name == "scaled" else (0.1, 0.1)
         argv = ["bounds", path, "--lam0", lam0, "--lam2", lam2, "--M", M, "--json"]
-        code, out, err = _run(capsys, argv)
+        code, out, err = run_cli(capsys, argv)
         assert code == 0, err
         bounds[name] = json.loads(out)
     for key in ("bigm", "perspective", "spr"):

@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from cli_run import run_cli
 from reference import perspective_by_loop
 
-from sprkit.app.cli import main
 from sprkit.instances import load_instance, save_instance, synthetic_instance
 
 
@@ -16,12 +16,6 @@ def instance_file(tmp_path):
         tmp_path / "inst.npz",
         synthetic_instance(8, rows_per_group=2, n=50, c=3, support=3, seed=11),
     )
-
-
-def _run(capsys, argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -36,7 +30,7 @@ def test_bounds_json_agrees_with_independent_cvxpy(tmp_path, capsys, seed):
     )
     path = save_instance(tmp_path / f"r{seed}.npz", inst)
     lam0, lam2, M = rng.uniform(0.05, 1.0), rng.uniform(0.01, 1.0), rng.uniform(0.5, 3.0)
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         capsys, ["bounds", path, "--lam0", lam0, "--lam2", lam2, "--M", M, "--json"]
     )
     assert code == 0
@@ -50,17 +44,19 @@ def test_bounds_json_agrees_with_independent_cvxpy(tmp_path, capsys, seed):
 
 
 def test_bounds_accepts_the_paper_parametrization(instance_file, capsys):
-    _, paper, _ = _run(
+    _, paper, _ = run_cli(
         capsys, ["bounds", instance_file, "--lam", 1.0, "--alpha", 0.25, "--M", 2, "--json"]
     )
-    _, direct, _ = _run(
+    _, direct, _ = run_cli(
         capsys, ["bounds", instance_file, "--lam0", 0.75, "--lam2", 0.25, "--M", 2, "--json"]
     )
     assert json.loads(paper)["spr"] == pytest.approx(json.loads(direct)["spr"], rel=1e-9)
 
 
 def test_bounds_text_output_names_the_three_bounds(instance_file, capsys):
-    code, out, _ = _run(capsys, ["bounds", instance_file, "--lam0", 0.3, "--lam2", 0.1, "--M", 2])
+    code, out, _ = run_cli(
+        capsys, ["bounds", instance_file, "--lam0", 0.3, "--lam2", 0.1, "--M", 2]
+    )
     assert code == 0
     assert all(key in out for key in ("bigm", "perspective", "spr"))
 
@@ -103,7 +99,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, instance_file, which,
     argv = ["bounds", path] + (extra or ["--lam0", 1, "--lam2", 1])
     if "--M" not in argv:
         argv += ["--M", 1]
-    code, _, err = _run(capsys, argv)
+    code, _, err = run_cli(capsys, argv)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in err
@@ -111,7 +107,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, instance_file, which,
 
 def test_instance_command_writes_and_bad_input_leaves_existing_file_intact(tmp_path, capsys):
     target = tmp_path / "inst.npz"
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         capsys,
         [
             "instance",
@@ -132,7 +128,7 @@ def test_instance_command_writes_and_bad_input_leaves_existing_file_intact(tmp_p
     )
     assert code == 0 and load_instance(target).n_structures == 6
     before = target.read_bytes()
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, ["instance", "synthetic", "--structures", 6, "--support", 9, "-o", target]
     )
     assert code == 2 and "support" in err and len(err.strip().splitlines()) == 1

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from cli_run import run_cli
 
-from sprkit.app.cli import main
 from sprkit.app.config import DEFAULTS, read_config, resolve_settings
 from sprkit.data.images import load_image_data
 from sprkit.networks.architectures import build_model
@@ -30,17 +30,11 @@ tolerance = 0.05
 """
 
 
-def _run(capsys, argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_digits_run_writes_a_consistent_report(tmp_path, capsys):
     config = tmp_path / "quick.toml"
     config.write_text(QUICK)
     out = tmp_path / "run"
-    code, stdout, err = _run(
+    code, stdout, err = run_cli(
         capsys, ["prune", "--dataset", "digits", "--config", config, "--out", out]
     )
     assert code == 0, err
@@ -71,17 +65,17 @@ def test_digits_run_writes_a_consistent_report(tmp_path, capsys):
     # A second run into the same folder is refused (the first one stays intact) ...
     before = (out / "report.json").read_bytes()
     argv = ["prune", "--dataset", "digits", "--config", config, "--out", out]
-    code, _, err = _run(capsys, argv)
+    code, _, err = run_cli(capsys, argv)
     assert code == 2 and "already holds a run" in err
     assert (out / "report.json").read_bytes() == before
     # ... and resuming a finished run reproduces the report's accuracies.
-    code, _, err = _run(capsys, [*argv, "--resume"])
+    code, _, err = run_cli(capsys, [*argv, "--resume"])
     assert code == 0, err
     again = pd.read_csv(out / "report.csv").set_index("network")
     assert again["top1"].tolist() == networks["top1"].tolist()
     # --overwrite replaces the run: same settings, same seed, same result from scratch.
     (out / "training" / "log.csv").write_text("stale")
-    code, _, err = _run(capsys, [*argv, "--overwrite"])
+    code, _, err = run_cli(capsys, [*argv, "--overwrite"])
     assert code == 0, err
     assert len(pd.read_csv(out / "training" / "log.csv")) == 4  # 3 + 1 epochs, fresh log
     assert pd.read_csv(out / "report.csv")["top1"].tolist() == networks["top1"].tolist()
@@ -121,7 +115,7 @@ def test_a_users_constructor_is_pruned_with_the_same_recipe(tmp_path, capsys, mo
     config.write_text(QUICK)
     out = tmp_path / "run"
     argv = ["prune", "--dataset", "digits", "--arch", "user_models:build", "--config", config]
-    code, _, err = _run(capsys, [*argv, "--out", out])
+    code, _, err = run_cli(capsys, [*argv, "--out", out])
     assert code == 0, err
     networks = pd.read_csv(out / "report.csv").set_index("network")
     assert networks.loc["compressed", "top1"] == networks.loc["pruned", "top1"]
@@ -144,7 +138,7 @@ def test_a_users_constructor_is_pruned_with_the_same_recipe(tmp_path, capsys, mo
     ],
 )
 def test_a_bad_constructor_is_one_line(tmp_path, capsys, arch, message):
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, ["prune", "--dataset", "digits", "--arch", arch, "--out", tmp_path / "run"]
     )
     assert code == 2 and message in err and "Traceback" not in err
@@ -175,7 +169,7 @@ def test_cifar_archive_runs_end_to_end(tmp_path, capsys):
     config.write_text('arch = "resnet20"\nlatency_batch = 2\n' + QUICK)
     out = tmp_path / "run"
     argv = ["prune", "--dataset", "cifar10", "--data-dir", tmp_path / "data"]
-    code, _, err = _run(capsys, [*argv, "--config", config, "--out", out])
+    code, _, err = run_cli(capsys, [*argv, "--config", config, "--out", out])
     assert code == 0, err
     networks = pd.read_csv(out / "report.csv").set_index("network")
     assert networks.loc["penalized", "parameters"] == 269_722
@@ -231,7 +225,7 @@ def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, argv, config, messa
     config_file = tmp_path / "bad.toml"
     config_file.write_text(config)
     out = tmp_path / "run"
-    code, _, err = _run(capsys, ["prune", *argv, "--config", config_file, "--out", out])
+    code, _, err = run_cli(capsys, ["prune", *argv, "--config", config_file, "--out", out])
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (out / "report.json").exists()
@@ -241,7 +235,7 @@ def test_out_that_is_a_file_is_refused_and_left_intact(tmp_path, capsys):
     target = tmp_path / "taken"
     target.write_text("keep me")
     for out in (target, target / "run"):
-        code, _, err = _run(capsys, ["prune", "--dataset", "digits", "--out", out])
+        code, _, err = run_cli(capsys, ["prune", "--dataset", "digits", "--out", out])
         assert code == 2 and "is a file" in err and target.read_text() == "keep me"
 
 
@@ -252,9 +246,11 @@ def test_command_line_seed_wins_over_the_config_file():
 
 
 def test_missing_config_file_is_named(tmp_path, capsys):
-    code, _, err = _run(capsys, ["prune", "--dataset", "digits", "--config", tmp_path / "no.toml"])
+    code, _, err = run_cli(
+        capsys, ["prune", "--dataset", "digits", "--config", tmp_path / "no.toml"]
+    )
     assert code == 2 and "no.toml does not exist" in err
-    code, _, err = _run(capsys, ["prune", "--dataset", "digits", "--config", tmp_path])
+    code, _, err = run_cli(capsys, ["prune", "--dataset", "digits", "--config", tmp_path])
     assert code == 2 and "cannot be read" in err
 
 

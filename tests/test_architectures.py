@@ -48,3 +48,84 @@ def test_digits_resnet_takes_8x8_single_channel_images():
 def test_unknown_architecture_is_named():
     with pytest.raises(ParameterError, match="unknown architecture 'vgg'"):
         build_model("vgg", num_classes=10)
+
+
+# torchvision's published parameter counts for 1000 classes (its model documentation).
+TORCHVISION_COUNTS = {
+    "resnet18-imagenet": 11_689_512,
+    "resnet34-imagenet": 21_797_672,
+    "resnet50-imagenet": 25_557_032,
+}
+STAGES = {"resnet18-imagenet": [2, 2, 2, 2], "resnet34-imagenet": [3, 4, 6, 3]}
+STAGES["resnet50-imagenet"] = STAGES["resnet34-imagenet"]
+
+
+def torchvision_keys(blocks_per_stage: list[int], bottleneck: bool) -> list[str]:
+    """The state-dict keys of torchvision's ResNets, written from its naming scheme: stem
+    conv1/bn1; layer1..layer4 of blocks with conv1/bn1, conv2/bn2 (conv3/bn3 in a
+    bottleneck) and, where the first block of a stage changes the shape, downsample.0 (conv)
+    and downsample.1 (BatchNorm); fc."""
+    norm = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    keys = ["conv1.weight", *(f"bn1.{n}" for n in norm)]
+    channels, expansion = 64, 4 if bottleneck else 1
+    widths = [64, 128, 256, 512]
+    for stage, (count, width) in enumerate(zip(blocks_per_stage, widths, strict=True), 1):
+        for index in range(count):
+            prefix = f"layer{stage}.{index}"
+            for conv in range(1, 4 if bottleneck else 3):
+                keys += [f"{prefix}.conv{conv}.weight", *(f"{prefix}.bn{conv}.{n}" for n in norm)]
+            if index == 0 and (stage > 1 or channels != width * expansion):
+                keys += [f"{prefix}.downsample.0.weight"]
+                keys += [f"{prefix}.downsample.1.{n}" for n in norm]
+            channels = width * expansion
+    return [*keys, "fc.weight", "fc.bias"]
+
+
+@pytest.mark.parametrize("arch", TORCHVISION_COUNTS)
+def test_imagenet_resnets_have_torchvisions_counts_and_names(arch):
+    model = build_model(arch, num_classes=1000)
+    assert sum(p.numel() for p in model.parameters()) == TORCHVISION_COUNTS[arch]
+    state = model.state_dict()
+    assert list(state) == torchvision_keys(STAGES[arch], bottleneck=arch == "resnet50-imagenet")
+    assert state["conv1.weight"].shape == (64, 3, 7, 7)
+    expansion = 4 if arch == "resnet50-imagenet" else 1
+    assert state["layer2.0.downsample.0.weight"].shape == (128 * expansion, 64 * expansion, 1, 1)
+    assert state["fc.weight"].shape == (1000, 512 * expansion)
+
+
+def test_imagenet_resnet18_maps_224_pixels_to_a_7x7_last_stage():
+    model = build_model("resnet18-imagenet", num_classes=1000).eval()
+    seen = {}
+    model.layer4.register_forward_hook(lambda _m, _i, output: seen.setdefault("out", output))
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 224, 224)).shape == (1, 1000)
+    assert seen["out"].shape == (1, 512, 7, 7)
+
+
+def test_imagenet_resnet18_prunes_compresses_and_loads_back(tmp_path):
+    from zoo import randomize
+
+    from sprkit.networks import SPRPruner
+    from sprkit.networks.architectures import ShortcutBlock
+    from sprkit.networks.serialization import load_compressed
+
+    model = randomize(build_model("resnet18-imagenet", num_classes=10), seed=7)
+    pruner = SPRPruner(model, torch.zeros(2, 3, 32, 32))
+    layers = pruner.structures.layer
+    keep = torch.rand(len(layers), generator=torch.Generator().manual_seed(0)) < 0.5
+    dead = ("layer1.0.conv1", "layer3.0.conv1")  # an identity and a projection shortcut
+    keep &= torch.tensor([layer not in dead for layer in layers])
+    pruner.set_masks(keep)
+    compressed = pruner.save(tmp_path / "net")
+    assert set(pruner.compression.replaced) == {"layer1.0", "layer3.0"}
+    assert isinstance(compressed.layer3[0], ShortcutBlock)
+    assert sum(p.numel() for p in compressed.parameters()) < 0.7 * sum(
+        p.numel() for p in model.parameters()
+    )
+    loaded, _ = load_compressed(tmp_path / "net", lambda: build_model("resnet18-imagenet", 10))
+    inputs = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model.eval()(inputs)
+        for network in (compressed, loaded):
+            got = network.eval()(inputs)
+            assert float((expected - got).abs().max()) <= 1e-5 * float(expected.abs().max())

@@ -195,7 +195,12 @@ def test_cifar_augmentation_and_normalization(tmp_path):
         (["--dataset", "digits"], "[train]\nlam = -1.0\n", "lam must be finite and >= 0"),
         (["--dataset", "cifar10"], "", "needs data_dir"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent/cifar"], "", "is not a directory"),
-        (["--dataset", "imagenet"], "", "unknown dataset 'imagenet'"),
+        (["--dataset", "mnist"], "", "unknown dataset 'mnist'"),
+        (["--dataset", "imagenet"], "", "needs data_dir, the folder holding train/"),
+        (["--dataset", "imagenet", "--data-dir", "/nonexistent/in"], "", "is not a directory"),
+        (["--dataset", "digits"], "crop_size = 32\n", "digits images have a fixed size"),
+        (["--dataset", "digits"], "init = 3\n", "init must be a string"),
+        (["--dataset", "digits"], "resize_size = 2.5\n", "resize_size must be an integer"),
         (["--dataset", "digits"], "[train]\nepochs = 3\n", "unknown key(s) epochs"),
         (["--dataset", "digits"], "learning_rate = 3\n", "unknown key(s) learning_rate"),
         (["--dataset", "digits"], "arch = [\n", "is not valid TOML"),
@@ -254,10 +259,49 @@ def test_missing_config_file_is_named(tmp_path, capsys):
     assert code == 2 and "cannot be read" in err
 
 
+# Classes and a small input shape each dataset's networks take (ImageNet's run on 32x32 too).
+INPUTS = {
+    "digits": (10, (1, 8, 8)),
+    "cifar10": (10, (3, 32, 32)),
+    "cifar100": (100, (3, 32, 32)),
+    "imagenet": (1000, (3, 32, 32)),
+}
+
+
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
-def test_shipped_configs_resolve(path):
+def test_shipped_configs_resolve_and_build_their_model(path):
     settings = resolve_settings(None, read_config(path), {})
     assert settings.dataset == tomllib.loads(path.read_text())["dataset"]
+    classes, shape = INPUTS[settings.dataset]
+    model = build_model(settings.arch, classes, shape[0]).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, *shape)).shape == (1, classes)
+
+
+def test_the_study_grid_has_its_configs():
+    """The paper's grid: CIFAR-10/100 x ResNet-20/32/56/110 and VGG-16 (batch 64), and the
+    ImageNet ResNets with the authors' ImageNet recipe (its defaults)."""
+    for dataset in ("cifar10", "cifar100"):
+        for arch in ("resnet20", "resnet32", "resnet56", "resnet110", "vgg16"):
+            train = resolve_settings(None, read_config(CONFIGS / f"{dataset}-{arch}.toml"), {})
+            assert (train.arch, train.train.penalized_epochs, train.train.finetune_epochs) == (
+                arch,
+                300,
+                200,
+            )
+            assert train.train.weight_decay == 5e-4
+            assert train.train.batch_size == (64 if arch == "vgg16" else 128)
+    embedded = resolve_settings("imagenet", {}, {})
+    for depth in (18, 34, 50):
+        settings = resolve_settings(None, read_config(CONFIGS / f"imagenet-resnet{depth}.toml"), {})
+        assert settings.arch == f"resnet{depth}-imagenet"
+        assert settings.train == embedded.train and (settings.crop_size, settings.resize_size) == (
+            224,
+            256,
+        )
+    recipe = embedded.train
+    assert (recipe.lr, recipe.weight_decay, recipe.batch_size) == (0.1, 1e-4, 256)
+    assert (recipe.penalized_epochs, recipe.finetune_epochs) == (150, 50)
 
 
 def test_digits_config_file_equals_the_embedded_default():

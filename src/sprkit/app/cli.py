@@ -109,14 +109,25 @@ def build_parser() -> argparse.ArgumentParser:
     prune = commands.add_parser(
         "prune", help="SPR-train, prune, fine-tune and compress a network; write the report"
     )
-    prune.add_argument("--dataset", help="digits (embedded), cifar10 or cifar100")
+    prune.add_argument("--dataset", help="digits (embedded), cifar10, cifar100 or imagenet")
     prune.add_argument(
         "--arch",
-        help="resnet20/32/44/56/110, resnet18, resnet50, resnet-digits, vgg16, or "
+        help="resnet20/32/44/56/110, resnet18, resnet50 (CIFAR form), resnet18-imagenet, "
+        "resnet34-imagenet, resnet50-imagenet, resnet-digits, vgg16, or "
         "package.module:function (your constructor; num_classes and in_channels passed "
         "where it accepts them)",
     )
-    prune.add_argument("--data-dir", help="folder with the CIFAR .tar.gz or its extracted folder")
+    prune.add_argument(
+        "--data-dir",
+        help="CIFAR: folder with the .tar.gz or its extracted folder; ImageNet: folder with "
+        "train/<wnid>/ and val/<wnid>/",
+    )
+    prune.add_argument(
+        "--init",
+        type=Path,
+        help="state dict (torch.save file) the network starts from, e.g. torchvision's "
+        "pretrained weights for the *-imagenet ResNets",
+    )
     prune.add_argument("--config", type=Path, help="TOML file of settings (configs/*.toml)")
     prune.add_argument("--out", type=Path, default=Path("sprkit-prune"), help="run folder")
     prune.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if any)")
@@ -134,7 +145,12 @@ def _prune(args: argparse.Namespace) -> None:
     from sprkit.app.pipeline import run_prune
 
     config = read_config(args.config) if args.config else {}
-    overrides = {"arch": args.arch, "data_dir": args.data_dir, "seed": args.seed}
+    overrides = {
+        "arch": args.arch,
+        "data_dir": args.data_dir,
+        "seed": args.seed,
+        "init": str(args.init) if args.init else None,
+    }
     settings = resolve_settings(args.dataset, config, overrides)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     summary = run_prune(
@@ -282,6 +298,11 @@ def _error_line(error: BaseException) -> str:
 
 
 def _message(error: BaseException) -> str:
+    text = str(error)
+    if text.startswith("Caught ") and "\nOriginal Traceback" in text:
+        # Re-raised by a DataLoader from one of its workers (e.g. an image that does not
+        # decode): the message is the worker's traceback, ending "module.Type: message".
+        return text.rstrip().splitlines()[-1].split(": ", 1)[-1]
     if isinstance(error, CheckpointError):
         return f"{error}; --overwrite starts the run again"
     if isinstance(error, RunExistsError):

@@ -1,8 +1,10 @@
 """Settings of `sprkit prune`: the dataset's defaults, a TOML config file, the command line.
 
 Later layers win. A config file has top-level keys arch, dataset, data_dir, seed,
-latency_batch and a [train] table of sprkit.networks.training.TrainConfig fields; every key and
-type is checked here, the values' domains by TrainConfig and SPRParams.
+latency_batch, baseline, init (a state-dict file the network starts from), crop_size and
+resize_size (imagenet's image sizes, pixels) and a [train] table of
+sprkit.networks.training.TrainConfig fields; every key and type is checked here, the values'
+domains by TrainConfig, SPRParams and the data loaders.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from sprkit.errors import SprkitInputError
 from sprkit.networks.training import TrainConfig
 
 # The embedded default: the small ResNet on the digits images, sized to run in about 10 s
-# on 2 CPU cores. CIFAR defaults are the paper's recipe (300 + 200 epochs).
+# on 2 CPU cores. CIFAR defaults are the paper's recipe (300 + 200 epochs, TrainConfig's
+# defaults); ImageNet's are the authors' ImageNet recipe (configs/imagenet-resnet50.toml says
+# why these milestones).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {
         "arch": "resnet-digits",
@@ -35,6 +39,17 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "cifar10": {"arch": "resnet56", "train": {}},
     "cifar100": {"arch": "resnet56", "train": {}},
+    "imagenet": {
+        "arch": "resnet50-imagenet",
+        "train": {
+            "penalized_epochs": 150,
+            "finetune_epochs": 50,
+            "lr": 0.1,
+            "weight_decay": 1e-4,
+            "milestones": [50, 100, 175],
+            "batch_size": 256,
+        },
+    },
 }
 TOP_LEVEL_KEYS = {
     "arch",
@@ -43,6 +58,9 @@ TOP_LEVEL_KEYS = {
     "seed",
     "latency_batch",
     "baseline",
+    "init",
+    "crop_size",
+    "resize_size",
     "train",
 }
 SETTING_TYPES = {
@@ -51,6 +69,9 @@ SETTING_TYPES = {
     "seed": int,
     "latency_batch": int,
     "baseline": bool,
+    "init": str,
+    "crop_size": int,
+    "resize_size": int,
 }
 # Expected TOML types of the [train] keys (an int is accepted where a float is expected).
 TRAIN_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -105,6 +126,9 @@ class PruneSettings:
     seed: int = 0
     latency_batch: int = 64
     baseline: bool = False  # also train the network without the penalty, as the reference
+    init: str | None = None  # state-dict file the network (and the baseline) start from
+    crop_size: int | None = None  # imagenet image sizes in pixels (None: 224 and 256)
+    resize_size: int | None = None
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -164,4 +188,7 @@ def resolve_settings(
         seed=int(merged.get("seed", 0)),
         latency_batch=int(merged.get("latency_batch", 64)),
         baseline=bool(merged.get("baseline", False)),
+        init=merged.get("init"),
+        crop_size=merged.get("crop_size"),
+        resize_size=merged.get("resize_size"),
     )

@@ -2,7 +2,9 @@
 
 One run folder (sprkit.app.config gives the settings) gets training/ (logs, checkpoint,
 penalized.pt), network/ (the compressed network: JSON + weights_only state dict),
-report.json, report.csv, layers.csv and kept_channels.png.
+report.json, report.csv, layers.csv and kept_channels.png. With `init`, the network (and
+the baseline) start from the weights of that file (sprkit.app.initial), checked to fit before
+the run folder is marked.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pandas as pd
 import torch
 
 from sprkit.app.config import PruneSettings
+from sprkit.app.initial import load_strictly, read_state_dict
 from sprkit.app.reports import write_report
 from sprkit.app.runfolder import RunFolder
 from sprkit.data.images import load_image_data
@@ -128,23 +131,50 @@ def run_prune(
     use by a live run is refused (RunFolderError)."""
     constructor = model_constructor(settings.arch)  # unknown: fail before loading data
     _check_device(device)
+    initial = read_state_dict(Path(settings.init)) if settings.init else None
     with RunFolder(out) as folder:
         folder.check_free(resume=resume, overwrite=overwrite)
-        data = load_image_data(settings.dataset, settings.data_dir, settings.seed)
+        data = load_image_data(
+            settings.dataset,
+            settings.data_dir,
+            settings.seed,
+            crop_size=settings.crop_size,
+            resize_size=settings.resize_size,
+        )
+        if initial is not None:  # a file that does not fit: refused before the folder is marked
+            what = f"init file {settings.init} does not fit {settings.arch} with "
+            what += f"{data.num_classes} classes"
+            load_strictly(constructor(data.num_classes, data.input_shape[0]), initial, what)
         replacing = folder.replacing() if overwrite else nullcontext()
         with replacing:
             folder.mark()
-            return _run(settings, out, data, constructor, device, resume)
+            return _run(settings, out, data, constructor, device, resume, initial)
 
 
-def _run(settings: PruneSettings, out: Path, data, constructor, device: str, resume: bool):
-    """The pipeline inside a locked, marked run folder (run_prune)."""
+def _run(
+    settings: PruneSettings,
+    out: Path,
+    data,
+    constructor,
+    device: str,
+    resume: bool,
+    initial: dict[str, torch.Tensor] | None,
+):
+    """The pipeline inside a locked, marked run folder (run_prune); the networks start from
+    `initial` when given (checked to fit)."""
     shape = data.input_shape
     torch.manual_seed(settings.seed)
-    model = constructor(data.num_classes, shape[0])
+
+    def build() -> torch.nn.Module:
+        network = constructor(data.num_classes, shape[0])
+        if initial is not None:
+            network.load_state_dict(initial)
+        return network
+
+    model = build()
     rows = []
     if settings.baseline:
-        baseline = constructor(data.num_classes, shape[0])
+        baseline = build()
         recipe = replace(  # the whole budget of the pruned network, without the penalty
             settings.train,
             lam=0.0,
@@ -219,6 +249,7 @@ def _run(settings: PruneSettings, out: Path, data, constructor, device: str, res
         ),
         "replaced_blocks": sorted(compression.replaced),
         "baseline": settings.baseline,
+        "init": settings.init,
         "train": asdict(settings.train),
     }
     layers = [n for n, _ in penalized.named_modules() if n in pruner.structures.weight_layers]

@@ -1,8 +1,10 @@
 """Built-in networks: CIFAR ResNet-20/32/44/56/110 (option-A shortcuts, He et al. 2016),
-ResNet-18/50 in their CIFAR form (3x3 stem, no max-pool, projection shortcuts), a small ResNet
-for the 8x8 digits images, and VGG-16 with BatchNorm (CIFAR form). The residual blocks expose
-`branch` and `shortcut`, which lets compression fold a dead branch into a bias
-(sprkit.networks.compression); any other constructor is reached by `package.module:function`.
+ResNet-18/50 in their CIFAR form (3x3 stem, no max-pool, projection shortcuts), ResNet-18/34/50
+in their ImageNet form with torchvision's parameter names (resnet18-imagenet, ...: a
+torchvision state dict loads into them), a small ResNet for the 8x8 digits images, and VGG-16
+with BatchNorm (CIFAR form). The residual blocks expose `branch` and `shortcut`, which lets
+compression fold a dead branch into a bias (sprkit.networks.compression); any other
+constructor is reached by `package.module:function`.
 """
 
 from __future__ import annotations
@@ -72,15 +74,17 @@ class ShortcutBlock(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 conv-BN layers and a residual connection."""
+    """Two 3x3 conv-BN layers and a residual connection (the shortcut registered under
+    `shortcut_name`)."""
 
     expansion = 1
+    shortcut_name = "shortcut"
 
     def __init__(self, inputs: int, planes: int, stride: int, shortcut: str) -> None:
         super().__init__()
         self.conv1, self.bn1 = _conv_bn(inputs, planes, 3, stride)
         self.conv2, self.bn2 = _conv_bn(planes, planes, 3)
-        self.shortcut = _shortcut(inputs, planes, stride, shortcut)
+        self.add_module(self.shortcut_name, _shortcut(inputs, planes, stride, shortcut))
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         """The residual branch, before the addition."""
@@ -91,16 +95,18 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3, 1x1 expand (x4), each with BatchNorm2d, and a residual connection."""
+    """1x1 reduce, 3x3 (carrying the stride, as torchvision's "ResNet v1.5"), 1x1 expand (x4),
+    each with BatchNorm2d, and a residual connection (the shortcut under `shortcut_name`)."""
 
     expansion = 4
+    shortcut_name = "shortcut"
 
     def __init__(self, inputs: int, planes: int, stride: int, shortcut: str) -> None:
         super().__init__()
         self.conv1, self.bn1 = _conv_bn(inputs, planes, 1)
         self.conv2, self.bn2 = _conv_bn(planes, planes, 3, stride)
         self.conv3, self.bn3 = _conv_bn(planes, planes * 4, 1)
-        self.shortcut = _shortcut(inputs, planes * 4, stride, shortcut)
+        self.add_module(self.shortcut_name, _shortcut(inputs, planes * 4, stride, shortcut))
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         """The residual branch, before the addition."""
@@ -120,6 +126,32 @@ def _shortcut(inputs: int, outputs: int, stride: int, kind: str) -> nn.Module:
     return nn.Sequential(*_conv_bn(inputs, outputs, 1, stride))
 
 
+def _stages(
+    block: type[BasicBlock] | type[Bottleneck],
+    blocks_per_stage: list[int],
+    widths: list[int],
+    shortcut: str,
+) -> list[list[nn.Module]]:
+    """The blocks of each stage: stage s has widths[s] planes, its first block has stride 2
+    from the second stage on; the first block's input is widths[0] channels (the stem's)."""
+    stages, inputs = [], widths[0]
+    for stage, (count, planes) in enumerate(zip(blocks_per_stage, widths, strict=True)):
+        blocks = []
+        for index in range(count):
+            stride = 2 if stage > 0 and index == 0 else 1
+            blocks.append(block(inputs, planes, stride, shortcut))
+            inputs = planes * block.expansion
+        stages.append(blocks)
+    return stages
+
+
+def _init_convs(model: nn.Module) -> None:
+    """He initialization of every conv (fan-out, as torchvision's ResNets)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+
 class ResNet(nn.Module):
     """Stem conv-BN, stages of residual blocks, global average pooling, linear classifier."""
 
@@ -135,17 +167,10 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         self.conv1, self.bn1 = _conv_bn(in_channels, widths[0], 3)
-        layers, inputs = [], widths[0]
-        for stage, (count, planes) in enumerate(zip(blocks_per_stage, widths, strict=True)):
-            for index in range(count):
-                stride = 2 if stage > 0 and index == 0 else 1
-                layers.append(block(inputs, planes, stride, shortcut))
-                inputs = planes * block.expansion
-        self.layers = nn.Sequential(*layers)
-        self.fc = nn.Linear(inputs, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        stages = _stages(block, blocks_per_stage, widths, shortcut)
+        self.layers = nn.Sequential(*(b for stage in stages for b in stage))
+        self.fc = nn.Linear(widths[-1] * block.expansion, num_classes)
+        _init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layers(F.relu(self.bn1(self.conv1(x))))
@@ -186,6 +211,74 @@ def resnet50(num_classes: int = 10, in_channels: int = 3) -> ResNet:
         num_classes=num_classes,
         in_channels=in_channels,
         shortcut="B",
+    )
+
+
+class _TorchvisionNames:
+    """Mixin for a residual block: the shortcut registered as `downsample`, torchvision's
+    name (an Identity where torchvision has None: no parameters, the same state dict);
+    `shortcut` reads it, the name compression and serialization use."""
+
+    shortcut_name = "downsample"
+
+    @property
+    def shortcut(self) -> nn.Module:
+        return self.downsample
+
+
+class ImageNetBasicBlock(_TorchvisionNames, BasicBlock):
+    """BasicBlock under torchvision's names (conv1, bn1, conv2, bn2, downsample.0/.1)."""
+
+
+class ImageNetBottleneck(_TorchvisionNames, Bottleneck):
+    """Bottleneck under torchvision's names (conv1..conv3, bn1..bn3, downsample.0/.1)."""
+
+
+class ImageNetResNet(nn.Module):
+    """ResNet in its ImageNet form (He et al. 2016), with torchvision's layout and parameter
+    and buffer names: 7x7 stride-2 conv-BN-ReLU stem (conv1, bn1), 3x3 stride-2 max-pool,
+    stages layer1..layer4 of widths 64..512 (stride 2 from layer2 on, projection shortcuts
+    where the shape changes), global average pooling, fc. For 224x224 inputs the last stage
+    is 7x7; any input of at least 32x32 runs (1x1 at the end)."""
+
+    def __init__(
+        self,
+        block: type[ImageNetBasicBlock] | type[ImageNetBottleneck],
+        blocks_per_stage: list[int],
+        *,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        widths = [64, 128, 256, 512]
+        self.conv1, self.bn1 = _conv_bn(in_channels, widths[0], 7, stride=2)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        for number, stage in enumerate(_stages(block, blocks_per_stage, widths, "B"), 1):
+            self.add_module(f"layer{number}", nn.Sequential(*stage))
+        self.fc = nn.Linear(widths[-1] * block.expansion, num_classes)
+        _init_convs(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+
+
+def resnet18_imagenet(num_classes: int = 1000, in_channels: int = 3) -> ImageNetResNet:
+    return ImageNetResNet(
+        ImageNetBasicBlock, [2, 2, 2, 2], num_classes=num_classes, in_channels=in_channels
+    )
+
+
+def resnet34_imagenet(num_classes: int = 1000, in_channels: int = 3) -> ImageNetResNet:
+    return ImageNetResNet(
+        ImageNetBasicBlock, [3, 4, 6, 3], num_classes=num_classes, in_channels=in_channels
+    )
+
+
+def resnet50_imagenet(num_classes: int = 1000, in_channels: int = 3) -> ImageNetResNet:
+    return ImageNetResNet(
+        ImageNetBottleneck, [3, 4, 6, 3], num_classes=num_classes, in_channels=in_channels
     )
 
 
@@ -261,6 +354,9 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     **{f"resnet{depth}": _cifar_resnet(depth) for depth in (20, 32, 44, 56, 110)},
     "resnet18": resnet18,
     "resnet50": resnet50,
+    "resnet18-imagenet": resnet18_imagenet,
+    "resnet34-imagenet": resnet34_imagenet,
+    "resnet50-imagenet": resnet50_imagenet,
     "resnet-digits": resnet_digits,
     "vgg16": vgg16,
 }

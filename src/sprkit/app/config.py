@@ -73,6 +73,9 @@ TRAIN_TYPES: dict[str, type | tuple[type, ...]] = {
     "round_to": int,
     "prune": bool,
     "seed": int,
+    "workers": int,
+    "precision": str,
+    "channels_last": bool,
 }
 
 

@@ -150,10 +150,9 @@ def _prune(args: argparse.Namespace) -> None:
     device = distributed.process_device(
         args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     )
-    with distributed.process_group(torch.device(device)):
-        summary = run_prune(
-            settings, args.out, device=device, resume=args.resume, overwrite=args.overwrite
-        )
+    summary = run_prune(
+        settings, args.out, device=device, resume=args.resume, overwrite=args.overwrite
+    )
     if _rank() == 0:
         print(json.dumps({k: summary[k] for k in PRUNE_SUMMARY_KEYS}, indent=1))
         print(f"report: {args.out / 'report.json'}, {args.out / 'kept_channels.png'}")

@@ -39,7 +39,7 @@ from sprkit.networks.measure import (
     max_logit_difference,
     top_k_accuracies,
 )
-from sprkit.networks.training import train_spr
+from sprkit.networks.training import autocast_type, train_spr
 
 
 def _layer_table(
@@ -139,10 +139,13 @@ def run_prune(
     a run is continued with `resume`, replaced with `overwrite` (the old run is set aside and
     deleted once the new one has written a checkpoint; a new run failing before that leaves
     the old one back in place, whole), and refused otherwise (RunExistsError); a folder in
-    use by a live run is refused (RunFolderError)."""
+    use by a live run is refused (RunFolderError). Under torchrun the processes are joined
+    for the run (distributed.process_group)."""
     constructor = model_constructor(settings.arch)  # unknown: fail before loading data
     _check_device(device)
-    with ExitStack() as held:  # rank 0's: the lock, then the replacement of an old run
+    autocast_type(settings.train, torch.device(device))  # fp16 off CUDA: refused here
+    with distributed.process_group(torch.device(device)), ExitStack() as held:
+        # held: rank 0's lock of the folder, then the replacement of an old run
 
         def claim() -> RunFolder:
             folder = held.enter_context(RunFolder(out))

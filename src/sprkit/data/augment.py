@@ -21,9 +21,16 @@ def random_crop_flip(
     channels-last memory layout, the gather's own (.contiguous() gives the default one)."""
     count, _, height, width = images.shape
     padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
-    top = torch.randint(0, 2 * padding + 1, (count,), generator=generator).to(images.device)
-    left = torch.randint(0, 2 * padding + 1, (count,), generator=generator).to(images.device)
-    flip = (torch.rand(count, generator=generator) < 0.5).to(images.device)
+    # Drawn on the CPU, copied without waiting for the device's queued work (a blocking
+    # copy would make the host wait for the previous step at every batch).
+    top, left, flip = (
+        draw.to(images.device, non_blocking=True)
+        for draw in (
+            torch.randint(0, 2 * padding + 1, (count,), generator=generator),
+            torch.randint(0, 2 * padding + 1, (count,), generator=generator),
+            torch.rand(count, generator=generator) < 0.5,
+        )
+    )
     rows = top[:, None] + torch.arange(height, device=images.device)
     columns = left[:, None] + torch.arange(width, device=images.device)
     columns = torch.where(flip[:, None], columns.flip(1), columns)

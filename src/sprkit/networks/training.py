@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -222,6 +222,28 @@ class TrainingStep:
         if pruned:
             self.pruner.apply_masks()
         return loss.detach()
+
+
+def run_epoch(
+    step: TrainingStep,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
+    generator: torch.Generator,
+    *,
+    penalized: bool,
+    pruned: bool,
+) -> torch.Tensor:
+    """`step` on each of `batches` (augmented from `generator` first), in training mode;
+    returns (sum of the losses, number of batches) as a float64 tensor on the step's device,
+    never synchronized with it in between."""
+    step.network.train()
+    losses = torch.zeros(2, dtype=torch.float64, device=step.device)
+    for images, labels in batches:
+        if augment is not None:
+            images = augment(images, generator)
+        losses[0] += step(images, labels, penalized=penalized, pruned=pruned)
+        losses[1] += 1
+    return losses
 
 
 def _write_log(log: list[dict], run_dir: Path) -> None:
@@ -469,13 +491,9 @@ def _train(
             pruned = True
         penalized = epoch < config.penalized_epochs
         augment_generator = stream_generator(config.seed, epoch, rank, AUGMENT_STREAM)
-        step.network.train()
-        losses = torch.zeros(2, dtype=torch.float64, device=device)  # sum, batches
-        for images, labels in batches(epoch):
-            if augment is not None:
-                images = augment(images, augment_generator)
-            losses[0] += step(images, labels, penalized=penalized, pruned=pruned)
-            losses[1] += 1
+        losses = run_epoch(
+            step, batches(epoch), augment, augment_generator, penalized=penalized, pruned=pruned
+        )
         scheduler.step()
         distributed.broadcast_buffers(model)
         total, count = distributed.sum_across(losses).tolist()

@@ -9,7 +9,8 @@ switch, structures are pruned (the largest threshold whose validation accuracy d
 and the removed structures are re-zeroed after every step; `prune=False` trains a dense
 network with the same schedule.
 Each epoch appends a row to log.csv and log.json and writes checkpoint.pt atomically;
-`resume=True` continues from it (loaded with weights_only=True) and, on CPU, ends at the
+`resume=True` continues from it (loaded with weights_only=True) and, on CPU (one process or
+several gloo processes), ends at the
 same weights as an uninterrupted run: batches are drawn from a permutation seeded by
 (seed, epoch) and augmented from a generator seeded by (seed, epoch, rank). A non-finite
 loss (checked once per epoch: a check per step would stall a GPU at every step) stops the
@@ -476,7 +477,10 @@ def _train(
         world=distributed.world_size(),
     )
     val_data = on_device(val_data, device)
-    save_penalized = partial(_save_atomically, model.state_dict(), run_dir / "penalized.pt")
+
+    def save_penalized() -> None:
+        _save_atomically(model.state_dict(), run_dir / "penalized.pt")
+
     for epoch in tqdm(
         range(start_epoch, total_epochs),
         desc="training",
@@ -515,7 +519,7 @@ def _train(
                 "kept_structures": int(pruner.keep.sum()) if pruned else None,
             }
         )
-        state = {
+        checkpoint = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -527,7 +531,7 @@ def _train(
             "config": json.dumps(asdict(config)),
             "scaler": step.scaler.state_dict(),
         }
-        distributed.on_main(partial(_save_epoch, log, state, run_dir))
+        distributed.on_main(partial(_save_epoch, log, checkpoint, run_dir))
     if not config.prune:
         distributed.on_main(save_penalized)
     elif not pruned:  # no fine-tuning phase: prune at the end

@@ -15,6 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import sprkit.networks.distributed as distributed
+from sprkit.errors import ParameterError
+from sprkit.networks.training import TrainConfig, check_processes
+
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 OBSERVER = str(ROOT / "tests" / "torchrun_prune.py")
@@ -141,3 +145,10 @@ def test_a_crash_of_another_process_ends_the_run_with_its_line(tmp_path):
     # own line when gloo reports the lost process first): never left waiting.
     lost = "sprkit: error: another process of the run stopped (its own line says why)"
     assert [line for line in lines if not line.startswith(crash)] in ([], [lost]), lines
+
+
+def test_the_global_batch_must_split_evenly_over_the_processes(monkeypatch):
+    monkeypatch.setattr(distributed, "world_size", lambda: 3)
+    check_processes(TrainConfig(batch_size=96))
+    with pytest.raises(ParameterError, match="batch_size 64 is the global batch: .* the 3 proc"):
+        check_processes(TrainConfig(batch_size=64))

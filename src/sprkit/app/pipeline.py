@@ -39,7 +39,7 @@ from sprkit.networks.measure import (
     max_logit_difference,
     top_k_accuracies,
 )
-from sprkit.networks.training import autocast_type, train_spr
+from sprkit.networks.training import autocast_type, check_processes, train_spr
 
 
 def _layer_table(
@@ -146,6 +146,7 @@ def run_prune(
     autocast_type(settings.train, torch.device(device))  # fp16 off CUDA: refused here
     with distributed.process_group(torch.device(device)), ExitStack() as held:
         # held: rank 0's lock of the folder, then the replacement of an old run
+        check_processes(settings.train)  # before the folder is claimed
 
         def claim() -> RunFolder:
             folder = held.enter_context(RunFolder(out))

@@ -164,6 +164,16 @@ def accuracy(model: nn.Module, data: Dataset, device: torch.device, workers: int
     return top_k_accuracies(model, data, device, across_ranks=True, workers=workers)["top1"]
 
 
+def check_processes(config: TrainConfig) -> None:
+    """ParameterError unless the global batch splits evenly over the run's processes."""
+    world = distributed.world_size()
+    if config.batch_size % world:
+        raise ParameterError(
+            f"batch_size {config.batch_size} is the global batch: it must be a multiple of "
+            f"the {world} processes"
+        )
+
+
 def autocast_type(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of the forward pass (None: float32); ParameterError for fp16 off
     CUDA (its GradScaler is a CUDA tool)."""
@@ -407,12 +417,7 @@ def train_spr(
     Data: (input, label) items; a TensorDataset takes the fast path (module docstring). In a
     distributed run every process calls this with the same arguments."""
     device = torch.device(device)
-    world = distributed.world_size()
-    if config.batch_size % world:
-        raise ParameterError(
-            f"batch_size {config.batch_size} is the global batch: it must be a multiple of "
-            f"the {world} processes"
-        )
+    check_processes(config)
     distributed.on_main(lambda: run_dir.mkdir(parents=True, exist_ok=True))
     model.to(device)
     pruner = SPRPruner(

@@ -292,7 +292,8 @@ INTERRUPTED = {
 
 def _rank() -> int:
     """This process's rank under torchrun (which sets RANK), 0 otherwise."""
-    return int(os.environ.get("RANK", "0"))
+    rank = os.environ.get("RANK", "0")
+    return int(rank) if rank.isdigit() else 0
 
 
 def _shared(error: BaseException) -> bool:
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _failure_line(error: BaseException, command: str) -> str:
-    """What a command that ended with `error` prints after "sprkit: "."""
+    """What a command that ended with `error` prints after "sprkit: " (or its rank's tag)."""
     if isinstance(error, KeyboardInterrupt):
         return INTERRUPTED.get(command, "interrupted; nothing was written")
     expected = SprkitInputError | TrainingError | OSError | MemoryError

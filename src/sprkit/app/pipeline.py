@@ -5,7 +5,7 @@ penalized.pt), network/ (the compressed network: JSON + weights_only state dict)
 report.json, report.csv, layers.csv and kept_channels.png.
 
 Under torchrun (sprkit.networks.distributed) every process runs the pipeline: the trainings
-and the test accuracies are shared among them; rank 0 alone takes the folder's lock, marks
+and the test-set evaluations are shared among them; rank 0 alone takes the folder's lock, marks
 it, writes files and measures MACs and latency (on CPU the other processes would disturb the
 timing), and hands its figures to the others, so every process returns the same summary (up to
 its own device).
@@ -245,8 +245,13 @@ def _run(settings: PruneSettings, out: Path, data, constructor, device: str, res
         "speedup": before["latency_ms"] / after["latency_ms"],
         "top1_change": after["top1"] - reference["top1"],
         "top1_change_against": reference["network"],
-        "max_logit_difference_pruned_vs_compressed": distributed.from_main(
-            distributed.on_main(lambda: max_logit_difference(masked, compressed, data.test, device))
+        "max_logit_difference_pruned_vs_compressed": max_logit_difference(
+            masked,
+            compressed,
+            data.test,
+            device,
+            across_ranks=True,
+            workers=settings.train.workers,
         ),
         "replaced_blocks": sorted(compression.replaced),
         "baseline": settings.baseline,

@@ -127,6 +127,13 @@ def sum_across(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def max_across(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor`'s elementwise maximum over the processes, in place; returned."""
+    if active():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
 def broadcast_buffers(model: nn.Module) -> None:
     """Give every process rank 0's buffers (BatchNorm statistics). DDP sends them before each
     forward pass; this also covers the last step of an epoch, so that every process evaluates

@@ -82,16 +82,29 @@ def top_k_accuracies(
 
 
 def max_logit_difference(
-    first: nn.Module, second: nn.Module, data: Dataset, device: torch.device | str = "cpu"
+    first: nn.Module,
+    second: nn.Module,
+    data: Dataset,
+    device: torch.device | str = "cpu",
+    *,
+    across_ranks: bool = False,
+    workers: int = 0,
 ) -> float:
-    """Largest |difference| between the two models' logits over `data` (eval mode)."""
+    """Largest |difference| between the two models' logits over `data` (eval mode);
+    `across_ranks` and `workers` as in top_k_accuracies."""
+    rank, world = (distributed.rank(), distributed.world_size()) if across_ranks else (0, 1)
     first.eval()
     second.eval()
-    largest = 0.0
+    largest = torch.zeros((), dtype=torch.float64, device=device)
     with torch.no_grad():
-        for images, _ in ordered_batches(data, EVALUATION_BATCH, device):
-            largest = max(largest, float((first(images) - second(images)).abs().max()))
-    return largest
+        for images, _ in ordered_batches(
+            data, EVALUATION_BATCH, device, rank=rank, world=world, workers=workers
+        ):
+            difference = (first(images) - second(images)).abs().max()
+            largest = torch.maximum(largest, difference.to(largest.dtype))
+    if across_ranks:
+        distributed.max_across(largest)
+    return float(largest)
 
 
 def latency_ms(

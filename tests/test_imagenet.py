@@ -213,6 +213,7 @@ penalized_epochs = 1
 finetune_epochs = 1
 milestones = [1]
 batch_size = 8
+workers = 0  # decoding in the main process: tiny images, no worker start-up
 lam = 0.5
 """
 

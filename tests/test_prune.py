@@ -224,6 +224,10 @@ def test_cifar_augmentation_and_normalization(tmp_path):
         (["--dataset", "digits"], "[train]\nlr = 1e300\n", "lr must lie in (0, 100]"),
         (["--dataset", "digits"], "[train]\nlam = 1e300\n", "lam = 1e+300 is beyond"),
         (["--dataset", "digits"], "baseline = 1\n", "baseline must be true or false"),
+        (["--dataset", "digits"], '[train]\nprecision = "fp8"\n', "unknown precision 'fp8'"),
+        (["--dataset", "digits"], '[train]\nprecision = "fp16"\n', "fp16 needs a CUDA"),
+        (["--dataset", "digits"], "[train]\nworkers = -1\n", "workers must lie in [0, 256]"),
+        (["--dataset", "digits"], "[train]\nchannels_last = 1\n", "must be true or false"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, argv, config, message):

@@ -4,13 +4,19 @@ Every command ends with exit code 0; or 2 and one line on stderr naming the prob
 input, an unwritable path, missing data, a run folder in use, too little memory, a training
 that diverged; an unexpected failure is one line too, marked as an internal error); or 130
 and one line on an interrupt (Ctrl-C, SIGINT), saying what was kept. Never a traceback: the
-library raises typed errors (sprkit.errors) and this module alone turns them into lines."""
+library raises typed errors (sprkit.errors) and this module alone turns them into lines.
+
+Under torchrun (`torchrun --nproc_per_node=N -m sprkit prune ...`) every process runs the
+command; rank 0 prints the output and the errors every process meets alike (bad input, a
+failure of rank 0's work, a diverging training, an interrupt); a process with another rank
+prints only an error of its own, its rank named."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -130,7 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--config", type=Path, help="TOML file of settings (configs/*.toml)")
     prune.add_argument("--out", type=Path, default=Path("sprkit-prune"), help="run folder")
-    prune.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if any)")
+    prune.add_argument(
+        "--device",
+        default=None,
+        help="cpu or cuda[:N] (default: cuda if any; under torchrun, cuda is cuda:LOCAL_RANK)",
+    )
     prune.add_argument("--seed", type=int, default=None)
     existing = prune.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true", help="continue from the checkpoint")
@@ -143,6 +153,7 @@ def _prune(args: argparse.Namespace) -> None:
 
     from sprkit.app.config import read_config, resolve_settings
     from sprkit.app.pipeline import run_prune
+    from sprkit.networks import distributed
 
     config = read_config(args.config) if args.config else {}
     overrides = {
@@ -152,12 +163,15 @@ def _prune(args: argparse.Namespace) -> None:
         "init": str(args.init) if args.init else None,
     }
     settings = resolve_settings(args.dataset, config, overrides)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = distributed.process_device(
+        args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    )
     summary = run_prune(
         settings, args.out, device=device, resume=args.resume, overwrite=args.overwrite
     )
-    print(json.dumps({k: summary[k] for k in PRUNE_SUMMARY_KEYS}, indent=1))
-    print(f"report: {args.out / 'report.json'}, {args.out / 'kept_channels.png'}")
+    if _rank() == 0:
+        print(json.dumps({k: summary[k] for k in PRUNE_SUMMARY_KEYS}, indent=1))
+        print(f"report: {args.out / 'report.json'}, {args.out / 'kept_channels.png'}")
 
 
 PRUNE_SUMMARY_KEYS = ("arch", "dataset", "macs_removed", "parameters_removed", "speedup")
@@ -292,6 +306,24 @@ INTERRUPTED = {
 }
 
 
+def _rank() -> int:
+    """This process's rank under torchrun (which sets RANK), 0 otherwise."""
+    rank = os.environ.get("RANK", "0")
+    return int(rank) if rank.isdigit() else 0
+
+
+def _shared(error: BaseException) -> bool:
+    """Whether every process of a distributed run meets `error` alike (rank 0 shows it):
+    input errors (the same input everywhere, or rank 0's refusal, passed on), a failure of
+    rank 0's work (RankFailedError), a diverging training (reduced loss), an interrupt."""
+    return isinstance(error, SprkitInputError | TrainingError | KeyboardInterrupt)
+
+
+def _peer_lost(error: BaseException) -> bool:
+    """gloo's error when another process of the run died during a collective."""
+    return isinstance(error, RuntimeError) and "Connection closed by peer" in str(error)
+
+
 def _error_line(error: BaseException) -> str:
     """The one line shown for an error the library raised or the system reported."""
     return " ".join(_message(error).split())  # one line, whatever the message holds
@@ -341,21 +373,22 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         handlers[args.command](args)
-    except KeyboardInterrupt:
-        message = INTERRUPTED.get(args.command, "interrupted; nothing was written")
-        print(f"sprkit: {message}", file=sys.stderr)
-        return 130
-    except (SprkitInputError, TrainingError, OSError, MemoryError) as error:
-        print(f"sprkit: error: {_error_line(error)}", file=sys.stderr)
-        return 2
-    except Exception as error:  # the boundary: one line, never a traceback
-        if _out_of_memory(error):
-            print(f"sprkit: error: {_error_line(error)}", file=sys.stderr)
-        else:
-            print(
-                f"sprkit: internal error (please report it): {type(error).__name__}: "
-                f"{_error_line(error)}",
-                file=sys.stderr,
-            )
-        return 2
+    except (KeyboardInterrupt, Exception) as error:  # the boundary: one line, no traceback
+        rank = _rank()
+        if rank == 0 or not _shared(error):
+            name = "sprkit" if rank == 0 else f"sprkit (rank {rank})"
+            print(f"{name}: {_failure_line(error, args.command)}", file=sys.stderr)
+        return 130 if isinstance(error, KeyboardInterrupt) else 2
     return 0
+
+
+def _failure_line(error: BaseException, command: str) -> str:
+    """What a command that ended with `error` prints after "sprkit: " (or its rank's tag)."""
+    if isinstance(error, KeyboardInterrupt):
+        return INTERRUPTED.get(command, "interrupted; nothing was written")
+    expected = SprkitInputError | TrainingError | OSError | MemoryError
+    if isinstance(error, expected) or _out_of_memory(error):
+        return f"error: {_error_line(error)}"
+    if _peer_lost(error):
+        return "error: another process of the run stopped (its own line says why)"
+    return f"internal error (please report it): {type(error).__name__}: {_error_line(error)}"

@@ -48,6 +48,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
             "weight_decay": 1e-4,
             "milestones": [50, 100, 175],
             "batch_size": 256,
+            "workers": 8,
         },
     },
 }
@@ -94,6 +95,9 @@ TRAIN_TYPES: dict[str, type | tuple[type, ...]] = {
     "round_to": int,
     "prune": bool,
     "seed": int,
+    "workers": int,
+    "precision": str,
+    "channels_last": bool,
 }
 
 

@@ -5,11 +5,19 @@ penalized.pt), network/ (the compressed network: JSON + weights_only state dict)
 report.json, report.csv, layers.csv and kept_channels.png. With `init`, the network (and
 the baseline) start from the weights of that file (sprkit.app.initial), checked to fit before
 the run folder is marked.
+
+Under torchrun (sprkit.networks.distributed) every process runs the pipeline: the trainings
+and the test-set evaluations are shared among them; rank 0 alone takes the folder's lock, marks
+it, writes files and measures MACs and latency (on CPU the other processes would disturb the
+timing), and hands its figures to the others, so every process returns the same summary (up to
+its own device).
+The folder must be one that every process can read (one machine or a shared file system):
+the other processes read the checkpoint to resume and penalized.pt once rank 0 wrote them.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +31,7 @@ from sprkit.app.reports import write_report
 from sprkit.app.runfolder import RunFolder
 from sprkit.data.images import load_image_data
 from sprkit.errors import CheckpointError, ParameterError, first_line
+from sprkit.networks import distributed
 from sprkit.networks.architectures import model_constructor
 from sprkit.networks.compression import Compression, fold_batchnorm
 from sprkit.networks.graph import example_batch
@@ -33,7 +42,7 @@ from sprkit.networks.measure import (
     max_logit_difference,
     top_k_accuracies,
 )
-from sprkit.networks.training import train_spr
+from sprkit.networks.training import autocast_type, check_processes, train_spr
 
 
 def _layer_table(
@@ -99,21 +108,26 @@ ROW_MEANINGS = {
 
 
 def _measure(network, name: str, data, shape, settings: PruneSettings, device: str) -> dict:
-    """One row of report.csv."""
-    accuracy = top_k_accuracies(network, data.test, device)
-    return {
-        "network": name,
-        "top1": accuracy["top1"],
-        "top5": accuracy["top5"],
-        "parameters": count_parameters(network),
-        "macs": count_macs(network, shape),
-        "latency_ms": latency_ms(
-            fold_batchnorm(network, example_batch(network, shape)),
-            shape,
-            batch_size=settings.latency_batch,
-            device=device,
-        ),
-    }
+    """One row of report.csv, the same in every process (accuracy over the processes'
+    shards; the rest measured by rank 0)."""
+    accuracy = top_k_accuracies(
+        network, data.test, device, across_ranks=True, workers=settings.train.workers
+    )
+    costs = distributed.on_main(
+        lambda: {
+            "parameters": count_parameters(network),
+            "macs": count_macs(network, shape),
+            "latency_ms": latency_ms(
+                fold_batchnorm(network, example_batch(network, shape)),
+                shape,
+                batch_size=settings.latency_batch,
+                device=device,
+            ),
+        }
+    )
+    return {"network": name, "top1": accuracy["top1"], "top5": accuracy["top5"]} | (
+        distributed.from_main(costs)
+    )
 
 
 def run_prune(
@@ -128,12 +142,22 @@ def run_prune(
     a run is continued with `resume`, replaced with `overwrite` (the old run is set aside and
     deleted once the new one has written a checkpoint; a new run failing before that leaves
     the old one back in place, whole), and refused otherwise (RunExistsError); a folder in
-    use by a live run is refused (RunFolderError)."""
+    use by a live run is refused (RunFolderError). Under torchrun the processes are joined
+    for the run (distributed.process_group)."""
     constructor = model_constructor(settings.arch)  # unknown: fail before loading data
     _check_device(device)
     initial = read_state_dict(Path(settings.init)) if settings.init else None
-    with RunFolder(out) as folder:
-        folder.check_free(resume=resume, overwrite=overwrite)
+    autocast_type(settings.train, torch.device(device))  # fp16 off CUDA: refused here
+    with distributed.process_group(torch.device(device)), ExitStack() as held:
+        # held: rank 0's lock of the folder, then the replacement of an old run
+        check_processes(settings.train)  # before the folder is claimed
+
+        def claim() -> RunFolder:
+            folder = held.enter_context(RunFolder(out))
+            folder.check_free(resume=resume, overwrite=overwrite)
+            return folder
+
+        folder = distributed.on_main(claim)
         data = load_image_data(
             settings.dataset,
             settings.data_dir,
@@ -145,10 +169,14 @@ def run_prune(
             what = f"init file {settings.init} does not fit {settings.arch} with "
             what += f"{data.num_classes} classes"
             load_strictly(constructor(data.num_classes, data.input_shape[0]), initial, what)
-        replacing = folder.replacing() if overwrite else nullcontext()
-        with replacing:
+
+        def start() -> None:
+            if overwrite:
+                held.enter_context(folder.replacing())
             folder.mark()
-            return _run(settings, out, data, constructor, device, resume, initial)
+
+        distributed.on_main(start)
+        return _run(settings, out, data, constructor, device, resume, initial)
 
 
 def _run(
@@ -209,10 +237,12 @@ def _run(
         out / "training" / "penalized.pt",
         device,
     )
-    compressed = pruner.save(
-        out / "network",
-        meta={"arch": settings.arch, "num_classes": data.num_classes},
+    saved = distributed.on_main(
+        lambda: pruner.save(
+            out / "network", meta={"arch": settings.arch, "num_classes": data.num_classes}
+        )
     )
+    compressed = pruner.compress() if saved is None else saved  # the same network
     compression = pruner.compression
     for name, network in (
         ("penalized", penalized),
@@ -228,6 +258,7 @@ def _run(
         "arch": settings.arch,
         "dataset": settings.dataset,
         "device": str(device),
+        "processes": distributed.world_size(),
         "torch_threads": torch.get_num_threads(),
         "conventions": "accuracy share on the test split; MACs via torch.utils.flop_counter "
         "(one input); latency median ms per forward pass on a batch of latency_batch, "
@@ -245,7 +276,12 @@ def _run(
         "top1_change": after["top1"] - reference["top1"],
         "top1_change_against": reference["network"],
         "max_logit_difference_pruned_vs_compressed": max_logit_difference(
-            masked, compressed, data.test, device
+            masked,
+            compressed,
+            data.test,
+            device,
+            across_ranks=True,
+            workers=settings.train.workers,
         ),
         "replaced_blocks": sorted(compression.replaced),
         "baseline": settings.baseline,
@@ -253,5 +289,6 @@ def _run(
         "train": asdict(settings.train),
     }
     layers = [n for n, _ in penalized.named_modules() if n in pruner.structures.weight_layers]
-    write_report(out, summary, networks, _layer_table(penalized, masked, layers, compression))
+    table = _layer_table(penalized, masked, layers, compression)
+    distributed.on_main(lambda: write_report(out, summary, networks, table))
     return summary

@@ -15,10 +15,14 @@ import time
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
+from sprkit.networks import distributed
+from sprkit.networks.batches import ordered_batches
 from sprkit.networks.graph import example_batch
+
+EVALUATION_BATCH = 512
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -42,39 +46,65 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 def top_k_accuracies(
-    model: nn.Module, data: TensorDataset, device: torch.device | str = "cpu"
+    model: nn.Module,
+    data: Dataset,
+    device: torch.device | str = "cpu",
+    *,
+    across_ranks: bool = False,
+    workers: int = 0,
 ) -> dict[str, float | None]:
     """{"top1": ..., "top5": ... or None when there are 5 classes or fewer}, in eval mode
-    (the model's mode is restored). The one evaluation loop of sprkit."""
+    (the model's mode is restored). The one evaluation loop of sprkit. `across_ranks`: in a
+    run over several processes, each evaluates its shard and the counts are summed, so every
+    process gets the accuracy over the whole set (every process must call it); `workers`:
+    DataLoader processes for a data set that is not a TensorDataset."""
+    rank, world = (distributed.rank(), distributed.world_size()) if across_ranks else (0, 1)
     was_training = model.training
     model.eval()
-    correct1 = correct5 = 0
-    top5 = None
+    # correct top-1, correct top-5, items, whether there are more than 5 classes: summed on
+    # the device (no synchronization per batch), then over the processes.
+    counts = torch.zeros(4, dtype=torch.int64, device=device)
     with torch.no_grad():
-        for images, labels in DataLoader(data, batch_size=512):
-            logits = model(images.to(device))
-            labels = labels.to(device)
+        for images, labels in ordered_batches(
+            data, EVALUATION_BATCH, device, rank=rank, world=world, workers=workers
+        ):
+            logits = model(images)
             ranked = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            correct1 += int((ranked[:, 0] == labels).sum())
-            correct5 += int((ranked == labels[:, None]).any(dim=1).sum())
-            top5 = logits.shape[1] > 5
+            counts[0] += (ranked[:, 0] == labels).sum()
+            counts[1] += (ranked == labels[:, None]).any(dim=1).sum()
+            counts[2] += len(labels)
+            counts[3] = int(logits.shape[1] > 5)
     model.train(was_training)
-    count = len(data)
+    if across_ranks:
+        distributed.sum_across(counts)
+    correct1, correct5, count, top5 = counts.tolist()
     return {"top1": correct1 / count, "top5": correct5 / count if top5 else None}
 
 
 def max_logit_difference(
-    first: nn.Module, second: nn.Module, data: TensorDataset, device: torch.device | str = "cpu"
+    first: nn.Module,
+    second: nn.Module,
+    data: Dataset,
+    device: torch.device | str = "cpu",
+    *,
+    across_ranks: bool = False,
+    workers: int = 0,
 ) -> float:
-    """Largest |difference| between the two models' logits over `data` (eval mode)."""
+    """Largest |difference| between the two models' logits over `data` (eval mode);
+    `across_ranks` and `workers` as in top_k_accuracies."""
+    rank, world = (distributed.rank(), distributed.world_size()) if across_ranks else (0, 1)
     first.eval()
     second.eval()
-    largest = 0.0
+    largest = torch.zeros((), dtype=torch.float64, device=device)
     with torch.no_grad():
-        for images, _ in DataLoader(data, batch_size=512):
-            images = images.to(device)
-            largest = max(largest, float((first(images) - second(images)).abs().max()))
-    return largest
+        for images, _ in ordered_batches(
+            data, EVALUATION_BATCH, device, rank=rank, world=world, workers=workers
+        ):
+            difference = (first(images) - second(images)).abs().max()
+            largest = torch.maximum(largest, difference.to(largest.dtype))
+    if across_ranks:
+        distributed.max_across(largest)
+    return float(largest)
 
 
 def latency_ms(

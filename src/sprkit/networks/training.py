@@ -9,28 +9,45 @@ switch, structures are pruned (the largest threshold whose validation accuracy d
 and the removed structures are re-zeroed after every step; `prune=False` trains a dense
 network with the same schedule.
 Each epoch appends a row to log.csv and log.json and writes checkpoint.pt atomically;
-`resume=True` continues from it (loaded with weights_only=True) and, on CPU, ends at the
-same weights as an uninterrupted run: batches are shuffled by a generator seeded with
-(seed, epoch). A non-finite loss stops the run with NonFiniteLossError, leaving the last
-good checkpoint in place.
+`resume=True` continues from it (loaded with weights_only=True) and, on CPU (one process or
+several gloo processes), ends at the
+same weights as an uninterrupted run: batches are drawn from a permutation seeded by
+(seed, epoch) and augmented from a generator seeded by (seed, epoch, rank). A non-finite
+loss (checked once per epoch: a check per step would stall a GPU at every step) stops the
+run with NonFiniteLossError, leaving the last good checkpoint in place.
+
+Speed (sprkit.networks.batches): a TensorDataset is held on the training device and batched
+by indexing there; the augmentation is a batched tensor operation; on CUDA the forward pass
+runs under bf16 autocast (no GradScaler needed; fp16 with one where bf16 is missing) with
+conv nets in channels-last memory layout. On CPU the same code runs in float32 by default.
+
+Several processes (torchrun, sprkit.networks.distributed): the model is wrapped in
+DistributedDataParallel, each process trains on its shard of each epoch's batches (the
+global batch is `batch_size`), the penalty is computed on the unwrapped model in every
+process (identical, so DDP's averaging leaves its gradient unchanged), the pruning rule sees
+validation accuracies summed over the processes' shards (identical decisions everywhere),
+metrics are reduced across processes, and rank 0 alone writes files.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from sprkit.atomic import write_atomically
 from sprkit.errors import CheckpointError, ParameterError, TrainingError, first_line
+from sprkit.networks import distributed
+from sprkit.networks.batches import AUGMENT_STREAM, EpochBatches, on_device, stream_generator
 from sprkit.networks.graph import example_batch
 from sprkit.networks.measure import top_k_accuracies
 from sprkit.networks.penalties import PENALTIES, SPRPenalty
@@ -43,6 +60,10 @@ from sprkit.params import SPRParams
 MAX_LR = 100.0
 MAX_WEIGHT_DECAY = 10.0
 MAX_M_SCALE = 1e6  # M = M_scale x the largest starting |w|: beyond, the box never binds
+MAX_WORKERS = 256
+# "auto": bf16 on CUDA where the GPU has it (fp16 with a GradScaler where not), fp32 on CPU.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AUTOCAST_TYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class NonFiniteLossError(TrainingError):
@@ -53,7 +74,11 @@ class NonFiniteLossError(TrainingError):
 class TrainConfig:
     """Recipe settings. The optimizer, schedule and epochs default to the paper's CIFAR recipe
     (300 + 200 epochs); grouping defaults to the dependency graph (the paper's per-channel
-    structures: grouping="layer"); lam, alpha and M_scale are this project's defaults."""
+    structures: grouping="layer"); lam, alpha and M_scale are this project's defaults.
+    batch_size is the global batch (split evenly over the processes of a distributed run).
+    Execution: `workers` DataLoader processes per training process for a data set that is not
+    a TensorDataset; `precision` of the forward pass (PRECISIONS); `channels_last` memory
+    layout (None: on CUDA for a model with 2-D convolutions)."""
 
     penalized_epochs: int = 300
     finetune_epochs: int = 200
@@ -74,6 +99,9 @@ class TrainConfig:
     round_to: int | None = None
     prune: bool = True
     seed: int = 0
+    workers: int = 4
+    precision: str = "auto"
+    channels_last: bool | None = None
 
     def __post_init__(self) -> None:
         finite = ("lr", "momentum", "weight_decay", "gamma", "lam", "alpha", "M_scale")
@@ -122,11 +150,111 @@ class TrainConfig:
             )
         if not 0 <= self.seed < 2**32:
             raise ParameterError(f"seed must lie in [0, 2^32), got {self.seed}")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise ParameterError(f"workers must lie in [0, {MAX_WORKERS}], got {self.workers}")
+        if self.precision not in PRECISIONS:
+            raise ParameterError(
+                f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}"
+            )
 
 
-def accuracy(model: nn.Module, data: TensorDataset, device: torch.device) -> float:
-    """Top-1 accuracy (eval mode; the model's mode is restored)."""
-    return top_k_accuracies(model, data, device)["top1"]
+def accuracy(model: nn.Module, data: Dataset, device: torch.device, workers: int = 0) -> float:
+    """Top-1 accuracy (eval mode; the model's mode is restored), over the whole of `data`
+    in every process of a distributed run (each evaluates its shard; a collective)."""
+    return top_k_accuracies(model, data, device, across_ranks=True, workers=workers)["top1"]
+
+
+def check_processes(config: TrainConfig) -> None:
+    """ParameterError unless the global batch splits evenly over the run's processes."""
+    world = distributed.world_size()
+    if config.batch_size % world:
+        raise ParameterError(
+            f"batch_size {config.batch_size} is the global batch: it must be a multiple of "
+            f"the {world} processes"
+        )
+
+
+def autocast_type(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the forward pass (None: float32); ParameterError for fp16 off
+    CUDA (its GradScaler is a CUDA tool)."""
+    if config.precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if config.precision == "fp16" and device.type != "cuda":
+        raise ParameterError("precision fp16 needs a CUDA device; use bf16 or fp32")
+    return AUTOCAST_TYPES[config.precision]
+
+
+def memory_layout(
+    config: TrainConfig, model: nn.Module, device: torch.device
+) -> torch.memory_format:
+    """channels_last for a conv net on CUDA (or as configured), the default layout otherwise."""
+    wanted = config.channels_last
+    if wanted is None:
+        wanted = device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    return torch.channels_last if wanted else torch.contiguous_format
+
+
+class TrainingStep:
+    """One optimizer step of the recipe on one batch: forward pass under autocast (`dtype`;
+    None: float32) through `network` (the model or its DDP wrapper), cross-entropy, plus the
+    penalty on the unwrapped model in float32 when `penalized`, backward (DDP averages the
+    gradients over the processes), the SGD step (through a GradScaler for float16), and the
+    removed structures re-zeroed when `pruned`. Returns the loss, detached, on the device."""
+
+    def __init__(
+        self,
+        network: nn.Module,
+        pruner: SPRPruner,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        *,
+        dtype: torch.dtype | None,
+        layout: torch.memory_format,
+    ) -> None:
+        self.network, self.pruner, self.optimizer = network, pruner, optimizer
+        self.device, self.dtype, self.layout = device, dtype, layout
+        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    def __call__(
+        self, images: torch.Tensor, labels: torch.Tensor, *, penalized: bool, pruned: bool
+    ) -> torch.Tensor:
+        if images.dim() == 4:
+            images = images.contiguous(memory_format=self.layout)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            loss = nn.functional.cross_entropy(self.network(images), labels)
+        if penalized:
+            loss = loss + self.pruner.penalty()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if pruned:
+            self.pruner.apply_masks()
+        return loss.detach()
+
+
+def run_epoch(
+    step: TrainingStep,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
+    generator: torch.Generator,
+    *,
+    penalized: bool,
+    pruned: bool,
+) -> torch.Tensor:
+    """`step` on each of `batches` (augmented from `generator` first), in training mode;
+    returns (sum of the losses, number of batches) as a float64 tensor on the step's device,
+    never synchronized with it in between."""
+    step.network.train()
+    losses = torch.zeros(2, dtype=torch.float64, device=step.device)
+    for images, labels in batches:
+        if augment is not None:
+            images = augment(images, generator)
+        losses[0] += step(images, labels, penalized=penalized, pruned=pruned)
+        losses[1] += 1
+    return losses
 
 
 def _write_log(log: list[dict], run_dir: Path) -> None:
@@ -140,14 +268,23 @@ def _save_atomically(state: dict, path: Path) -> None:
     write_atomically(path, lambda temporary: torch.save(state, temporary))
 
 
-def _prune(
-    pruner: SPRPruner, val_data: TensorDataset, config: TrainConfig, device: torch.device
-) -> None:
+def _save_epoch(log: list[dict], state: dict, run_dir: Path) -> None:
+    """The files of a finished epoch: the log, then the checkpoint."""
+    _write_log(log, run_dir)
+    _save_atomically(state, run_dir / "checkpoint.pt")
+
+
+def _prune(pruner: SPRPruner, val_data: Dataset, config: TrainConfig, device: torch.device) -> None:
     """Zero the structures to remove, by the configured rule: with `target_macs`, the fewest
     lowest-scoring structures that bring the compressed network within the MAC budget;
     otherwise the largest weight threshold within the validation tolerance (SPR, group
-    lasso) or the most lowest-|gamma| structures within it (bn_l1)."""
+    lasso) or the most lowest-|gamma| structures within it (bn_l1). In a distributed run
+    every process takes the same decision: same weights, accuracies summed over shards."""
     model = pruner.model
+
+    def evaluate(candidate: nn.Module) -> float:
+        return accuracy(candidate, val_data, device, config.workers)
+
     if config.target_macs is not None:
         try:
             pruner.prune(target_macs=config.target_macs)
@@ -157,12 +294,12 @@ def _prune(
                 "structure that can go (each essential layer keeps a channel) leaves more"
             ) from None
     elif config.penalty == "bn_l1":
-        reference = accuracy(model, val_data, device)
+        reference = evaluate(model)
         keep = fewest_removed(
             pruner.structures,
             pruner.scores(),
             lambda mask: (
-                reference - accuracy(masked_copy(model, pruner.structures, mask), val_data, device)
+                reference - evaluate(masked_copy(model, pruner.structures, mask))
                 <= config.tolerance
             ),
             want="most",
@@ -171,7 +308,7 @@ def _prune(
     else:
         pruner.prune(
             tolerance=config.tolerance,
-            evaluate=lambda candidate: accuracy(candidate, val_data, device),
+            evaluate=evaluate,
             keep_fraction=config.keep_fraction,
         )
 
@@ -263,8 +400,8 @@ def _restore(
 
 def train_spr(
     model: nn.Module,
-    train_data: TensorDataset,
-    val_data: TensorDataset,
+    train_data: Dataset,
+    val_data: Dataset,
     config: TrainConfig,
     run_dir: Path,
     *,
@@ -274,11 +411,14 @@ def train_spr(
     ignored_layers: list[nn.Module] | None = None,
 ) -> SPRPruner:
     """Run the recipe; returns the SPRPruner of the model (pruner.model: masked after
-    pruning; pruner.keep: the structures kept). The weights at the end of the penalized
-    phase, just before pruning, are kept in run_dir/penalized.pt. `augment` transforms each
-    training batch (seeded per epoch)."""
+    pruning, in the default memory layout; pruner.keep: the structures kept). The weights at
+    the end of the penalized phase, just before pruning, are kept in run_dir/penalized.pt.
+    `augment` transforms each training batch on the device (seeded per epoch and process).
+    Data: (input, label) items; a TensorDataset takes the fast path (module docstring). In a
+    distributed run every process calls this with the same arguments."""
     device = torch.device(device)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_processes(config)
+    distributed.on_main(lambda: run_dir.mkdir(parents=True, exist_ok=True))
     model.to(device)
     pruner = SPRPruner(
         model,
@@ -291,96 +431,114 @@ def train_spr(
         ignored_layers=ignored_layers or (),
         round_to=config.round_to,
     )
+    layout = memory_layout(config, model, device)
+    model.to(memory_format=layout)
+    try:
+        _train(pruner, train_data, val_data, config, run_dir, resume, device, augment, layout)
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+    return pruner
+
+
+def _train(
+    pruner: SPRPruner,
+    train_data: Dataset,
+    val_data: Dataset,
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool,
+    device: torch.device,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
+    layout: torch.memory_format,
+) -> None:
+    """The epochs of train_spr, on its pruner's model."""
+    model, rank = pruner.model, distributed.rank()
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestones, config.gamma)
+    dtype = autocast_type(config, device)
     checkpoint_path = run_dir / "checkpoint.pt"
     log: list[dict] = []
     pruned = False
     start_epoch = 0
     total_epochs = config.penalized_epochs + config.finetune_epochs
-    scaler_enabled = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=scaler_enabled)
-    if resume and checkpoint_path.exists():
+    step = TrainingStep(
+        distributed.wrap(model, device), pruner, optimizer, device, dtype=dtype, layout=layout
+    )
+    if resume and checkpoint_path.exists():  # every process loads it
         state = _load_checkpoint(checkpoint_path, config, device)
-        _restore(state, checkpoint_path, model, optimizer, scheduler, scaler, pruner)
+        _restore(state, checkpoint_path, model, optimizer, scheduler, step.scaler, pruner)
         pruned = bool(state["pruned"])
         log = json.loads(state["log"])
         start_epoch = int(state["epoch"])
+    batches = EpochBatches(
+        train_data,
+        config.batch_size,
+        device,
+        seed=config.seed,
+        workers=config.workers,
+        rank=rank,
+        world=distributed.world_size(),
+    )
+    val_data = on_device(val_data, device)
+
+    def save_penalized() -> None:
+        _save_atomically(model.state_dict(), run_dir / "penalized.pt")
+
     for epoch in tqdm(
         range(start_epoch, total_epochs),
         desc="training",
         unit="epoch",
         initial=start_epoch,
         total=total_epochs,
+        disable=rank != 0,
     ):
         if epoch == config.penalized_epochs and not pruned and config.prune:
-            _save_atomically(model.state_dict(), run_dir / "penalized.pt")
+            distributed.on_main(save_penalized)
             _prune(pruner, val_data, config, device)
             pruned = True
         penalized = epoch < config.penalized_epochs
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        augment_generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch + 7919)
-        loader = DataLoader(
-            train_data, batch_size=config.batch_size, shuffle=True, generator=generator
+        augment_generator = stream_generator(config.seed, epoch, rank, AUGMENT_STREAM)
+        losses = run_epoch(
+            step, batches(epoch), augment, augment_generator, penalized=penalized, pruned=pruned
         )
-        model.train()
-        running, batches = 0.0, 0
-        for images, labels in loader:
-            if augment is not None:
-                images = augment(images, augment_generator)
-            images, labels = images.to(device), labels.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, enabled=scaler_enabled):
-                loss = nn.functional.cross_entropy(model(images), labels)
-            if penalized:
-                loss = loss + pruner.penalty()
-            if not math.isfinite(loss.item()):
-                kept = (
-                    f"the last good checkpoint is {checkpoint_path}"
-                    if checkpoint_path.exists()
-                    else "no epoch had finished, so no checkpoint was written"
-                )
-                raise NonFiniteLossError(f"non-finite loss at epoch {epoch + 1}; {kept}")
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if pruned:
-                pruner.apply_masks()
-            running += loss.item()
-            batches += 1
         scheduler.step()
+        distributed.broadcast_buffers(model)
+        total, count = distributed.sum_across(losses).tolist()
+        train_loss = total / max(count, 1)
+        if not math.isfinite(train_loss):  # the same sum in every process: all stop here
+            kept = (
+                f"the last good checkpoint is {checkpoint_path}"
+                if checkpoint_path.exists()
+                else "no epoch had finished, so no checkpoint was written"
+            )
+            raise NonFiniteLossError(f"non-finite loss at epoch {epoch + 1}; {kept}")
         log.append(
             {
                 "epoch": epoch + 1,
                 "phase": "penalized" if penalized else "finetune",
                 "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": running / max(batches, 1),
-                "val_accuracy": accuracy(model, val_data, device),
+                "train_loss": train_loss,
+                "val_accuracy": accuracy(model, val_data, device, config.workers),
                 "kept_structures": int(pruner.keep.sum()) if pruned else None,
             }
         )
-        _write_log(log, run_dir)
-        _save_atomically(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "M": getattr(pruner.regularizer, "M", torch.zeros(0)),
-                "keep": pruner.keep,
-                "pruned": pruned,
-                "log": json.dumps(log),
-                "epoch": epoch + 1,
-                "config": json.dumps(asdict(config)),
-                "scaler": scaler.state_dict(),
-            },
-            checkpoint_path,
-        )
+        checkpoint = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "M": getattr(pruner.regularizer, "M", torch.zeros(0)),
+            "keep": pruner.keep,
+            "pruned": pruned,
+            "log": json.dumps(log),
+            "epoch": epoch + 1,
+            "config": json.dumps(asdict(config)),
+            "scaler": step.scaler.state_dict(),
+        }
+        distributed.on_main(partial(_save_epoch, log, checkpoint, run_dir))
     if not config.prune:
-        _save_atomically(model.state_dict(), run_dir / "penalized.pt")
-        return pruner
-    if not pruned:  # no fine-tuning phase: prune at the end
-        _save_atomically(model.state_dict(), run_dir / "penalized.pt")
+        distributed.on_main(save_penalized)
+    elif not pruned:  # no fine-tuning phase: prune at the end
+        distributed.on_main(save_penalized)
         _prune(pruner, val_data, config, device)
-    return pruner

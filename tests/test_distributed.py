@@ -1,4 +1,5 @@
-"""`sprkit prune` under torchrun: 2 processes, gloo on CPU, the digits data.
+"""`sprkit prune` under torchrun: 2 processes, gloo on CPU, the digits data and a tiny
+ImageNet-format folder of JPEGs.
 
 The runs go through torchrun in a subprocess (python -m torch.distributed.run, --standalone:
 a free port of its own), one thread per process. tests/torchrun_prune.py runs the command line
@@ -12,8 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
+from test_imagenet import write_imagenet
 
 import sprkit.networks.distributed as distributed
 from sprkit.errors import ParameterError
@@ -119,6 +122,28 @@ def test_an_interrupted_run_resumed_ends_where_the_uninterrupted_one_does(full_r
             assert torch.equal(tensor, continued[parameter]), (name, parameter)
     log = (folder / "run" / "training" / "log.csv").read_text().splitlines()
     assert len(log) == 1 + EPOCHS  # header + one row per epoch, none twice
+
+
+def test_a_tiny_imagenet_folder_runs_through_torchrun(tmp_path):
+    """JPEGs decoded by one DataLoader worker per process, shards of a DistributedSampler."""
+    root = write_imagenet(tmp_path / "imagenet")
+    config = CONFIG.replace("batch_size = 64", "batch_size = 8\nworkers = 1")
+    (tmp_path / "tiny.toml").write_text(
+        'arch = "resnet18-imagenet"\ncrop_size = 16\nresize_size = 18\nlatency_batch = 2\n' + config
+    )
+    (tmp_path / "observed").mkdir()
+    argv = ["prune", "--dataset", "imagenet", "--data-dir", root, "--config", "tiny.toml"]
+    result = _torchrun([OBSERVER, "observed", *argv, "--out", "run"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rank0, rank1 = _observed(tmp_path / "observed")
+    assert len(rank0["digests"]) == 1 and rank0["digests"] == rank1["digests"]
+    assert rank1["replaced"] == []
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["processes"] == 2 and report["dataset"] == "imagenet"
+    rows = pd.read_csv(tmp_path / "run" / "report.csv")
+    assert rows["network"].tolist() == ["penalized", "pruned", "compressed"]
+    # 3 classes x 3 test images: accuracies are multiples of 1/9, and compression keeps them.
+    assert rows.loc[1, "top1"] == rows.loc[2, "top1"]
 
 
 def test_a_refusal_by_rank_0_ends_every_process_with_one_line(tmp_path):

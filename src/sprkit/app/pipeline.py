@@ -53,7 +53,7 @@ def _layer_table(
     return pd.DataFrame(rows)
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
     """ParameterError unless `device` is cpu or an available CUDA device."""
     try:
         parsed = torch.device(device)
@@ -95,8 +95,8 @@ ROW_MEANINGS = {
 }
 
 
-def _measure(network, name: str, data, shape, settings: PruneSettings, device: str) -> dict:
-    """One row of report.csv."""
+def measure_network(network, name: str, data, shape, settings: PruneSettings, device: str) -> dict:
+    """One row of report.csv: `network`'s test accuracy, size, MACs and latency."""
     accuracy = top_k_accuracies(network, data.test, device)
     return {
         "network": name,
@@ -113,6 +113,37 @@ def _measure(network, name: str, data, shape, settings: PruneSettings, device: s
     }
 
 
+def train_baseline(
+    model: torch.nn.Module,
+    settings: PruneSettings,
+    data,
+    folder: Path,
+    *,
+    device: str,
+    resume: bool,
+) -> None:
+    """Train `model` as the unpruned reference of `settings` in `folder`: without any
+    penalty for the run's whole budget (penalized + fine-tuning epochs), same recipe
+    otherwise; `resume` continues (or reads back) the training there."""
+    recipe = replace(
+        settings.train,
+        lam=0.0,
+        prune=False,
+        penalized_epochs=settings.train.penalized_epochs + settings.train.finetune_epochs,
+        finetune_epochs=0,
+    )
+    train_spr(
+        model,
+        data.train,
+        data.val,
+        recipe,
+        folder,
+        resume=resume,
+        device=device,
+        augment=data.augment,
+    )
+
+
 def run_prune(
     settings: PruneSettings,
     out: Path,
@@ -127,7 +158,7 @@ def run_prune(
     the old one back in place, whole), and refused otherwise (RunExistsError); a folder in
     use by a live run is refused (RunFolderError)."""
     constructor = model_constructor(settings.arch)  # unknown: fail before loading data
-    _check_device(device)
+    check_device(device)
     with RunFolder(out) as folder:
         folder.check_free(resume=resume, overwrite=overwrite)
         data = load_image_data(settings.dataset, settings.data_dir, settings.seed)
@@ -145,24 +176,8 @@ def _run(settings: PruneSettings, out: Path, data, constructor, device: str, res
     rows = []
     if settings.baseline:
         baseline = constructor(data.num_classes, shape[0])
-        recipe = replace(  # the whole budget of the pruned network, without the penalty
-            settings.train,
-            lam=0.0,
-            prune=False,
-            penalized_epochs=settings.train.penalized_epochs + settings.train.finetune_epochs,
-            finetune_epochs=0,
-        )
-        train_spr(
-            baseline,
-            data.train,
-            data.val,
-            recipe,
-            out / "baseline",
-            resume=resume,
-            device=device,
-            augment=data.augment,
-        )
-        rows.append(_measure(baseline, "baseline", data, shape, settings, device))
+        train_baseline(baseline, settings, data, out / "baseline", device=device, resume=resume)
+        rows.append(measure_network(baseline, "baseline", data, shape, settings, device))
     pruner = train_spr(
         model,
         data.train,
@@ -189,7 +204,7 @@ def _run(settings: PruneSettings, out: Path, data, constructor, device: str, res
         ("pruned", masked),
         ("compressed", compressed),
     ):
-        rows.append(_measure(network, name, data, shape, settings, device))
+        rows.append(measure_network(network, name, data, shape, settings, device))
     networks = pd.DataFrame(rows)
     by_name = {row["network"]: row for row in rows}
     before, after = by_name["penalized"], by_name["compressed"]

@@ -67,3 +67,42 @@ def plot_pruning(table: pd.DataFrame, dense_accuracy: float, path: Path) -> None
     kept_axis.legend(loc="upper right")
     figure.tight_layout()
     figure.savefig(path, dpi=120, format="png")
+
+
+def plot_sweep(table: pd.DataFrame, path: Path) -> None:
+    """Top-1 against MACs (left) and against parameters (right), one colour per method: its
+    points (means over the seeds, bars: standard deviation of top-1), its Pareto front (a
+    staircase: the best top-1 at most that cost reaches) and the baseline (black star)."""
+    figure = _figure(figsize=(12, 5))
+    axes = figure.subplots(1, 2, sharey=True)
+    methods = [m for m in dict.fromkeys(table["method"]) if m != "baseline"]
+    colours = {method: f"C{index}" for index, method in enumerate(methods)}
+    baseline = table[table["method"] == "baseline"]
+    for axis, cost, label in zip(
+        axes, ("macs", "parameters"), ("MACs (one input)", "parameters"), strict=True
+    ):
+        for method in methods:
+            rows = table[table["method"] == method]
+            axis.errorbar(
+                rows[cost],
+                rows["top1"],
+                yerr=rows["top1_std"],
+                fmt="o",
+                color=colours[method],
+                alpha=0.8,
+                capsize=2,
+                label=method,
+            )
+            front = rows[rows[f"pareto_{cost}"]].sort_values(cost)
+            axis.step(front[cost], front["top1"], where="post", color=colours[method])
+        if len(baseline):
+            axis.plot(
+                baseline[cost], baseline["top1"], "k*", markersize=12, label="baseline (dense)"
+            )
+        axis.set_xlabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("top-1 test accuracy")
+    axes[0].legend(loc="lower right")
+    figure.suptitle("Accuracy against cost: every run and each method's Pareto front")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120, format="png")

@@ -1,4 +1,5 @@
-"""The report files of a pruning run: report.json, report.csv, layers.csv, kept_channels.png.
+"""The report files of a pruning run (report.json, report.csv, layers.csv, kept_channels.png)
+and of a sweep (runs.csv, sweep.csv, sweep.md, sweep.png).
 
 The figures in them are measured by sprkit.networks.measure (conventions there); `sprkit prune`
 measures BatchNorm-folded copies of every network.
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from sprkit.app.plots import plot_kept_channels
+from sprkit.app.plots import plot_kept_channels, plot_sweep
 from sprkit.atomic import write_atomically
 
 REPORT_FILES = ("report.json", "report.csv", "layers.csv", "kept_channels.png")
+SWEEP_FILES = ("runs.csv", "sweep.csv", "sweep.md", "sweep.png")
 
 
 def write_report(folder: Path, summary: dict, networks: pd.DataFrame, layers: pd.DataFrame) -> None:
@@ -33,4 +35,52 @@ def write_report(folder: Path, summary: dict, networks: pd.DataFrame, layers: pd
         lambda path: plot_kept_channels(layers, path),
     )
     for name, write in zip(REPORT_FILES, writers, strict=True):
+        write_atomically(folder / name, write)
+
+
+def _sweep_markdown(table: pd.DataFrame, context: list[str]) -> str:
+    """sweep.md: the context lines, then one table row per (method, lam)."""
+    shown = pd.DataFrame(
+        {
+            "method": table["method"],
+            "lam": table["lam"].map(lambda lam: f"{lam:g}"),
+            "seeds": table["seeds"],
+            "top1": table["top1"].map(lambda v: f"{v:.4f}"),
+            "top1 std": table["top1_std"].map(lambda v: f"{v:.4f}"),
+            "MACs": table["macs"].map(lambda v: f"{v:,.0f}"),
+            "MACs removed": table["macs_removed"].map(lambda v: f"{v:.1%}"),
+            "parameters": table["parameters"].map(lambda v: f"{v:,.0f}"),
+            "latency ms": table["latency_ms"].map(lambda v: f"{v:.3f}"),
+            "front (MACs)": table["pareto_macs"].map({True: "yes", False: ""}),
+            "front (params)": table["pareto_parameters"].map({True: "yes", False: ""}),
+        }
+    )
+    return "\n".join(
+        [
+            "# Trade-off sweep",
+            "",
+            "  \n".join(context),
+            "",
+            shown.to_markdown(index=False, colalign=["left"] + ["right"] * 10),
+            "",
+            "Figures of the compressed networks, means over the seeds. front: on the method's "
+            "Pareto front (no other point of the method has at most its MACs, or parameters, "
+            "and at least its top-1, one of them strictly).",
+            "",
+        ]
+    )
+
+
+def write_sweep_report(
+    folder: Path, runs: pd.DataFrame, table: pd.DataFrame, context: list[str]
+) -> None:
+    """runs.csv (one row per run), sweep.csv and sweep.md (`table`: one row per method and
+    lam, sprkit.app.sweep.summarize) and sweep.png; each file replaced atomically."""
+    writers = (
+        lambda path: runs.to_csv(path, index=False),
+        lambda path: table.to_csv(path, index=False),
+        lambda path: path.write_text(_sweep_markdown(table, context)),
+        lambda path: plot_sweep(table, path),
+    )
+    for name, write in zip(SWEEP_FILES, writers, strict=True):
         write_atomically(folder / name, write)

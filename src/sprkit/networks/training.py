@@ -3,7 +3,8 @@
 One SGD (momentum, weight decay) run on one multi-step learning-rate schedule over
 `penalized_epochs + finetune_epochs` epochs. During the penalized epochs the loss is
 cross-entropy + the penalty of an SPRPruner built on the model at the start (SPR with M
-fixed from the model then, or a competitor's penalty, sprkit.networks.penalties). At the
+fixed from the model then, or a competitor's penalty, sprkit.networks.penalties; Torch-
+Pruning's tp_group_norm acts on the gradients after backward() instead). At the
 switch, structures are pruned (the largest threshold whose validation accuracy drop is within
 `tolerance`, or a MAC budget; sprkit.networks.rules), and from then on the penalty is off
 and the removed structures are re-zeroed after every step; `prune=False` trains a dense
@@ -33,7 +34,7 @@ from sprkit.atomic import write_atomically
 from sprkit.errors import CheckpointError, ParameterError, TrainingError, first_line
 from sprkit.networks.graph import example_batch
 from sprkit.networks.measure import top_k_accuracies
-from sprkit.networks.penalties import PENALTIES, SPRPenalty
+from sprkit.networks.penalties import PENALTIES, RANKED_BY_SCORE, SPRPenalty
 from sprkit.networks.pruner import SPRPruner
 from sprkit.networks.rules import fewest_removed, masked_copy
 from sprkit.networks.structures import GROUPINGS
@@ -146,7 +147,8 @@ def _prune(
     """Zero the structures to remove, by the configured rule: with `target_macs`, the fewest
     lowest-scoring structures that bring the compressed network within the MAC budget;
     otherwise the largest weight threshold within the validation tolerance (SPR, group
-    lasso) or the most lowest-|gamma| structures within it (bn_l1)."""
+    lasso) or the most lowest-scoring structures within it (bn_l1: |gamma|, tp_group_norm:
+    Torch-Pruning's importance)."""
     model = pruner.model
     if config.target_macs is not None:
         try:
@@ -156,7 +158,7 @@ def _prune(
                 f"target_macs {config.target_macs} cannot be reached: removing every "
                 "structure that can go (each essential layer keeps a channel) leaves more"
             ) from None
-    elif config.penalty == "bn_l1":
+    elif config.penalty in RANKED_BY_SCORE:
         reference = accuracy(model, val_data, device)
         keep = fewest_removed(
             pruner.structures,
@@ -344,6 +346,9 @@ def train_spr(
                 )
                 raise NonFiniteLossError(f"non-finite loss at epoch {epoch + 1}; {kept}")
             scaler.scale(loss).backward()
+            if penalized and pruner.regularizes_gradients:  # Torch-Pruning's regularizer
+                scaler.unscale_(optimizer)  # it adds to the true (unscaled) gradients
+                pruner.regularize()
             scaler.step(optimizer)
             scaler.update()
             if pruned:

@@ -72,15 +72,17 @@ def _sweep_markdown(table: pd.DataFrame, context: list[str]) -> str:
 
 
 def write_sweep_report(
-    folder: Path, runs: pd.DataFrame, table: pd.DataFrame, context: list[str]
+    folder: Path, runs: pd.DataFrame, table: pd.DataFrame, context: list[str], *, plot: bool
 ) -> None:
     """runs.csv (one row per run), sweep.csv and sweep.md (`table`: one row per method and
-    lam, sprkit.app.sweep.summarize) and sweep.png; each file replaced atomically."""
-    writers = (
-        lambda path: runs.to_csv(path, index=False),
-        lambda path: table.to_csv(path, index=False),
-        lambda path: path.write_text(_sweep_markdown(table, context)),
-        lambda path: plot_sweep(table, path),
-    )
-    for name, write in zip(SWEEP_FILES, writers, strict=True):
+    lam, sprkit.app.sweep.summarize) and, with `plot`, sweep.png; each file replaced
+    atomically."""
+    writers = {
+        "runs.csv": lambda path: runs.to_csv(path, index=False),
+        "sweep.csv": lambda path: table.to_csv(path, index=False),
+        "sweep.md": lambda path: path.write_text(_sweep_markdown(table, context)),
+    }
+    if plot:
+        writers["sweep.png"] = lambda path: plot_sweep(table, path)
+    for name, write in writers.items():
         write_atomically(folder / name, write)

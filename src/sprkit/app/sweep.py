@@ -7,8 +7,9 @@ A sweep folder DIR holds
                                        shared by every point; measured.json: its measured row
     runs/<method>/lam=<lam>/seed=<s>/  one prune run folder per point (baseline off)
     runs.csv                           one row per run, baselines included
-    sweep.csv, sweep.md, sweep.png     one row per (method, lam), means over the seeds, with
-                                       Pareto flags; the trade-off plot (sprkit.app.reports)
+    sweep.csv, sweep.md                one row per (method, lam), means over the seeds, with
+                                       Pareto flags (rewritten after every point)
+    sweep.png                          the trade-off plot (sprkit.app.plots), at the end
 
 A point's figures are those of its compressed network (its report.json). A point is on its
 method's Pareto front for MACs (pareto_macs) when no other point of the same method has at
@@ -43,21 +44,23 @@ from sprkit.networks.architectures import model_constructor
 from sprkit.networks.penalties import PENALTIES
 
 METHODS = PENALTIES
-# Default lam grids, chosen so that each method's points spread over a range of MACs with the
-# dataset's default recipe (digits: explored with this tool, docs/benchmarks.md). CIFAR: the
-# digits grids for SPR and group lasso, the published settings' neighbourhoods for network
-# slimming (Liu et al. 2017: 1e-4 to 1e-5) and Torch-Pruning (its ResNet-56 scripts: reg
-# 5e-4); not measured here (no CIFAR on this machine): starting points to adjust.
+# Default lam grids. digits: chosen with this tool (a wider exploratory sweep, one seed) so
+# that each method's points spread from about 20% to 95% of the MACs removed under the default
+# recipe; the scales differ by orders of magnitude between methods. CIFAR: starting points,
+# not measured here (no CIFAR on this machine): SPR and group lasso around the default lam,
+# network slimming around its published 1e-5 to 1e-4 (Liu et al. 2017; sprkit's bn_l1 sums
+# |gamma| unnormalized, and a ResNet-56 has ~20x the channels of resnet-digits), Torch-Pruning
+# around the reg 5e-4 of its ResNet-56 scripts.
 DEFAULT_LAMS: dict[str, dict[str, tuple[float, ...]]] = {
     "digits": {
-        "spr": (0.5, 1.0, 2.0, 4.0, 8.0),
-        "group_lasso": (4.0, 8.0, 16.0, 32.0, 64.0),
-        "bn_l1": (1e-4, 1e-3, 3e-3, 1e-2, 3e-2),
-        "tp_group_norm": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+        "spr": (0.5, 1.0, 2.0, 3.0, 4.0, 6.0),
+        "group_lasso": (8.0, 16.0, 32.0, 64.0, 96.0, 128.0),
+        "bn_l1": (0.003, 0.01, 0.02, 0.03, 0.05, 0.07),
+        "tp_group_norm": (0.001, 0.002, 0.003, 0.005, 0.01, 0.02),
     },
     "cifar10": {
         "spr": (0.25, 0.5, 1.0, 2.0, 4.0),
-        "group_lasso": (2.0, 4.0, 8.0, 16.0, 32.0),
+        "group_lasso": (4.0, 8.0, 16.0, 32.0, 64.0),
         "bn_l1": (1e-5, 3e-5, 1e-4, 3e-4, 1e-3),
         "tp_group_norm": (1e-4, 2e-4, 5e-4, 1e-3, 2e-3),
     },
@@ -159,11 +162,12 @@ def sweep_points(
     return points
 
 
-def _identity(settings: PruneSettings) -> dict:
-    """What a finished run must share with the settings to be read back (as JSON)."""
-    return json.loads(
-        json.dumps({"arch": settings.arch, "dataset": settings.dataset, **asdict(settings.train)})
-    )
+def _changed(saved: dict, settings: PruneSettings) -> list[str]:
+    """The settings a finished run (`saved`: arch, dataset and the train fields, as read from
+    its JSON) was made with that differ from `settings`."""
+    current = {"arch": settings.arch, "dataset": settings.dataset, **asdict(settings.train)}
+    current = json.loads(json.dumps(current))  # JSON's types, as saved
+    return sorted(key for key, value in current.items() if saved.get(key) != value)
 
 
 def _finished_point(folder: Path, settings: PruneSettings) -> dict | None:
@@ -172,8 +176,9 @@ def _finished_point(folder: Path, settings: PruneSettings) -> dict | None:
     if not all((folder / name).exists() for name in REPORT_FILES):
         return None
     report = json.loads((folder / "report.json").read_text())
-    saved = {"arch": report["arch"], "dataset": report["dataset"], **report["train"]}
-    changed = sorted(k for k, v in _identity(settings).items() if saved.get(k) != v)
+    changed = _changed(
+        {"arch": report["arch"], "dataset": report["dataset"], **report["train"]}, settings
+    )
     if changed:
         raise RunFolderError(
             f"{folder} was run with other settings ({', '.join(changed)}); resume with the "
@@ -215,9 +220,11 @@ def _baseline_row(settings: PruneSettings, seed: int, out: Path, device: str, re
     measured = folder / "measured.json"
     if resume and measured.exists():
         saved = json.loads(measured.read_text())
-        if saved["settings"] != _identity(settings):
+        changed = _changed(saved["settings"], settings)
+        if changed:
             raise RunFolderError(
-                f"{folder} was trained with other settings; resume with the same settings"
+                f"{folder} was trained with other settings ({', '.join(changed)}); resume "
+                "with the same settings, or delete that folder to train it again"
             )
         return saved["row"]
     data = load_image_data(settings.dataset, settings.data_dir, seed)
@@ -239,7 +246,8 @@ def _baseline_row(settings: PruneSettings, seed: int, out: Path, device: str, re
         "latency_ms": measured_row["latency_ms"],
         "run": str(folder.relative_to(out)),
     }
-    document = {"settings": _identity(settings), "row": row}
+    identity = {"arch": settings.arch, "dataset": settings.dataset, **asdict(settings.train)}
+    document = {"settings": identity, "row": row}
     write_atomically(measured, lambda path: path.write_text(json.dumps(document, indent=1)))
     return row
 
@@ -314,7 +322,8 @@ def run_sweep(
             )
             runs = pd.DataFrame(rows)
             table = summarize(runs)
-            write_sweep_report(out, runs, table, context)  # after every point: partial results
+            write_sweep_report(out, runs, table, context, plot=False)  # partial results
+        write_sweep_report(out, runs, table, context, plot=True)
         return table
 
 

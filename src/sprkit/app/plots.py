@@ -69,10 +69,14 @@ def plot_pruning(table: pd.DataFrame, dense_accuracy: float, path: Path) -> None
     figure.savefig(path, dpi=120, format="png")
 
 
+ACCURACY_TICKS = (0.01, 0.1, 0.5, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
+
+
 def plot_sweep(table: pd.DataFrame, path: Path) -> None:
     """Top-1 against MACs (left) and against parameters (right), one colour per method: its
     points (means over the seeds, bars: standard deviation of top-1), its Pareto front (a
-    staircase: the best top-1 at most that cost reaches) and the baseline (black star)."""
+    staircase: the best top-1 at most that cost reaches) and the baseline (black star, dotted
+    line). Log cost axes, logit accuracy axis."""
     figure = _figure(figsize=(12, 5))
     axes = figure.subplots(1, 2, sharey=True)
     methods = [m for m in dict.fromkeys(table["method"]) if m != "baseline"]
@@ -99,10 +103,19 @@ def plot_sweep(table: pd.DataFrame, path: Path) -> None:
             axis.plot(
                 baseline[cost], baseline["top1"], "k*", markersize=12, label="baseline (dense)"
             )
-        axis.set_xlabel(label)
+            axis.axhline(baseline["top1"].iloc[0], color="k", linestyle=":", linewidth=0.8)
+        axis.set_xscale("log")
+        axis.set_xlabel(f"{label} (log scale)")
         axis.grid(alpha=0.3)
-    axes[0].set_ylabel("top-1 test accuracy")
-    axes[0].legend(loc="lower right")
+    # logit: spreads the accurate end (0.9 to 0.99) without hiding collapsed runs near 0.1
+    axes[0].set_yscale("logit", nonpositive="clip")
+    low, high = axes[0].get_ylim()
+    ticks = [tick for tick in ACCURACY_TICKS if low <= tick <= high]
+    axes[0].set_yticks(ticks, [f"{tick:g}" for tick in ticks])
+    axes[0].set_yticks([], minor=True)
+    axes[0].set_ylim(low, high)
+    axes[0].set_ylabel("top-1 test accuracy (logit scale)")
+    axes[0].legend(loc="upper left")
     figure.suptitle("Accuracy against cost: every run and each method's Pareto front")
     figure.tight_layout()
     figure.savefig(path, dpi=120, format="png")

@@ -14,6 +14,10 @@ import sprkit.app.pipeline
 import sprkit.app.sweep
 from sprkit.app.cli import main
 from sprkit.app.sweep import pareto_front
+from sprkit.data.images import load_image_data
+from sprkit.networks.architectures import build_model
+from sprkit.networks.measure import top_k_accuracies
+from sprkit.networks.serialization import load_compressed
 
 # Four penalized epochs and one fine-tuning epoch: a real sweep in seconds whose points differ.
 TINY = """
@@ -34,6 +38,7 @@ GRID = [
     "tp_group_norm=0.003,0.1",
 ]
 DENSE_MACS = 525_632  # resnet-digits
+VALIDATION = load_image_data("digits", None, 0).val
 
 
 def _argv(config: Path, out: Path, *extra) -> list:
@@ -91,6 +96,12 @@ def test_a_sweep_writes_its_table_plot_and_fronts(swept):
         for key in ("top1", "top5", "macs", "parameters"):
             assert row[key] == pytest.approx(compressed[key])
         assert row["macs_removed"] == pytest.approx(1 - row["macs"] / DENSE_MACS)
+        # val_top1: the saved compressed network's accuracy on the validation split
+        network, _ = load_compressed(
+            folder / "network", lambda: build_model("resnet-digits", 10, 1)
+        )
+        val = top_k_accuracies(network, VALIDATION)["top1"]
+        assert row["val_top1"] == pytest.approx(val, abs=1.01 / len(VALIDATION))  # argmax ties
     for method, rows in table[table["method"] != "baseline"].groupby("method"):
         for cost in ("macs", "parameters"):
             assert list(rows[f"pareto_{cost}"]) == _front(rows, cost), (method, cost)

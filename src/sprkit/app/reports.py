@@ -47,6 +47,7 @@ def _sweep_markdown(table: pd.DataFrame, context: list[str]) -> str:
             "seeds": table["seeds"],
             "top1": table["top1"].map(lambda v: f"{v:.4f}"),
             "top1 std": table["top1_std"].map(lambda v: f"{v:.4f}"),
+            "val top1": table["val_top1"].map(lambda v: f"{v:.4f}"),
             "MACs": table["macs"].map(lambda v: f"{v:,.0f}"),
             "MACs removed": table["macs_removed"].map(lambda v: f"{v:.1%}"),
             "parameters": table["parameters"].map(lambda v: f"{v:,.0f}"),
@@ -61,11 +62,12 @@ def _sweep_markdown(table: pd.DataFrame, context: list[str]) -> str:
             "",
             "  \n".join(context),
             "",
-            shown.to_markdown(index=False, colalign=["left"] + ["right"] * 10),
+            shown.to_markdown(index=False, colalign=["left"] + ["right"] * 11),
             "",
-            "Figures of the compressed networks, means over the seeds. front: on the method's "
-            "Pareto front (no other point of the method has at most its MACs, or parameters, "
-            "and at least its top-1, one of them strictly).",
+            "Figures of the compressed networks, means over the seeds; top1: test accuracy, "
+            "val top1: validation accuracy at the end of training (for choosing lam). front: "
+            "on the method's Pareto front of test top-1 (no other point of the method has at "
+            "most its MACs, or parameters, and at least its top-1, one of them strictly).",
             "",
         ]
     )

@@ -207,7 +207,14 @@ def _point_row(point: Point, out: Path, device: str, resume: bool) -> dict:
         "parameters_removed": report["parameters_removed"],
         "latency_ms": compressed["latency_ms"],
         "run": str(point.folder),
+        "val_top1": _final_val_accuracy(folder / "training"),
     }
+
+
+def _final_val_accuracy(run_dir: Path) -> float:
+    """Validation accuracy at the end of a training (the last row of its log.csv): the
+    split on which a lam can be chosen without looking at the test figures."""
+    return float(pd.read_csv(run_dir / "log.csv")["val_accuracy"].iloc[-1])
 
 
 def _baseline_row(settings: PruneSettings, seed: int, out: Path, device: str, resume: bool):
@@ -226,7 +233,7 @@ def _baseline_row(settings: PruneSettings, seed: int, out: Path, device: str, re
                 f"{folder} was trained with other settings ({', '.join(changed)}); resume "
                 "with the same settings, or delete that folder to train it again"
             )
-        return saved["row"]
+        return {**saved["row"], "val_top1": _final_val_accuracy(folder)}
     data = load_image_data(settings.dataset, settings.data_dir, seed)
     shape = data.input_shape
     torch.manual_seed(seed)
@@ -249,17 +256,19 @@ def _baseline_row(settings: PruneSettings, seed: int, out: Path, device: str, re
     identity = {"arch": settings.arch, "dataset": settings.dataset, **asdict(settings.train)}
     document = {"settings": identity, "row": row}
     write_atomically(measured, lambda path: path.write_text(json.dumps(document, indent=1)))
-    return row
+    return {**row, "val_top1": _final_val_accuracy(folder)}
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, lam) of runs.csv: means over the seeds (top1_std: their standard
-    deviation, 0 for one seed) and the Pareto flags of each method's points."""
+    deviation, 0 for one seed; val_top1: validation accuracy at the end of training) and the
+    Pareto flags of each method's points (on test top-1)."""
     grouped = runs.groupby(["method", "lam"], sort=False)
     table = grouped.agg(
         seeds=("seed", "size"),
         top1=("top1", "mean"),
         top1_std=("top1", lambda values: float(np.std(values, ddof=1)) if len(values) > 1 else 0.0),
+        val_top1=("val_top1", "mean"),
         top5=("top5", "mean"),
         macs=("macs", "mean"),
         parameters=("parameters", "mean"),

@@ -166,13 +166,18 @@ def test_resume_reads_finished_points_back_and_continues_an_interrupted_one(
     assert code == 2 and "tolerance" in _one_line(err)
 
 
-def test_an_existing_or_foreign_folder_is_refused_and_left_as_it_was(
+def test_an_existing_foreign_or_damaged_sweep_is_refused_and_left_as_it_was(
     swept, config, tmp_path, capsys
 ):
     before = (swept / "sweep.csv").read_bytes()
     code, _, err = run_cli(capsys, _argv(config, swept, *GRID))
     assert code == 2 and "already holds a sweep: --resume" in _one_line(err)
     assert (swept / "sweep.csv").read_bytes() == before
+    damaged = tmp_path / "damaged"
+    shutil.copytree(swept, damaged)
+    (damaged / "runs/spr/lam=4.0/seed=0/report.json").write_text("{not json")
+    code, _, err = run_cli(capsys, _argv(config, damaged, *GRID, "--resume"))
+    assert code == 2 and "report.json is damaged" in _one_line(err)
     foreign = tmp_path / "mine"
     (foreign / "runs").mkdir(parents=True)
     code, _, err = run_cli(capsys, _argv(config, foreign, *GRID))

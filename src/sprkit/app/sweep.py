@@ -69,6 +69,8 @@ DEFAULT_LAMS["cifar100"] = DEFAULT_LAMS["cifar10"]
 MAX_SEEDS = 100
 SWEEP_MARKER = ".sprkit-sweep"
 SWEEP_PARTS = ("baseline", "runs", *SWEEP_FILES, SWEEP_MARKER)
+# What the sweep reads from a point's report.json.
+REPORT_KEYS = ("arch", "dataset", "train", "networks", "macs_removed", "parameters_removed")
 
 
 def parse_methods(text: str | None) -> tuple[str, ...]:
@@ -170,12 +172,23 @@ def _changed(saved: dict, settings: PruneSettings) -> list[str]:
     return sorted(key for key, value in current.items() if saved.get(key) != value)
 
 
+def _read_json(path: Path, keys: tuple[str, ...]) -> dict:
+    """The JSON object in `path`, with `keys`; RunFolderError if it is damaged."""
+    try:
+        document = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        document = None
+    if not isinstance(document, dict) or any(key not in document for key in keys):
+        raise RunFolderError(f"{path} is damaged; delete its folder to run that part again")
+    return document
+
+
 def _finished_point(folder: Path, settings: PruneSettings) -> dict | None:
     """The report of a finished point in `folder` (None if unfinished); RunFolderError if
     it was run with other settings."""
     if not all((folder / name).exists() for name in REPORT_FILES):
         return None
-    report = json.loads((folder / "report.json").read_text())
+    report = _read_json(folder / "report.json", REPORT_KEYS)
     changed = _changed(
         {"arch": report["arch"], "dataset": report["dataset"], **report["train"]}, settings
     )
@@ -196,7 +209,7 @@ def _point_row(point: Point, out: Path, device: str, resume: bool) -> dict:
             run_prune(point.settings, folder, device=device, resume=resume)
         except CheckpointError as error:
             raise RunFolderError(f"{error}; delete {folder} to run the point again") from None
-        report = json.loads((folder / "report.json").read_text())
+        report = _read_json(folder / "report.json", REPORT_KEYS)
     compressed = next(row for row in report["networks"] if row["network"] == "compressed")
     return {
         "method": point.method,
@@ -226,7 +239,7 @@ def _baseline_row(settings: PruneSettings, seed: int, out: Path, device: str, re
     settings = replace(settings, seed=seed, train=train)
     measured = folder / "measured.json"
     if resume and measured.exists():
-        saved = json.loads(measured.read_text())
+        saved = _read_json(measured, ("settings", "row"))
         changed = _changed(saved["settings"], settings)
         if changed:
             raise RunFolderError(

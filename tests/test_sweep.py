@@ -13,7 +13,7 @@ from cli_run import run_cli
 import sprkit.app.pipeline
 import sprkit.app.sweep
 from sprkit.app.cli import main
-from sprkit.app.sweep import pareto_front
+from sprkit.app.sweep import front_at_budgets, pareto_front
 from sprkit.data.images import load_image_data
 from sprkit.networks.architectures import build_model
 from sprkit.networks.measure import top_k_accuracies
@@ -108,8 +108,25 @@ def test_a_sweep_writes_its_table_plot_and_fronts(swept):
     assert not table.iloc[0][["pareto_macs", "pareto_parameters"]].any()
     assert (swept / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (swept / "sweep.md").read_text()
-    assert markdown.count("\n| ") == 6  # header + 5 rows
+    assert markdown.count("\n| ") == 6 + 6  # header + 5 rows; header + 5 MAC budgets
     assert "4 penalized + 1 fine-tuning epochs" in markdown
+
+
+def test_fronts_at_budgets_are_the_best_point_within_each_budget():
+    table = pd.DataFrame(
+        {
+            "method": ["baseline", "a", "a", "a", "b"],
+            "lam": [0.0, 1.0, 2.0, 4.0, 1.0],
+            "macs": [100.0, 60.0, 25.0, 8.0, 50.0],
+            "top1": [0.9, 0.95, 0.97, 0.5, 0.8],
+        }
+    )
+    budgets = front_at_budgets(table, shares=(0.5, 0.3, 0.1, 0.05))
+    got = {(r.share, r.method): (r.top1, r.lam) for r in budgets.itertuples()}
+    assert got[(0.5, "a")] == (0.97, 2.0) and got[(0.5, "b")] == (0.8, 1.0)
+    assert got[(0.3, "a")] == (0.97, 2.0) and np.isnan(got[(0.3, "b")][0])
+    assert got[(0.1, "a")] == (0.5, 4.0) and np.isnan(got[(0.05, "a")][1])
+    assert set(budgets["macs"]) == {50.0, 30.0, 10.0, 5.0}
 
 
 def test_pareto_front_keeps_equal_points_and_drops_dominated_ones():

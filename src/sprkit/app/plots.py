@@ -72,11 +72,11 @@ def plot_pruning(table: pd.DataFrame, dense_accuracy: float, path: Path) -> None
 ACCURACY_TICKS = (0.01, 0.1, 0.5, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 
 
-def plot_sweep(table: pd.DataFrame, path: Path) -> None:
+def plot_sweep(table: pd.DataFrame, runs: pd.DataFrame, path: Path) -> None:
     """Top-1 against MACs (left) and against parameters (right), one colour per method: its
-    points (means over the seeds, bars: standard deviation of top-1), its Pareto front (a
-    staircase: the best top-1 at most that cost reaches) and the baseline (black star, dotted
-    line). Log cost axes, logit accuracy axis."""
+    points (`table`: means over the seeds), its single runs (`runs`: small faint dots, the
+    seed-to-seed spread), its Pareto front (a staircase: the best top-1 at most that cost
+    reaches) and the baseline (black star, dotted line). Log cost axes, logit accuracy axis."""
     figure = _figure(figsize=(12, 5))
     axes = figure.subplots(1, 2, sharey=True)
     methods = [m for m in dict.fromkeys(table["method"]) if m != "baseline"]
@@ -87,16 +87,9 @@ def plot_sweep(table: pd.DataFrame, path: Path) -> None:
     ):
         for method in methods:
             rows = table[table["method"] == method]
-            axis.errorbar(
-                rows[cost],
-                rows["top1"],
-                yerr=rows["top1_std"],
-                fmt="o",
-                color=colours[method],
-                alpha=0.8,
-                capsize=2,
-                label=method,
-            )
+            single = runs[runs["method"] == method]
+            axis.plot(single[cost], single["top1"], ".", color=colours[method], alpha=0.3)
+            axis.plot(rows[cost], rows["top1"], "o", color=colours[method], label=method)
             front = rows[rows[f"pareto_{cost}"]].sort_values(cost)
             axis.step(front[cost], front["top1"], where="post", color=colours[method])
         if len(baseline):
@@ -116,6 +109,9 @@ def plot_sweep(table: pd.DataFrame, path: Path) -> None:
     axes[0].set_ylim(low, high)
     axes[0].set_ylabel("top-1 test accuracy (logit scale)")
     axes[0].legend(loc="upper left")
-    figure.suptitle("Accuracy against cost: every run and each method's Pareto front")
+    figure.suptitle(
+        "Accuracy against cost: each method's points (means over seeds; dots: single runs) "
+        "and Pareto front"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=120, format="png")

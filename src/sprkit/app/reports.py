@@ -38,8 +38,29 @@ def write_report(folder: Path, summary: dict, networks: pd.DataFrame, layers: pd
         write_atomically(folder / name, write)
 
 
-def _sweep_markdown(table: pd.DataFrame, context: list[str]) -> str:
-    """sweep.md: the context lines, then one table row per (method, lam)."""
+def _budget_markdown(budgets: pd.DataFrame) -> str:
+    """One row per MAC budget, one column per method: best top-1 (lam) within the budget."""
+    cells = budgets.assign(
+        cell=[
+            "-" if pd.isna(top1) else f"{top1:.4f} ({lam:g})"
+            for top1, lam in zip(budgets["top1"], budgets["lam"], strict=True)
+        ],
+        budget=[
+            f"{share:.0%} ({macs:,.0f})"
+            for share, macs in zip(budgets["share"], budgets["macs"], strict=True)
+        ],
+    )
+    shown = cells.pivot(index="budget", columns="method", values="cell")
+    shown = shown.loc[list(dict.fromkeys(cells["budget"])), list(dict.fromkeys(cells["method"]))]
+    shown.index.name = "MACs at most (share of baseline)"
+    return shown.reset_index().to_markdown(
+        index=False, colalign=["left"] + ["right"] * len(shown.columns)
+    )
+
+
+def _sweep_markdown(table: pd.DataFrame, budgets: pd.DataFrame, context: list[str]) -> str:
+    """sweep.md: the context lines, one table row per (method, lam), then the fronts read
+    at MAC budgets."""
     shown = pd.DataFrame(
         {
             "method": table["method"],
@@ -69,22 +90,33 @@ def _sweep_markdown(table: pd.DataFrame, context: list[str]) -> str:
             "on the method's Pareto front of test top-1 (no other point of the method has at "
             "most its MACs, or parameters, and at least its top-1, one of them strictly).",
             "",
+            "Each method's front read at MAC budgets: the best mean test top-1 (its lam) among "
+            "the method's points within the budget.",
+            "",
+            _budget_markdown(budgets),
+            "",
         ]
     )
 
 
 def write_sweep_report(
-    folder: Path, runs: pd.DataFrame, table: pd.DataFrame, context: list[str], *, plot: bool
+    folder: Path,
+    runs: pd.DataFrame,
+    table: pd.DataFrame,
+    budgets: pd.DataFrame,
+    context: list[str],
+    *,
+    plot: bool,
 ) -> None:
     """runs.csv (one row per run), sweep.csv and sweep.md (`table`: one row per method and
-    lam, sprkit.app.sweep.summarize) and, with `plot`, sweep.png; each file replaced
-    atomically."""
+    lam, `budgets`: the fronts at MAC budgets; sprkit.app.sweep.summarize, front_at_budgets)
+    and, with `plot`, sweep.png; each file replaced atomically."""
     writers = {
         "runs.csv": lambda path: runs.to_csv(path, index=False),
         "sweep.csv": lambda path: table.to_csv(path, index=False),
-        "sweep.md": lambda path: path.write_text(_sweep_markdown(table, context)),
+        "sweep.md": lambda path: path.write_text(_sweep_markdown(table, budgets, context)),
     }
     if plot:
-        writers["sweep.png"] = lambda path: plot_sweep(table, path)
+        writers["sweep.png"] = lambda path: plot_sweep(table, runs, path)
     for name, write in writers.items():
         write_atomically(folder / name, write)

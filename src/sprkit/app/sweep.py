@@ -53,10 +53,10 @@ METHODS = PENALTIES
 # around the reg 5e-4 of its ResNet-56 scripts.
 DEFAULT_LAMS: dict[str, dict[str, tuple[float, ...]]] = {
     "digits": {
-        "spr": (0.5, 1.0, 2.0, 3.0, 4.0, 6.0),
+        "spr": (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0),
         "group_lasso": (8.0, 16.0, 32.0, 64.0, 96.0, 128.0),
-        "bn_l1": (0.003, 0.01, 0.02, 0.03, 0.05, 0.07),
-        "tp_group_norm": (0.001, 0.002, 0.003, 0.005, 0.01, 0.02),
+        "bn_l1": (0.003, 0.01, 0.02, 0.03, 0.04, 0.05, 0.07),
+        "tp_group_norm": (0.001, 0.002, 0.003, 0.005, 0.01, 0.015, 0.02),
     },
     "cifar10": {
         "spr": (0.25, 0.5, 1.0, 2.0, 4.0),
@@ -67,6 +67,7 @@ DEFAULT_LAMS: dict[str, dict[str, tuple[float, ...]]] = {
 }
 DEFAULT_LAMS["cifar100"] = DEFAULT_LAMS["cifar10"]
 MAX_SEEDS = 100
+BUDGETS = (0.5, 0.3, 0.2, 0.1, 0.05)  # shares of the baseline's MACs (sweep.md)
 SWEEP_MARKER = ".sprkit-sweep"
 SWEEP_PARTS = ("baseline", "runs", *SWEEP_FILES, SWEEP_MARKER)
 # What the sweep reads from a point's report.json.
@@ -304,6 +305,28 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def front_at_budgets(table: pd.DataFrame, shares: tuple[float, ...] = BUDGETS) -> pd.DataFrame:
+    """Each method's Pareto front read at MAC budgets: per budget (`share` of the baseline's
+    mean MACs) and method, the best mean top-1 among the method's points within the budget
+    and that point's lam (NaN where none fits)."""
+    dense = float(table.loc[table["method"] == "baseline", "macs"].iloc[0])
+    rows = []
+    for share in shares:
+        for method, points in table[table["method"] != "baseline"].groupby("method", sort=False):
+            fitting = points[points["macs"] <= share * dense]
+            best = fitting.loc[fitting["top1"].idxmax()] if len(fitting) else None
+            rows.append(
+                {
+                    "share": share,
+                    "macs": share * dense,
+                    "method": method,
+                    "top1": np.nan if best is None else best["top1"],
+                    "lam": np.nan if best is None else best["lam"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def run_sweep(
     settings: PruneSettings,
     out: Path,
@@ -344,8 +367,9 @@ def run_sweep(
             )
             runs = pd.DataFrame(rows)
             table = summarize(runs)
-            write_sweep_report(out, runs, table, context, plot=False)  # partial results
-        write_sweep_report(out, runs, table, context, plot=True)
+            budgets = front_at_budgets(table)
+            write_sweep_report(out, runs, table, budgets, context, plot=False)  # partial
+        write_sweep_report(out, runs, table, budgets, context, plot=True)
         return table
 
 

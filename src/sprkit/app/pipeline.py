@@ -18,7 +18,7 @@ import torch
 from sprkit.app.config import PruneSettings
 from sprkit.app.reports import write_report
 from sprkit.app.runfolder import RunFolder
-from sprkit.data.images import load_image_data
+from sprkit.data.images import ImageData, load_image_data
 from sprkit.errors import CheckpointError, ParameterError, first_line
 from sprkit.networks.architectures import model_constructor
 from sprkit.networks.compression import Compression, fold_batchnorm
@@ -116,7 +116,7 @@ def measure_network(network, name: str, data, shape, settings: PruneSettings, de
 def train_baseline(
     model: torch.nn.Module,
     settings: PruneSettings,
-    data,
+    data: ImageData,
     folder: Path,
     *,
     device: str,

@@ -43,10 +43,10 @@ from sprkit.errors import CheckpointError, RunExistsError, RunFolderError, Sprki
 from sprkit.networks.architectures import model_constructor
 from sprkit.networks.penalties import PENALTIES
 
-METHODS = PENALTIES
 # Default lam grids. digits: chosen with this tool (a wider exploratory sweep, one seed) so
 # that each method's points spread from about 20% to 95% of the MACs removed under the default
-# recipe; the scales differ by orders of magnitude between methods. CIFAR: starting points,
+# recipe (bn_l1: to 70%, beyond which it loses its accuracy before pruning); the scales differ
+# by orders of magnitude between methods. CIFAR: starting points,
 # not measured here (no CIFAR on this machine): SPR and group lasso around the default lam,
 # network slimming around its published 1e-5 to 1e-4 (Liu et al. 2017; sprkit's bn_l1 sums
 # |gamma| unnormalized, and a ResNet-56 has ~20x the channels of resnet-digits), Torch-Pruning
@@ -75,13 +75,13 @@ REPORT_KEYS = ("arch", "dataset", "train", "networks", "macs_removed", "paramete
 
 
 def parse_methods(text: str | None) -> tuple[str, ...]:
-    """The methods of `--methods` (comma-separated; None: all of METHODS)."""
+    """The methods of `--methods` (comma-separated penalties; None: all of PENALTIES)."""
     if text is None:
-        return METHODS
+        return PENALTIES
     methods = tuple(name.strip() for name in text.split(","))
     for name in methods:
-        if name not in METHODS:
-            known = ", ".join(METHODS)
+        if name not in PENALTIES:
+            known = ", ".join(PENALTIES)
             raise SprkitInputError(f"--methods: unknown method {name!r}; known: {known}")
     if len(set(methods)) != len(methods):
         raise SprkitInputError(f"--methods names a method twice: {text}")
@@ -99,7 +99,7 @@ def parse_lams(items: list[str], methods: tuple[str, ...], dataset: str) -> dict
         if not equals:
             raise SprkitInputError(f"--lams {item!r}: expected METHOD=v1,v2,...")
         if method not in methods:
-            known = "unknown method" if method not in METHODS else "a method not in --methods"
+            known = "unknown method" if method not in PENALTIES else "a method not in --methods"
             raise SprkitInputError(f"--lams {item!r}: {known} {method!r}")
         if method in given:
             raise SprkitInputError(f"--lams gives {method} twice")

@@ -1,4 +1,4 @@
-"""Command line: sprkit demo | bounds | solve | instance | prune.
+"""Command line: sprkit demo | bounds | solve | instance | prune | sweep.
 
 Every command ends with exit code 0; or 2 and one line on stderr naming the problem (bad
 input, an unwritable path, missing data, a run folder in use, too little memory, a training
@@ -145,6 +145,34 @@ def build_parser() -> argparse.ArgumentParser:
     existing = prune.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     existing.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="prune runs over a grid of lam values per penalty; the accuracy-cost table, "
+        "plot and Pareto fronts",
+    )
+    sweep.add_argument("--dataset", help="digits (embedded), cifar10 or cifar100")
+    sweep.add_argument("--arch", help="as for prune")
+    sweep.add_argument("--data-dir", help="folder with the CIFAR .tar.gz or its extracted folder")
+    sweep.add_argument("--config", type=Path, help="TOML file of settings (as for prune)")
+    sweep.add_argument("--out", type=Path, default=Path("sprkit-sweep"), help="sweep folder")
+    sweep.add_argument(
+        "--methods",
+        help="comma-separated penalties (default: spr,group_lasso,bn_l1,tp_group_norm)",
+    )
+    sweep.add_argument(
+        "--lams",
+        action="append",
+        default=[],
+        metavar="METHOD=V1,V2,...",
+        help="lam values of one method (repeatable; default: the dataset's grid)",
+    )
+    sweep.add_argument("--seeds", type=int, default=1, help="runs per point, seeds from --seed")
+    sweep.add_argument("--seed", type=int, default=None, help="first seed")
+    sweep.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if any)")
+    sweep.add_argument(
+        "--resume", action="store_true", help="continue the sweep in --out (finished runs kept)"
+    )
     return parser
 
 
@@ -175,6 +203,21 @@ def _prune(args: argparse.Namespace) -> None:
 
 
 PRUNE_SUMMARY_KEYS = ("arch", "dataset", "macs_removed", "parameters_removed", "speedup")
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    import torch
+
+    from sprkit.app.config import read_config, resolve_settings
+    from sprkit.app.sweep import parse_lams, parse_methods, run_sweep
+
+    config = read_config(args.config) if args.config else {}
+    overrides = {"arch": args.arch, "data_dir": args.data_dir, "seed": args.seed}
+    settings = resolve_settings(args.dataset, config, overrides)
+    grid = parse_lams(args.lams, parse_methods(args.methods), settings.dataset)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    run_sweep(settings, args.out, grid, seeds=args.seeds, device=device, resume=args.resume)
+    print(f"sweep: {args.out / 'sweep.csv'}, {args.out / 'sweep.md'}, {args.out / 'sweep.png'}")
 
 
 def _checked_problem(args: argparse.Namespace):
@@ -303,6 +346,8 @@ INTERRUPTED = {
     "finished epoch (each is saved as it ends)",
     "demo": "interrupted; files already written are complete (each is replaced atomically)",
     "instance": "interrupted; nothing was written",
+    "sweep": "interrupted; run the same command with --resume to continue: finished runs are "
+    "kept and the interrupted one continues from its last finished epoch",
 }
 
 
@@ -370,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         "solve": _solve,
         "instance": _instance,
         "prune": _prune,
+        "sweep": _sweep,
     }
     try:
         handlers[args.command](args)

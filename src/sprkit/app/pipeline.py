@@ -29,7 +29,7 @@ from sprkit.app.config import PruneSettings
 from sprkit.app.initial import load_strictly, read_state_dict
 from sprkit.app.reports import write_report
 from sprkit.app.runfolder import RunFolder
-from sprkit.data.images import load_image_data
+from sprkit.data.images import ImageData, load_image_data
 from sprkit.errors import CheckpointError, ParameterError, first_line
 from sprkit.networks import distributed
 from sprkit.networks.architectures import model_constructor
@@ -65,7 +65,7 @@ def _layer_table(
     return pd.DataFrame(rows)
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
     """ParameterError unless `device` is cpu or an available CUDA device."""
     try:
         parsed = torch.device(device)
@@ -107,8 +107,9 @@ ROW_MEANINGS = {
 }
 
 
-def _measure(network, name: str, data, shape, settings: PruneSettings, device: str) -> dict:
-    """One row of report.csv, the same in every process (accuracy over the processes'
+def measure_network(network, name: str, data, shape, settings: PruneSettings, device: str) -> dict:
+    """One row of report.csv: `network`'s test accuracy, size, MACs and latency, the same in
+    every process (accuracy over the processes'
     shards; the rest measured by rank 0)."""
     accuracy = top_k_accuracies(
         network, data.test, device, across_ranks=True, workers=settings.train.workers
@@ -130,6 +131,58 @@ def _measure(network, name: str, data, shape, settings: PruneSettings, device: s
     )
 
 
+def train_baseline(
+    model: torch.nn.Module,
+    settings: PruneSettings,
+    data: ImageData,
+    folder: Path,
+    *,
+    device: str,
+    resume: bool,
+) -> None:
+    """Train `model` as the unpruned reference of `settings` in `folder`: without any
+    penalty for the run's whole budget (penalized + fine-tuning epochs), same recipe
+    otherwise; `resume` continues (or reads back) the training there."""
+    recipe = replace(
+        settings.train,
+        lam=0.0,
+        prune=False,
+        penalized_epochs=settings.train.penalized_epochs + settings.train.finetune_epochs,
+        finetune_epochs=0,
+    )
+    train_spr(
+        model,
+        data.train,
+        data.val,
+        recipe,
+        folder,
+        resume=resume,
+        device=device,
+        augment=data.augment,
+    )
+
+
+def load_run_data(settings: PruneSettings, seed: int | None = None) -> ImageData:
+    """The data of `settings` (split with `seed`, default the settings' seed)."""
+    return load_image_data(
+        settings.dataset,
+        settings.data_dir,
+        settings.seed if seed is None else seed,
+        crop_size=settings.crop_size,
+        resize_size=settings.resize_size,
+    )
+
+
+def starting_network(
+    constructor, data: ImageData, initial: dict[str, torch.Tensor] | None
+) -> torch.nn.Module:
+    """A new network for `data`, holding the weights `initial` when given (checked to fit)."""
+    network = constructor(data.num_classes, data.input_shape[0])
+    if initial is not None:
+        network.load_state_dict(initial)
+    return network
+
+
 def run_prune(
     settings: PruneSettings,
     out: Path,
@@ -145,7 +198,7 @@ def run_prune(
     use by a live run is refused (RunFolderError). Under torchrun the processes are joined
     for the run (distributed.process_group)."""
     constructor = model_constructor(settings.arch)  # unknown: fail before loading data
-    _check_device(device)
+    check_device(device)
     initial = read_state_dict(Path(settings.init)) if settings.init else None
     autocast_type(settings.train, torch.device(device))  # fp16 off CUDA: refused here
     with distributed.process_group(torch.device(device)), ExitStack() as held:
@@ -158,13 +211,7 @@ def run_prune(
             return folder
 
         folder = distributed.on_main(claim)
-        data = load_image_data(
-            settings.dataset,
-            settings.data_dir,
-            settings.seed,
-            crop_size=settings.crop_size,
-            resize_size=settings.resize_size,
-        )
+        data = load_run_data(settings)
         if initial is not None:  # a file that does not fit: refused before the folder is marked
             what = f"init file {settings.init} does not fit {settings.arch} with "
             what += f"{data.num_classes} classes"
@@ -193,34 +240,12 @@ def _run(
     shape = data.input_shape
     torch.manual_seed(settings.seed)
 
-    def build() -> torch.nn.Module:
-        network = constructor(data.num_classes, shape[0])
-        if initial is not None:
-            network.load_state_dict(initial)
-        return network
-
-    model = build()
+    model = starting_network(constructor, data, initial)
     rows = []
     if settings.baseline:
-        baseline = build()
-        recipe = replace(  # the whole budget of the pruned network, without the penalty
-            settings.train,
-            lam=0.0,
-            prune=False,
-            penalized_epochs=settings.train.penalized_epochs + settings.train.finetune_epochs,
-            finetune_epochs=0,
-        )
-        train_spr(
-            baseline,
-            data.train,
-            data.val,
-            recipe,
-            out / "baseline",
-            resume=resume,
-            device=device,
-            augment=data.augment,
-        )
-        rows.append(_measure(baseline, "baseline", data, shape, settings, device))
+        baseline = starting_network(constructor, data, initial)
+        train_baseline(baseline, settings, data, out / "baseline", device=device, resume=resume)
+        rows.append(measure_network(baseline, "baseline", data, shape, settings, device))
     pruner = train_spr(
         model,
         data.train,
@@ -249,7 +274,7 @@ def _run(
         ("pruned", masked),
         ("compressed", compressed),
     ):
-        rows.append(_measure(network, name, data, shape, settings, device))
+        rows.append(measure_network(network, name, data, shape, settings, device))
     networks = pd.DataFrame(rows)
     by_name = {row["network"]: row for row in rows}
     before, after = by_name["penalized"], by_name["compressed"]

@@ -31,10 +31,19 @@ CHECKPOINTS = ("training/checkpoint.pt", "baseline/checkpoint.pt")
 
 class RunFolder:
     """`with RunFolder(out) as folder:` holds the lock of `out` (created if needed) until the
-    block ends; RunFolderError if another live run holds it."""
+    block ends; RunFolderError if another live run holds it. A folder of another kind of run
+    (a sweep) names its own `marker`, `parts` and `kind` (for messages)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        marker: str = MARKER,
+        parts: tuple[str, ...] = RUN_PARTS,
+        kind: str = "run",
+    ) -> None:
         self.path = Path(path)
+        self.marker, self.parts, self.kind = marker, parts, kind
         self._handle = None
 
     def __enter__(self) -> RunFolder:
@@ -65,23 +74,26 @@ class RunFolder:
     def check_free(self, *, resume: bool, overwrite: bool) -> None:
         """RunExistsError if the folder holds a run and neither `resume` nor `overwrite` is
         given; RunFolderError if it holds files named like a run's parts but no marker."""
-        if (self.path / MARKER).exists():
+        if (self.path / self.marker).exists():
             if not (resume or overwrite):
-                raise RunExistsError(f"{self.path} already holds a run")
+                raise RunExistsError(f"{self.path} already holds a {self.kind}")
             return
-        foreign = [p for p in RUN_PARTS if (self.path / p).exists()]
+        foreign = [p for p in self.parts if (self.path / p).exists()]
         if foreign:
             raise RunFolderError(
-                f"{self.path} holds {', '.join(foreign)} but no sprkit run: choose another folder"
+                f"{self.path} holds {', '.join(foreign)} but no sprkit {self.kind}: "
+                "choose another folder"
             )
 
     def mark(self) -> None:
         """Write the run marker (the folder now holds a run)."""
-        write_atomically(self.path / MARKER, lambda path: path.write_text("sprkit run\n"))
+        write_atomically(
+            self.path / self.marker, lambda path: path.write_text(f"sprkit {self.kind}\n")
+        )
 
     @contextmanager
     def replacing(self) -> Iterator[None]:
-        """Set the run in the folder aside (renamed into one hidden folder) for the block. If
+        """Set the prune run (RUN_PARTS) in the folder aside (one hidden folder) for the block. If
         the block fails before the new run wrote a checkpoint, the new run's parts are removed
         and the old run is put back whole; otherwise the old run is deleted."""
         for left in self.path.glob(".replaced-*"):  # from a replacement that was killed

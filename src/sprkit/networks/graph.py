@@ -131,6 +131,15 @@ class CoupledGroup:
         return len(self.members[0][1])
 
 
+def reaches_outputs(graph: tp.DependencyGraph, group: tp.Group) -> bool:
+    """Whether a group's channels are (part of) the model's output: a member whose output
+    channels nothing consumes."""
+    return any(
+        not dependency.target.outputs and is_out_channel(graph, dependency)
+        for dependency, _ in group
+    )
+
+
 def coupled_groups(
     graph: tp.DependencyGraph, ignored: Sequence[nn.Module] = ()
 ) -> Iterator[CoupledGroup]:
@@ -138,16 +147,13 @@ def coupled_groups(
     an ignored member and those that reach the model's outputs (a member with no consumer)."""
     ignored_modules = [m for layer in ignored for m in layer.modules()]
     for group in graph.get_all_groups(ignored_layers=ignored_modules, root_module_types=ROOT_TYPES):
-        if any(
-            not dependency.target.outputs and is_out_channel(graph, dependency)
-            for dependency, _ in group
-        ):
+        if reaches_outputs(graph, group):
             continue  # its channels are the model's output: never pruned
         members = [(dependency, [int(i) for i in idxs]) for dependency, idxs in group]
         yield CoupledGroup(group[0].dep.target.module, members)
 
 
-def _is_grouped_conv(module: nn.Module) -> bool:
+def is_grouped_conv(module: nn.Module) -> bool:
     """A conv with several channel groups that is not depthwise (depthwise channels are
     pruned one by one with their input channel)."""
     return (
@@ -164,7 +170,7 @@ def channel_group_keys(graph: tp.DependencyGraph, group: CoupledGroup) -> list[l
     keys: list[list[tuple]] = [[] for _ in range(group.width)]
     for dependency, channels in group.members:
         module = dependency.target.module
-        if not _is_grouped_conv(module):
+        if not is_grouped_conv(module):
             continue
         out = is_out_channel(graph, dependency)
         per_group = (module.out_channels if out else module.in_channels) // module.groups

@@ -8,10 +8,15 @@
 - group lasso (competitor): lam * sum_g sqrt(n_g) ||w_g||_2 / sum_g n_g, normalized like R;
 - BatchNorm-L1 / network slimming (Liu et al. 2017, competitor): lam * sum |gamma| over the
   normalization scales the structures own.
+- Torch-Pruning's GroupNormPruner (competitor, sprkit.networks.tp_group_norm): its own
+  regularizer, which acts on the gradients after backward() (`regularize()`); its loss term
+  is 0.
 Each is a callable returning a differentiable scalar for the model it was built on.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -19,9 +24,13 @@ from torch import nn
 from sprkit.errors import ParameterError
 from sprkit.formula import spr_from_reductions
 from sprkit.networks.structures import Structures
+from sprkit.networks.tp_group_norm import TPGroupNormPenalty
 from sprkit.params import SPRParams, check_lam
 
-PENALTIES = ("spr", "group_lasso", "bn_l1")
+PENALTIES = ("spr", "group_lasso", "bn_l1", "tp_group_norm")
+# Penalties whose structures the tolerance rule removes in the order of the method's own
+# score (as many as the tolerance allows) rather than by a weight-magnitude threshold.
+RANKED_BY_SCORE = ("bn_l1", "tp_group_norm")
 
 
 def box_bounds(model: nn.Module, structures: Structures, M_scale: float) -> torch.Tensor:
@@ -147,12 +156,21 @@ def make_penalty(
     lam: float,
     alpha: float = 0.5,
     M_scale: float = 1.0,
+    example_inputs: torch.Tensor | None = None,
+    ignored_layers: Sequence[nn.Module] = (),
 ):
-    """The named penalty ("spr", "group_lasso" or "bn_l1") over `structures` of `model`."""
+    """The named penalty (one of PENALTIES) over `structures` of `model`; tp_group_norm also
+    needs `example_inputs` (to trace its dependency graph) and the `ignored_layers`."""
     if name == "spr":
         return SPRPenalty(model, structures, lam=lam, alpha=alpha, M_scale=M_scale)
     if name == "group_lasso":
         return GroupLassoPenalty(model, structures, lam=lam)
     if name == "bn_l1":
         return BatchNormL1Penalty(model, structures, lam=lam)
+    if name == "tp_group_norm":
+        if example_inputs is None:
+            raise ParameterError("the tp_group_norm penalty needs example_inputs")
+        return TPGroupNormPenalty(
+            model, structures, example_inputs, lam=lam, ignored_layers=ignored_layers
+        )
     raise ParameterError(f"unknown penalty {name!r}; known: {', '.join(PENALTIES)}")

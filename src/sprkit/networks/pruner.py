@@ -35,13 +35,15 @@ from sprkit.networks.rules import (
 )
 from sprkit.networks.serialization import save_compressed
 from sprkit.networks.structures import Structures, derive_structures
+from sprkit.networks.tp_group_norm import TPGroupNormPenalty
 
 
 class SPRPruner:
     """SPR structures, penalty, pruning rules and compression of one model (module doc).
 
     `grouping`: "graph" (coupled channels, default) or "layer" (the paper's per-channel);
-    `penalty`: "spr" (default) or a competitor ("group_lasso", "bn_l1") run the same way;
+    `penalty`: "spr" (default) or a competitor ("group_lasso", "bn_l1", "tp_group_norm")
+    run the same way (tp_group_norm: call `regularize()` after each backward());
     `ignored_layers`: modules never pruned (the model's outputs never are);
     `round_to`: compression keeps a multiple of this many channels per layer group."""
 
@@ -75,7 +77,14 @@ class SPRPruner:
             model, example_inputs, grouping=grouping, ignored_layers=ignored_layers
         )
         self.regularizer = make_penalty(
-            penalty, model, self.structures, lam=lam, alpha=alpha, M_scale=M_scale
+            penalty,
+            model,
+            self.structures,
+            lam=lam,
+            alpha=alpha,
+            M_scale=M_scale,
+            example_inputs=example_inputs,
+            ignored_layers=ignored_layers,
         )
         self.keep = torch.ones(self.structures.n, dtype=torch.bool)
         self.compression: Compression | None = None
@@ -86,8 +95,23 @@ class SPRPruner:
         """The penalty's value on the model now (differentiable): add it to the loss."""
         return self.regularizer()
 
+    @property
+    def regularizes_gradients(self) -> bool:
+        """Whether the penalty acts on the gradients (tp_group_norm) rather than the loss."""
+        return isinstance(self.regularizer, TPGroupNormPenalty)
+
+    def regularize(self) -> None:
+        """Add a gradient-side penalty's term to the gradients (call after backward(),
+        before the optimizer step, when `regularizes_gradients`)."""
+        if not self.regularizes_gradients:
+            raise ParameterError(f"the {self.penalty_name} penalty acts through the loss")
+        self.regularizer.regularize()
+
     def scores(self) -> torch.Tensor:
-        """Importance of every structure (norm; mean |gamma| for the bn_l1 penalty)."""
+        """Importance of every structure (norm; mean |gamma| for the bn_l1 penalty;
+        Torch-Pruning's group importance for tp_group_norm)."""
+        if isinstance(self.regularizer, TPGroupNormPenalty):
+            return self.regularizer.scores()
         return structure_scores(self.model, self.structures, self.penalty_name)
 
     # -- pruning -------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 One SGD (momentum, weight decay) run on one multi-step learning-rate schedule over
 `penalized_epochs + finetune_epochs` epochs. During the penalized epochs the loss is
 cross-entropy + the penalty of an SPRPruner built on the model at the start (SPR with M
-fixed from the model then, or a competitor's penalty, sprkit.networks.penalties). At the
+fixed from the model then, or a competitor's penalty, sprkit.networks.penalties; Torch-
+Pruning's tp_group_norm acts on the gradients after backward() instead). At the
 switch, structures are pruned (the largest threshold whose validation accuracy drop is within
 `tolerance`, or a MAC budget; sprkit.networks.rules), and from then on the penalty is off
 and the removed structures are re-zeroed after every step; `prune=False` trains a dense
@@ -50,7 +51,7 @@ from sprkit.networks import distributed
 from sprkit.networks.batches import AUGMENT_STREAM, EpochBatches, on_device, stream_generator
 from sprkit.networks.graph import example_batch
 from sprkit.networks.measure import top_k_accuracies
-from sprkit.networks.penalties import PENALTIES, SPRPenalty
+from sprkit.networks.penalties import PENALTIES, RANKED_BY_SCORE, SPRPenalty
 from sprkit.networks.pruner import SPRPruner
 from sprkit.networks.rules import fewest_removed, masked_copy
 from sprkit.networks.structures import GROUPINGS
@@ -200,8 +201,10 @@ class TrainingStep:
     """One optimizer step of the recipe on one batch: forward pass under autocast (`dtype`;
     None: float32) through `network` (the model or its DDP wrapper), cross-entropy, plus the
     penalty on the unwrapped model in float32 when `penalized`, backward (DDP averages the
-    gradients over the processes), the SGD step (through a GradScaler for float16), and the
-    removed structures re-zeroed when `pruned`. Returns the loss, detached, on the device."""
+    gradients over the processes), a penalty acting on gradients (tp_group_norm) added to the
+    averaged, unscaled gradients when `penalized`, the SGD step (through a GradScaler for
+    float16), and the removed structures re-zeroed when `pruned`. Returns the loss, detached,
+    on the device."""
 
     def __init__(
         self,
@@ -228,6 +231,9 @@ class TrainingStep:
         if penalized:
             loss = loss + self.pruner.penalty()
         self.scaler.scale(loss).backward()
+        if penalized and self.pruner.regularizes_gradients:  # Torch-Pruning's regularizer
+            self.scaler.unscale_(self.optimizer)  # it adds to the true (unscaled) gradients
+            self.pruner.regularize()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if pruned:
@@ -278,8 +284,9 @@ def _prune(pruner: SPRPruner, val_data: Dataset, config: TrainConfig, device: to
     """Zero the structures to remove, by the configured rule: with `target_macs`, the fewest
     lowest-scoring structures that bring the compressed network within the MAC budget;
     otherwise the largest weight threshold within the validation tolerance (SPR, group
-    lasso) or the most lowest-|gamma| structures within it (bn_l1). In a distributed run
-    every process takes the same decision: same weights, accuracies summed over shards."""
+    lasso) or the most lowest-scoring structures within it (bn_l1: |gamma|, tp_group_norm:
+    Torch-Pruning's importance). In a distributed run every process takes the same decision:
+    same weights, accuracies summed over shards."""
     model = pruner.model
 
     def evaluate(candidate: nn.Module) -> float:
@@ -293,7 +300,7 @@ def _prune(pruner: SPRPruner, val_data: Dataset, config: TrainConfig, device: to
                 f"target_macs {config.target_macs} cannot be reached: removing every "
                 "structure that can go (each essential layer keeps a channel) leaves more"
             ) from None
-    elif config.penalty == "bn_l1":
+    elif config.penalty in RANKED_BY_SCORE:
         reference = evaluate(model)
         keep = fewest_removed(
             pruner.structures,

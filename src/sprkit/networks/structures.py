@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -55,6 +55,14 @@ class RowSlice:
     rows: torch.Tensor
     owner: torch.Tensor
     is_weight: bool
+    _placed: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, owner) on `device`, copied there once: the penalty reads them at every
+        step, and a host-to-GPU copy per step would stall the GPU's queue each time."""
+        if device not in self._placed:
+            self._placed[device] = (self.rows.to(device), self.owner.to(device))
+        return self._placed[device]
 
 
 @dataclass(frozen=True)
@@ -89,10 +97,8 @@ class Structures:
         """Per structure: sum of squares and largest |value| of its rows (differentiable)."""
         sq_norm, max_abs = None, None
         for piece, parameter in zip(self.slices, self.parameters_of(model), strict=True):
-            rows = parameter.index_select(0, piece.rows.to(parameter.device)).reshape(
-                len(piece.rows), -1
-            )
-            owner = piece.owner.to(parameter.device)
+            indices, owner = piece.on(parameter.device)
+            rows = parameter.index_select(0, indices).reshape(len(indices), -1)
             if sq_norm is None:
                 sq_norm = rows.new_zeros(self.n)
                 max_abs = rows.new_zeros(self.n)
@@ -114,19 +120,19 @@ class Structures:
             for piece, parameter in zip(self.slices, self.parameters_of(model), strict=True):
                 if not piece.is_weight:
                     continue
-                rows = parameter.detach().index_select(0, piece.rows.to(parameter.device))
+                rows = parameter.detach().index_select(0, piece.on(parameter.device)[0])
                 alive = (rows.reshape(len(rows), -1).abs() >= threshold).sum(dim=1).double().cpu()
                 counts.index_add_(0, piece.owner, alive)
         return counts
 
     @torch.no_grad()
     def apply(self, model: nn.Module, keep: torch.Tensor) -> None:
-        """Zero, in place, the rows of every structure with keep = False."""
-        keep = keep.cpu().bool()
+        """Zero, in place, the rows of every structure with keep = False (index work on the
+        parameters' device: fine-tuning calls this after every step)."""
         for piece, parameter in zip(self.slices, self.parameters_of(model), strict=True):
-            removed = piece.rows[~keep[piece.owner]]
-            if removed.numel():
-                parameter.index_fill_(0, removed.to(parameter.device), 0.0)
+            rows, owner = piece.on(parameter.device)
+            dropped = ~keep.to(parameter.device, torch.bool)[owner]
+            parameter.index_fill_(0, rows[dropped], 0.0)
 
     def kept_with_essentials(self, keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """`keep` with the highest-score structure of every essential unit that has none

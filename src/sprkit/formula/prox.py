@@ -16,8 +16,11 @@ g is increasing and concave on [0, 1]. Hence y* = 0 (w = 0) iff g(0) >= 0, which
 sum_k Huber_{aM}(|v_k|) <= t lam0; y* = 1 iff g(1) <= 0; otherwise Newton's method (from the
 warm start) is safe without line search: left of the root it climbs monotonically (tangents of
 a concave increasing function cross zero left of its root), from the right one step lands left
-of it; it converges quadratically. The
-iteration is vectorized over all groups (segment sums with bincount), not a loop over groups.
+of it; it converges quadratically. Where no coordinate is clipped at the root, g(y) = t lam0 -
+a ||v||^2 / (2 (y + a)^2) has the closed-form root y = ||v|| sqrt(a / (2 t lam0)) - a: groups
+whose largest |v_k| is unclipped there are solved by it, and Newton runs only on the others
+(in the node relaxations of the branch and bound most groups are of the first kind). The
+iteration is vectorized over the groups left (segment sums with bincount), not a loop.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ _NEWTON_MAX_ITER = 100
 _NEWTON_STEP_TOL = 1e-13
 
 
-def _slope(
-    y: np.ndarray,
+def _group_slopes(
+    y: np.ndarray | float,
     magnitude: np.ndarray,
     index: np.ndarray,
     n_groups: int,
@@ -39,14 +42,13 @@ def _slope(
     M_entry: np.ndarray,
     want_curvature: bool,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """g(y) per group (and g'(y) if asked) for the per-group indicators `y`."""
-    y_entry = y[index]
-    shifted = y_entry + a
+    """g(y) per group (and g'(y) if asked); `y` per entry (or one value for all)."""
+    shifted = y + a
     safe = np.where(shifted > 0, shifted, 1.0)
     clipped = magnitude > M_entry * shifted
     slope_entry = np.where(
         clipped,
-        -M_entry * (magnitude - M_entry * y_entry) + 0.5 * a * M_entry**2,
+        M_entry * (M_entry * (y + 0.5 * a) - magnitude),
         -(magnitude**2) * a / (2.0 * safe**2),
     )
     slope = t_lam0 + np.bincount(index, weights=slope_entry, minlength=n_groups)
@@ -78,43 +80,67 @@ def spr_prox_ragged(
     M_group = np.broadcast_to(np.asarray(M, dtype=np.float64), (n_groups,))
     M_entry = M_group[index]
     magnitude = np.abs(values)
-    a = 2.0 * step * lam2
-    t_lam0 = step * lam0
-    kw = dict(t_lam0=t_lam0, a=a, M_entry=M_entry)
-
-    # g at y = 0 and y = 1 in one pass (groups stacked twice).
-    both, _ = _slope(
-        np.repeat(np.array([0.0, 1.0]), n_groups),
-        np.concatenate((magnitude, magnitude)),
-        np.concatenate((index, index + n_groups)),
-        2 * n_groups,
-        want_curvature=False,
-        t_lam0=t_lam0,
-        a=a,
-        M_entry=np.concatenate((M_entry, M_entry)),
-    )
-    slope_at_zero, slope_at_one = both[:n_groups], both[n_groups:]
+    kw = dict(t_lam0=step * lam0, a=2.0 * step * lam2, M_entry=M_entry, want_curvature=False)
+    slope_at_zero, _ = _group_slopes(0.0, magnitude, index, n_groups, **kw)
+    slope_at_one, _ = _group_slopes(1.0, magnitude, index, n_groups, **kw)
     y = np.where(slope_at_one <= 0, 1.0, 0.0)
     active = (slope_at_zero < 0) & (slope_at_one > 0)
     if np.any(active):
-        # Newton from the warm start (or 0). Left of the root it climbs monotonically; right of
-        # it, the tangent of the concave g crosses zero left of the root, so one step (clipped
-        # at 0) brings it to the left side, from where it climbs.
-        current = np.zeros(n_groups) if y_start is None else np.clip(y_start, 0.0, 1.0)
-        for _ in range(_NEWTON_MAX_ITER):
-            slope, curvature = _slope(
-                current, magnitude, index, n_groups, want_curvature=True, **kw
-            )
-            newton = np.where(active, -slope / np.maximum(curvature, 1e-300), 0.0)
-            updated = np.minimum(np.maximum(current + newton, 0.0), 1.0)
-            moved = np.max(np.abs(updated - current))
-            current = updated
-            if moved <= _NEWTON_STEP_TOL:
-                break
-        y = np.where(active, current, y)
-
+        _interior_roots(y, active, magnitude, index, M_group, y_start, step * lam0, kw["a"])
     y_entry = y[index]
-    shifted = y_entry + a
+    shifted = y_entry + kw["a"]
     shrunk = magnitude * y_entry / np.where(shifted > 0, shifted, 1.0)
     w = np.sign(values) * np.minimum(shrunk, M_entry * y_entry)
     return w, y
+
+
+def _interior_roots(
+    y: np.ndarray,
+    active: np.ndarray,
+    magnitude: np.ndarray,
+    index: np.ndarray,
+    M_group: np.ndarray,
+    y_start: np.ndarray | None,
+    t_lam0: float,
+    a: float,
+) -> None:
+    """Fill in, in place, y of the `active` groups with the root of g in (0, 1) (module
+    docstring: closed form where nothing is clipped at the root, Newton on the rest)."""
+    n_groups = y.size
+    sq_norm = np.bincount(index, weights=magnitude * magnitude, minlength=n_groups)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        root = np.sqrt(a * sq_norm / (2.0 * t_lam0)) - a
+    clipped_at_root = magnitude > M_group[index] * (root[index] + a)
+    closed = active & (root > 0.0) & (root < 1.0)
+    closed &= np.bincount(index, weights=clipped_at_root, minlength=n_groups) == 0
+    y[closed] = root[closed]
+    hard = active & ~closed
+    if not np.any(hard):
+        return
+    # Newton on the hard groups only, renumbered 0..k-1. Left of the root it climbs
+    # monotonically; right of it, the tangent of the concave g crosses zero left of the root,
+    # so one step (clipped at 0) brings it to the left side, from where it climbs.
+    groups = np.flatnonzero(hard)
+    renumber = np.zeros(n_groups, dtype=np.int64)
+    renumber[groups] = np.arange(groups.size)
+    entries = np.flatnonzero(hard[index])
+    sub_index = renumber[index[entries]]
+    sub_magnitude, sub_M = magnitude[entries], M_group[index[entries]]
+    current = np.zeros(groups.size) if y_start is None else np.clip(y_start[groups], 0.0, 1.0)
+    for _ in range(_NEWTON_MAX_ITER):
+        slope, curvature = _group_slopes(
+            current[sub_index],
+            sub_magnitude,
+            sub_index,
+            groups.size,
+            t_lam0=t_lam0,
+            a=a,
+            M_entry=sub_M,
+            want_curvature=True,
+        )
+        updated = np.clip(current - slope / np.maximum(curvature, 1e-300), 0.0, 1.0)
+        moved = np.max(np.abs(updated - current))
+        current = updated
+        if moved <= _NEWTON_STEP_TOL:
+            break
+    y[groups] = current

@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,6 +47,7 @@ _LOOSE_TOL = 1e-4  # a branched node is still solved this far: its D drives the 
 _STRONG_CANDIDATES = 8
 _STRONG_ITERATIONS = 200
 _STRONG_DEPTH = 4  # strong branching at depths 0..4, pseudo-costs (seeded by it) below
+_GROWTH_CACHE = 16  # node growths kept (one P x P matrix each)
 
 
 @dataclass(order=True)
@@ -123,6 +125,7 @@ class BranchAndBound:
                 minimum = reduced.const - float(np.sum(center * reduced.cross))
                 self.fits.append((growth, center, minimum))
         self.pseudocosts = _PseudoCosts(groups)
+        self._growth_cache: OrderedDict[bytes, QuadraticGrowth | None] = OrderedDict()
         self.incumbent: SupportSolution | None = None
         self.nodes = 0
 
@@ -173,18 +176,26 @@ class BranchAndBound:
 
     def _node_growth(self, state: np.ndarray) -> tuple[QuadraticGrowth | None, np.ndarray]:
         """Growth of the Gram matrix restricted to the rows of the structures not removed
-        (better conditioned than the whole, so the ellipsoid is smaller)."""
+        (better conditioned than the whole, so the ellipsoid is smaller). It depends on the
+        removed set only, which a plunge's kept children share with their parent: the last
+        few are cached."""
         problem = self.problem
         rows = np.flatnonzero(state[problem.row_structure] != REMOVED)
         if self.growth is None or rows.size == problem.row_structure.size:
             return self.growth, np.arange(problem.row_structure.size)
-        growth = QuadraticGrowth.from_matrix(
-            problem.reduced.gram[np.ix_(rows, rows)],
-            problem.row_structure[rows],
-            problem.n_groups,
-            known_definite=True,
-        )
-        return growth, rows
+        key = np.packbits(state == REMOVED).tobytes()
+        if key in self._growth_cache:
+            self._growth_cache.move_to_end(key)
+        else:
+            self._growth_cache[key] = QuadraticGrowth.from_matrix(
+                problem.reduced.gram[np.ix_(rows, rows)],
+                problem.row_structure[rows],
+                problem.n_groups,
+                known_definite=True,
+            )
+            if len(self._growth_cache) > _GROWTH_CACHE:
+                self._growth_cache.popitem(last=False)
+        return self._growth_cache[key], rows
 
     def _presolve(self, state: np.ndarray, M: np.ndarray, level: float):
         """Deductions from the unconstrained fits' growth, before any relaxation is solved."""

@@ -90,3 +90,32 @@ def test_conjugate_satisfies_fenchel_young_with_equality_at_prox_pairs():
         other = rng.uniform(-M, M, size=size)
         z_other = spr_penalty(other[None], lam0=lam0, lam2=lam2, M=M, outside="exact")[0]
         assert z_other + conj >= float(subgradient @ other) - 1e-12
+
+
+def _best_on_a_y_grid(v, step, lam0, lam2, M):
+    """min over a dense grid of y (log- and linearly spaced, and y = 0) of the joint prox
+    objective, with w at its exact minimizer for that y (coordinate-wise: the shrunk value,
+    clipped to the box M y); an upper bound on the prox's optimal value."""
+    ys = np.unique(np.concatenate((np.geomspace(1e-14, 1, 4000), np.linspace(0, 1, 4001))))
+    best = np.sum(v**2) / (2 * step)  # y = 0, w = 0
+    for y in ys[ys > 0]:
+        w = np.sign(v) * np.minimum(np.abs(v) * y / (y + 2 * step * lam2), M * y)
+        value = np.sum((w - v) ** 2) / (2 * step) + lam2 * np.sum(w * w) / y + lam0 * y
+        best = min(best, value)
+    return best
+
+
+@pytest.mark.parametrize("lam2", [0.0, 1e-12, 1e-6, 0.3, 50.0])
+def test_prox_is_at_least_as_good_as_every_y_on_a_grid_for_extreme_ridges(lam2):
+    """Tiny and huge ridges put the root of g next to 0 or 1 (a Newton step criterion alone
+    stopped there early, at a point far from the minimum)."""
+    rng = np.random.default_rng(3)
+    for _ in range(25):
+        size = int(rng.integers(1, 4))
+        v = rng.normal(size=size) * rng.uniform(0.01, 3)
+        step, lam0 = rng.uniform(0.1, 2), rng.uniform(1e-4, 2)
+        M = rng.uniform(0.05, 3) if rng.random() < 0.5 else 1e12  # the box binding or not
+        w, y = spr_prox_ragged(v, np.zeros(size, int), 1, step=step, lam0=lam0, lam2=lam2, M=M)
+        value = _prox_objective(w, v, step, lam0, lam2, M)
+        assert value <= _best_on_a_y_grid(v, step, lam0, lam2, M) + 1e-12
+        assert np.all(np.abs(w) <= M * y[0] + 1e-15)

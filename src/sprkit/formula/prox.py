@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 _NEWTON_MAX_ITER = 100
-_NEWTON_STEP_TOL = 1e-13
+_NEWTON_STEP_TOL = 1e-13  # relative
 
 
 def _group_slopes(
@@ -139,8 +139,9 @@ def _interior_roots(
             want_curvature=True,
         )
         updated = np.clip(current - slope / np.maximum(curvature, 1e-300), 0.0, 1.0)
-        moved = np.max(np.abs(updated - current))
+        # relative steps: a root near 0 (huge M, tiny lam2) needs all its digits, as w = M y
+        settled = np.all(np.abs(updated - current) <= _NEWTON_STEP_TOL * updated)
         current = updated
-        if moved <= _NEWTON_STEP_TOL:
+        if settled:
             break
     y[groups] = current

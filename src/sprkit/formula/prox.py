@@ -80,15 +80,16 @@ def spr_prox_ragged(
     M_group = np.broadcast_to(np.asarray(M, dtype=np.float64), (n_groups,))
     M_entry = M_group[index]
     magnitude = np.abs(values)
-    kw = dict(t_lam0=step * lam0, a=2.0 * step * lam2, M_entry=M_entry, want_curvature=False)
+    a, t_lam0 = 2.0 * step * lam2, step * lam0
+    kw = dict(t_lam0=t_lam0, a=a, M_entry=M_entry, want_curvature=False)
     slope_at_zero, _ = _group_slopes(0.0, magnitude, index, n_groups, **kw)
     slope_at_one, _ = _group_slopes(1.0, magnitude, index, n_groups, **kw)
     y = np.where(slope_at_one <= 0, 1.0, 0.0)
     active = (slope_at_zero < 0) & (slope_at_one > 0)
     if np.any(active):
-        _interior_roots(y, active, magnitude, index, M_group, y_start, step * lam0, kw["a"])
+        _interior_roots(y, active, magnitude, index, M_entry, y_start, t_lam0, a)
     y_entry = y[index]
-    shifted = y_entry + kw["a"]
+    shifted = y_entry + a
     shrunk = magnitude * y_entry / np.where(shifted > 0, shifted, 1.0)
     w = np.sign(values) * np.minimum(shrunk, M_entry * y_entry)
     return w, y
@@ -99,7 +100,7 @@ def _interior_roots(
     active: np.ndarray,
     magnitude: np.ndarray,
     index: np.ndarray,
-    M_group: np.ndarray,
+    M_entry: np.ndarray,
     y_start: np.ndarray | None,
     t_lam0: float,
     a: float,
@@ -110,7 +111,7 @@ def _interior_roots(
     sq_norm = np.bincount(index, weights=magnitude * magnitude, minlength=n_groups)
     with np.errstate(divide="ignore", invalid="ignore"):
         root = np.sqrt(a * sq_norm / (2.0 * t_lam0)) - a
-    clipped_at_root = magnitude > M_group[index] * (root[index] + a)
+    clipped_at_root = magnitude > M_entry * (root[index] + a)
     closed = active & (root > 0.0) & (root < 1.0)
     closed &= np.bincount(index, weights=clipped_at_root, minlength=n_groups) == 0
     y[closed] = root[closed]
@@ -125,7 +126,7 @@ def _interior_roots(
     renumber[groups] = np.arange(groups.size)
     entries = np.flatnonzero(hard[index])
     sub_index = renumber[index[entries]]
-    sub_magnitude, sub_M = magnitude[entries], M_group[index[entries]]
+    sub_magnitude, sub_M = magnitude[entries], M_entry[entries]
     current = np.zeros(groups.size) if y_start is None else np.clip(y_start[groups], 0.0, 1.0)
     for _ in range(_NEWTON_MAX_ITER):
         slope, curvature = _group_slopes(

@@ -129,10 +129,12 @@ class Structures:
     def apply(self, model: nn.Module, keep: torch.Tensor) -> None:
         """Zero, in place, the rows of every structure with keep = False (index work on the
         parameters' device: fine-tuning calls this after every step)."""
+        dropped_on: dict[torch.device, torch.Tensor] = {}  # ~keep, copied once per device
         for piece, parameter in zip(self.slices, self.parameters_of(model), strict=True):
             rows, owner = piece.on(parameter.device)
-            dropped = ~keep.to(parameter.device, torch.bool)[owner]
-            parameter.index_fill_(0, rows[dropped], 0.0)
+            if parameter.device not in dropped_on:
+                dropped_on[parameter.device] = ~keep.to(parameter.device, torch.bool)
+            parameter.index_fill_(0, rows[dropped_on[parameter.device][owner]], 0.0)
 
     def kept_with_essentials(self, keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """`keep` with the highest-score structure of every essential unit that has none

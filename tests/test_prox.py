@@ -119,3 +119,25 @@ def test_prox_is_at_least_as_good_as_every_y_on_a_grid_for_extreme_ridges(lam2):
         value = _prox_objective(w, v, step, lam0, lam2, M)
         assert value <= _best_on_a_y_grid(v, step, lam0, lam2, M) + 1e-12
         assert np.all(np.abs(w) <= M * y[0] + 1e-15)
+
+
+def test_prox_finds_the_root_at_a_clipping_breakpoint_with_a_huge_box_and_no_ridge():
+    """With M ~ 1e12 and lam2 ~ 0 the root of g lies within an ulp of the breakpoint
+    |v| = M y, where the curvature on its right vanishes and Newton alone cycles (it returned
+    w = 0 for v = 1, t = 1, lam0 = 1e-6). Mixed with easy groups in one batch, each group must
+    still match its best value on a dense grid of y."""
+    rng = np.random.default_rng(4)
+    w, y = spr_prox_ragged(np.array([1.0]), np.zeros(1, int), 1, step=1, lam0=1e-6, lam2=0, M=1e12)
+    assert w[0] == pytest.approx(1.0, rel=1e-9)
+    sizes = [1, 2, 3, 1, 2]
+    for _ in range(10):
+        index = np.repeat(np.arange(len(sizes)), sizes)
+        v = rng.normal(size=index.size) * rng.uniform(0.1, 3)
+        M = np.where(rng.random(len(sizes)) < 0.6, 1e12, rng.uniform(0.05, 3, len(sizes)))
+        lam0, lam2 = rng.uniform(1e-7, 1e-4), float(rng.choice([0.0, 1e-14]))
+        w, y = spr_prox_ragged(v, index, len(sizes), step=1.0, lam0=lam0, lam2=lam2, M=M)
+        for j in range(len(sizes)):
+            block = index == j
+            value = _prox_objective(w[block], v[block], 1.0, lam0, lam2, M[j])
+            assert value <= _best_on_a_y_grid(v[block], 1.0, lam0, lam2, M[j]) + 1e-12
+            assert np.all(np.abs(w[block]) <= M[j] * y[j] * (1 + 1e-15) + 1e-15)

@@ -19,8 +19,10 @@ a concave increasing function cross zero left of its root), from the right one s
 of it; it converges quadratically. Where no coordinate is clipped at the root, g(y) = t lam0 -
 a ||v||^2 / (2 (y + a)^2) has the closed-form root y = ||v|| sqrt(a / (2 t lam0)) - a: groups
 whose largest |v_k| is unclipped there are solved by it, and Newton runs only on the others
-(in the node relaxations of the branch and bound most groups are of the first kind). The
-iteration is vectorized over the groups left (segment sums with bincount), not a loop.
+(in the node relaxations of the branch and bound most groups are of the first kind); the few
+groups where Newton cycles (a root within an ulp of a clipping breakpoint, M ~ 1e12 and
+lam2 ~ 0) are finished by bisection. The iteration is vectorized over the groups left
+(segment sums with bincount), not a loop.
 """
 
 from __future__ import annotations
@@ -127,22 +129,44 @@ def _interior_roots(
     entries = np.flatnonzero(hard[index])
     sub_index = renumber[index[entries]]
     sub_magnitude, sub_M = magnitude[entries], M_entry[entries]
+    kw = dict(t_lam0=t_lam0, a=a, M_entry=sub_M)
     current = np.zeros(groups.size) if y_start is None else np.clip(y_start[groups], 0.0, 1.0)
+    settled = np.zeros(groups.size, dtype=bool)
     for _ in range(_NEWTON_MAX_ITER):
         slope, curvature = _group_slopes(
-            current[sub_index],
-            sub_magnitude,
-            sub_index,
-            groups.size,
-            t_lam0=t_lam0,
-            a=a,
-            M_entry=sub_M,
-            want_curvature=True,
+            current[sub_index], sub_magnitude, sub_index, groups.size, want_curvature=True, **kw
         )
         updated = np.clip(current - slope / np.maximum(curvature, 1e-300), 0.0, 1.0)
         # relative steps: a root near 0 (huge M, tiny lam2) needs all its digits, as w = M y
-        settled = np.all(np.abs(updated - current) <= _NEWTON_STEP_TOL * updated)
+        settled = np.abs(updated - current) <= _NEWTON_STEP_TOL * updated
         current = updated
-        if settled:
+        if np.all(settled):
             break
+    if not np.all(settled):
+        # Newton can cycle when the root sits within an ulp of a clipping breakpoint with a
+        # ~zero curvature on its right (M ~ 1e12, lam2 ~ 0): bisection on the bracket [0, 1]
+        # (g(0) < 0 < g(1) for active groups) finishes the few groups it left
+        left = ~settled[sub_index]
+        _, left_index = np.unique(sub_index[left], return_inverse=True)
+        current[~settled] = _bisect(sub_magnitude[left], left_index, t_lam0, a, sub_M[left])
     y[groups] = current
+
+
+def _bisect(
+    magnitude: np.ndarray, index: np.ndarray, t_lam0: float, a: float, M_entry: np.ndarray
+) -> np.ndarray:
+    """Root of g in (0, 1) per group by bisection, to a width of 1e-13 relative to the root
+    (or adjacent floats); every group must have g(0) < 0 < g(1)."""
+    n_groups = int(index.max()) + 1
+    low, high = np.zeros(n_groups), np.ones(n_groups)
+    kw = dict(t_lam0=t_lam0, a=a, M_entry=M_entry, want_curvature=False)
+    while True:
+        middle = 0.5 * (low + high)
+        open_ = (high - low > _NEWTON_STEP_TOL * high) & (middle > low) & (middle < high)
+        if not np.any(open_):
+            return middle
+        slope, _ = _group_slopes(middle[index], magnitude, index, n_groups, **kw)
+        below = open_ & (slope < 0)
+        above = open_ & ~below
+        low[below] = middle[below]
+        high[above] = middle[above]

@@ -12,6 +12,8 @@ import pytest
 from reference import scip_miqp
 
 from sprkit.instances import hard_case, make_instance, save_instance, synthetic_instance
+from sprkit.optim import branch_and_bound
+from sprkit.optim.diagonal import ascend_diagonal
 from sprkit.optim.mip import OPTIMAL, TIME_LIMIT, ExactSolver
 from sprkit.optim.node_relaxation import FREE, KEPT, REMOVED, NodeRelaxation, free_shift
 from sprkit.optim.presolve import QuadraticGrowth, reduced_cost_fixings
@@ -133,7 +135,9 @@ def test_strengthened_relaxation_is_valid_tight_and_grows_down_the_tree(seed):
     state[rng.choice(G, 3, replace=False)] = [REMOVED, KEPT, KEPT]
     problem, solutions = _enumerate(case, state)
     gram, rows_of = problem.reduced.gram, problem.row_structure
-    shift = free_shift(gram, rows_of, state)
+    shifts = free_shift(gram, rows_of, state)
+    shift = float(shifts.max())
+    assert np.all(shifts == shift)  # without a base diagonal: one scalar for all
     rows = np.flatnonzero(state[rows_of] != REMOVED)
     free_rows = (state[rows_of] == FREE)[rows].astype(float)
 
@@ -157,7 +161,57 @@ def test_strengthened_relaxation_is_valid_tight_and_grows_down_the_tree(seed):
     for fix in (REMOVED, KEPT):
         child = state.copy()
         child[free[0]] = fix
-        assert free_shift(gram, rows_of, child) >= shift * (1 - 1e-6)
+        assert free_shift(gram, rows_of, child).max() >= shift * (1 - 1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_root_diagonal_is_valid_and_raises_the_root_bound(seed):
+    """ascend_diagonal: its diagonal keeps G - D PSD; every node's shifts (the diagonal plus
+    the node's own delta) keep G - diag(free rows' shifts) PSD on the node's rows; the root
+    bound it certifies is at least the scalar shift's and below the MIP optimum (all supports
+    enumerated), and so is a node's, stopped early or not."""
+    case = _hard(seed, 8)
+    G = case.instance.n_structures
+    problem, solutions = _enumerate(case)
+    gram, rows_of = problem.reduced.gram, problem.row_structure
+    lam_max = np.linalg.eigvalsh(gram)[-1]
+    best = min(s.value for s in solutions)
+    relaxation = NodeRelaxation(problem)
+    root_state = np.full(G, FREE, dtype=np.int8)
+    warm = np.zeros_like(problem.reduced.cross)
+    scalar = relaxation.solve(
+        root_state, problem.M, warm, tol=1e-10, shift=free_shift(gram, rows_of, root_state)
+    )
+    diagonal, ascended = ascend_diagonal(
+        relaxation,
+        root_state,
+        problem.M,
+        scalar,
+        level=best * 2,  # never reached: the ascent runs its course
+        tol=1e-10,
+        max_iter=5000,
+        deadline=np.inf,
+    )
+    if diagonal is None:  # no step improved: the scalar root comes back
+        assert ascended is scalar
+        return
+    assert np.all(diagonal >= 0)
+    assert np.linalg.eigvalsh(gram - np.diag(diagonal[rows_of]))[0] >= -1e-12 * lam_max
+    assert scalar.lower < ascended.lower <= best * (1 + 1e-9)
+    rng = np.random.default_rng(seed)
+    state = root_state.copy()
+    state[rng.choice(G, 3, replace=False)] = [REMOVED, KEPT, FREE]
+    _, node_solutions = _enumerate(case, state)
+    node_best = min(s.value for s in node_solutions)
+    shifts = free_shift(gram, rows_of, state, diagonal)
+    free = state == FREE
+    assert np.all(shifts[free] >= diagonal[free])
+    rows = np.flatnonzero(state[rows_of] != REMOVED)
+    shifted = gram - np.diag(np.where(free[rows_of], shifts[rows_of], 0.0))
+    assert np.linalg.eigvalsh(shifted[np.ix_(rows, rows)])[0] >= -1e-12 * lam_max
+    for iterations in (5, 50, 5000):
+        node = relaxation.solve(state, problem.M, warm, max_iter=iterations, shift=shifts)
+        assert node.lower <= node_best * (1 + 1e-9)
 
 
 def test_fit_growth_bounds_every_support_below_the_level():
@@ -274,3 +328,20 @@ def test_text_output_names_the_method_and_nodes(tmp_path, capsys):
     code = main(["solve", str(path), "--lam0", "0.1", "--lam2", "0.01", "--M", "3"])
     out = capsys.readouterr().out
     assert code == 0 and "status    optimal" in out and "bnb," in out and "nodes" in out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_search_with_the_root_diagonal_from_the_start_agrees_with_enumeration(seed, monkeypatch):
+    """The search chooses the root diagonal after some nodes (instances this small rarely get
+    there): forced from the first node, it must still certify the optimum of all supports."""
+    monkeypatch.setattr(branch_and_bound, "_ASCENT_AFTER_NODES", 0)
+    case = _hard(100 + seed, 10)
+    problem, solutions = _enumerate(case)
+    best = min(solutions, key=lambda s: s.value)
+    result = ExactSolver(case.instance, case.M).solve(case.lam0, case.lam2, method="bnb")
+    assert result.status == OPTIMAL
+    optimum = best.value * problem.f_scale
+    assert result.objective == pytest.approx(optimum, rel=1e-6)
+    assert result.bound <= optimum * (1 + 1e-9)
+    if result.kept != np.flatnonzero(best.support).tolist():  # only an exact tie
+        assert abs(result.objective - optimum) <= 1e-9 * abs(optimum)

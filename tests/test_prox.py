@@ -4,7 +4,12 @@ import cvxpy as cp
 import numpy as np
 import pytest
 
-from sprkit.formula import spr_conjugate_ragged, spr_penalty, spr_prox_ragged
+from sprkit.formula import (
+    spr_conjugate_ragged,
+    spr_from_reductions,
+    spr_penalty,
+    spr_prox_ragged,
+)
 
 
 def _prox_by_cvxpy(v, step, lam0, lam2, M):
@@ -141,3 +146,33 @@ def test_prox_finds_the_root_at_a_clipping_breakpoint_with_a_huge_box_and_no_rid
             value = _prox_objective(w[block], v[block], 1.0, lam0, lam2, M[j])
             assert value <= _best_on_a_y_grid(v[block], 1.0, lam0, lam2, M[j]) + 1e-12
             assert np.all(np.abs(w[block]) <= M[j] * y[j] * (1 + 1e-15) + 1e-15)
+
+
+def test_a_ridge_per_group_matches_one_call_per_group():
+    """lam2 given per group (the strengthened node relaxations' shifts) in the prox, the
+    conjugate and the closed form gives what each group gets with its own scalar."""
+    rng = np.random.default_rng(5)
+    sizes = [2, 1, 3, 2]
+    index = np.repeat(np.arange(len(sizes)), sizes)
+    v = rng.normal(size=index.size) * 2
+    lam2 = np.array([0.0, 1e-3, 0.4, 3.0])
+    M = rng.uniform(0.3, 2, size=len(sizes))
+    w, y = spr_prox_ragged(v, index, len(sizes), step=0.6, lam0=0.2, lam2=lam2, M=M)
+    conj = spr_conjugate_ragged(v, index, len(sizes), lam0=0.2, lam2=lam2, M=M)
+    for j, size in enumerate(sizes):
+        block = index == j
+        one = np.zeros(size, int)
+        w_one, y_one = spr_prox_ragged(v[block], one, 1, step=0.6, lam0=0.2, lam2=lam2[j], M=M[j])
+        np.testing.assert_allclose(w[block], w_one, rtol=1e-13, atol=1e-15)
+        assert y[j] == pytest.approx(y_one[0], rel=1e-13, abs=1e-15)
+        conj_one = spr_conjugate_ragged(v[block], one, 1, lam0=0.2, lam2=lam2[j], M=M[j])
+        assert conj[j] == pytest.approx(conj_one[0], rel=1e-13)
+    sq_norm = np.bincount(index, weights=w * w)
+    max_abs = np.zeros(len(sizes))
+    np.maximum.at(max_abs, index, np.abs(w))
+    closed = spr_from_reductions(sq_norm, max_abs, lam0=0.2, lam2=lam2, M=M, outside="exact")
+    for j in range(len(sizes)):
+        single = spr_from_reductions(
+            sq_norm[j : j + 1], max_abs[j : j + 1], lam0=0.2, lam2=lam2[j], M=M[j], outside="exact"
+        )
+        assert closed.value[j] == pytest.approx(single.value[0], rel=1e-13)

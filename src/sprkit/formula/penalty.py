@@ -76,15 +76,16 @@ def spr_from_reductions(
     max_abs: Array,
     *,
     lam0: float,
-    lam2: float,
+    lam2: float | np.ndarray,
     M: Array,
     outside: Outside = "train",
     check_M: bool = True,
 ) -> SPRClosedForm:
     """The closed form from per-group ||w||_2^2 and ||w||_inf (the one place it is written).
 
-    `M` is a scalar or one value per group. Branch-free (``where``) so that torch gradients
-    are finite everywhere: the square root and the division are guarded at w = 0.
+    `M` is a scalar or one value per group; so is `lam2` (per group: numpy arrays only).
+    Branch-free (``where``) so that torch gradients are finite everywhere: the square root
+    and the division are guarded at w = 0.
     `check_M=False` skips the M > 0 check (it copies M to the host, a device sync on GPU) for
     callers that validated M once already, such as the training regularizer.
     """
@@ -260,10 +261,11 @@ def spr_conjugate_ragged(
     n_groups: int,
     *,
     lam0: float,
-    lam2: float,
+    lam2: np.ndarray | float,
     M: np.ndarray | float,
 ) -> np.ndarray:
-    """Fenchel conjugate z*(v) of the exact form, per group, in float64.
+    """Fenchel conjugate z*(v) of the exact form, per group, in float64 (`lam2` and `M`: a
+    scalar or one value per group).
 
     z*(v) = max(0, sum_k h(v_k) - lam0) with h(s) = s^2 / (4 lam2) for |s| <= 2 lam2 M and
     M |s| - lam2 M^2 beyond (a Huber function): substitute w = y u in the sup over (w, y).
@@ -272,10 +274,11 @@ def spr_conjugate_ragged(
     duals = np.asarray(duals, dtype=np.float64)
     index = np.asarray(group_index, dtype=np.int64)
     M_entry = np.broadcast_to(np.asarray(M, dtype=np.float64), (n_groups,))[index]
+    lam2_entry = np.broadcast_to(np.asarray(lam2, dtype=np.float64), (n_groups,))[index]
     magnitude = np.abs(duals)
-    quadratic = magnitude <= 2.0 * lam2 * M_entry
-    safe_lam2 = lam2 if lam2 > 0 else 1.0
+    quadratic = magnitude <= 2.0 * lam2_entry * M_entry
+    safe_lam2 = np.where(lam2_entry > 0, lam2_entry, 1.0)
     huber = np.where(
-        quadratic, duals**2 / (4.0 * safe_lam2), M_entry * magnitude - lam2 * M_entry**2
+        quadratic, duals**2 / (4.0 * safe_lam2), M_entry * magnitude - lam2_entry * M_entry**2
     )
     return np.maximum(0.0, np.bincount(index, weights=huber, minlength=n_groups) - lam0)

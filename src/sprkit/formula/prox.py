@@ -40,7 +40,7 @@ def _group_slopes(
     n_groups: int,
     *,
     t_lam0: float,
-    a: float,
+    a: np.ndarray | float,
     M_entry: np.ndarray,
     want_curvature: bool,
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -67,29 +67,30 @@ def spr_prox_ragged(
     *,
     step: float,
     lam0: float,
-    lam2: float,
+    lam2: np.ndarray | float,
     M: np.ndarray | float,
     y_start: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """prox_{step * z} of every group at once; returns (w, y) with w shaped like `values`.
 
-    `values` is flat, `values[k]` in group `group_index[k]` (0..n_groups-1); `M` is a scalar or
-    one value per group. `y_start` (optional, e.g. the previous call's y) warm-starts Newton.
-    The result satisfies |w_k| <= M y exactly, so z(w) is finite.
+    `values` is flat, `values[k]` in group `group_index[k]` (0..n_groups-1); `lam2` and `M`
+    are scalars or one value per group. `y_start` (optional, e.g. the previous call's y)
+    warm-starts Newton. The result satisfies |w_k| <= M y exactly, so z(w) is finite.
     """
     values = np.asarray(values, dtype=np.float64)
     index = np.asarray(group_index, dtype=np.int64)
     M_group = np.broadcast_to(np.asarray(M, dtype=np.float64), (n_groups,))
     M_entry = M_group[index]
     magnitude = np.abs(values)
-    a, t_lam0 = 2.0 * step * lam2, step * lam0
+    a_group = np.broadcast_to(2.0 * step * np.asarray(lam2, dtype=np.float64), (n_groups,))
+    a, t_lam0 = a_group[index], step * lam0
     kw = dict(t_lam0=t_lam0, a=a, M_entry=M_entry, want_curvature=False)
     slope_at_zero, _ = _group_slopes(0.0, magnitude, index, n_groups, **kw)
     slope_at_one, _ = _group_slopes(1.0, magnitude, index, n_groups, **kw)
     y = np.where(slope_at_one <= 0, 1.0, 0.0)
     active = (slope_at_zero < 0) & (slope_at_one > 0)
     if np.any(active):
-        _interior_roots(y, active, magnitude, index, M_entry, y_start, t_lam0, a)
+        _interior_roots(y, active, magnitude, index, M_entry, y_start, t_lam0, a_group)
     y_entry = y[index]
     shifted = y_entry + a
     shrunk = magnitude * y_entry / np.where(shifted > 0, shifted, 1.0)
@@ -105,15 +106,15 @@ def _interior_roots(
     M_entry: np.ndarray,
     y_start: np.ndarray | None,
     t_lam0: float,
-    a: float,
+    a_group: np.ndarray,
 ) -> None:
     """Fill in, in place, y of the `active` groups with the root of g in (0, 1) (module
     docstring: closed form where nothing is clipped at the root, Newton on the rest)."""
     n_groups = y.size
     sq_norm = np.bincount(index, weights=magnitude * magnitude, minlength=n_groups)
     with np.errstate(divide="ignore", invalid="ignore"):
-        root = np.sqrt(a * sq_norm / (2.0 * t_lam0)) - a
-    clipped_at_root = magnitude > M_entry * (root[index] + a)
+        root = np.sqrt(a_group * sq_norm / (2.0 * t_lam0)) - a_group
+    clipped_at_root = magnitude > M_entry * (root + a_group)[index]
     closed = active & (root > 0.0) & (root < 1.0)
     closed &= np.bincount(index, weights=clipped_at_root, minlength=n_groups) == 0
     y[closed] = root[closed]
@@ -129,7 +130,8 @@ def _interior_roots(
     entries = np.flatnonzero(hard[index])
     sub_index = renumber[index[entries]]
     sub_magnitude, sub_M = magnitude[entries], M_entry[entries]
-    kw = dict(t_lam0=t_lam0, a=a, M_entry=sub_M)
+    sub_a = a_group[index[entries]]
+    kw = dict(t_lam0=t_lam0, a=sub_a, M_entry=sub_M)
     current = np.zeros(groups.size) if y_start is None else np.clip(y_start[groups], 0.0, 1.0)
     settled = np.zeros(groups.size, dtype=bool)
     for _ in range(_NEWTON_MAX_ITER):
@@ -148,12 +150,14 @@ def _interior_roots(
         # (g(0) < 0 < g(1) for active groups) finishes the few groups it left
         left = ~settled[sub_index]
         _, left_index = np.unique(sub_index[left], return_inverse=True)
-        current[~settled] = _bisect(sub_magnitude[left], left_index, t_lam0, a, sub_M[left])
+        current[~settled] = _bisect(
+            sub_magnitude[left], left_index, t_lam0, sub_a[left], sub_M[left]
+        )
     y[groups] = current
 
 
 def _bisect(
-    magnitude: np.ndarray, index: np.ndarray, t_lam0: float, a: float, M_entry: np.ndarray
+    magnitude: np.ndarray, index: np.ndarray, t_lam0: float, a: np.ndarray, M_entry: np.ndarray
 ) -> np.ndarray:
     """Root of g in (0, 1) per group by bisection, to a width of 1e-13 relative to the root
     (or adjacent floats); every group must have g(0) < 0 < g(1)."""

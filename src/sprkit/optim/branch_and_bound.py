@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 
+from sprkit.optim.diagonal import ascend_diagonal
 from sprkit.optim.local_search import local_search
 from sprkit.optim.node_relaxation import (
     FREE,
@@ -48,6 +49,9 @@ _STRONG_CANDIDATES = 8
 _STRONG_ITERATIONS = 200
 _STRONG_DEPTH = 4  # strong branching at depths 0..4, pseudo-costs (seeded by it) below
 _GROWTH_CACHE = 16  # node growths kept (one P x P matrix each)
+# The root diagonal (optim.diagonal) costs 10-25 root solves: it is chosen once the search has
+# solved this many nodes, so that instances certified in fewer do not pay for it.
+_ASCENT_AFTER_NODES = 100
 
 
 @dataclass(order=True)
@@ -126,6 +130,7 @@ class BranchAndBound:
                 self.fits.append((growth, center, minimum))
         self.pseudocosts = _PseudoCosts(groups)
         self._growth_cache: OrderedDict[bytes, QuadraticGrowth | None] = OrderedDict()
+        self.diagonal: np.ndarray | None = None  # of the strengthened form (optim.diagonal)
         self.incumbent: SupportSolution | None = None
         self.nodes = 0
 
@@ -143,12 +148,14 @@ class BranchAndBound:
 
     # -- deductions ---------------------------------------------------------------------------
 
-    def _shift(self, state: np.ndarray) -> float:
-        """The shift of the node's strengthened relaxation (node_relaxation.free_shift)."""
-        return free_shift(self.problem.reduced.gram, self.problem.row_structure, state)
+    def _shift(self, state: np.ndarray) -> np.ndarray:
+        """The shifts of the node's strengthened relaxation (node_relaxation.free_shift, on
+        top of the root's diagonal once it is chosen)."""
+        problem = self.problem
+        return free_shift(problem.reduced.gram, problem.row_structure, state, self.diagonal)
 
     def _deduce(
-        self, state: np.ndarray, M: np.ndarray, bound: NodeBound, level: float, shift: float
+        self, state: np.ndarray, M: np.ndarray, bound: NodeBound, level: float, shift: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """Fixings and tightened M valid for every point of the node below `level` (`bound`
         certified with the form `shift`); None if no such point exists."""
@@ -161,7 +168,7 @@ class BranchAndBound:
         growth, rows = self._node_growth(state)
         if growth is not None:
             # the growth's matrix is G: it needs the certificate of the form with Gram G
-            if shift > 0:
+            if np.any(shift > 0):
                 radius = level - self.relaxation.certificate(state, M, bound.W_dual)[0]
             if radius <= 0:
                 return None
@@ -252,31 +259,9 @@ class BranchAndBound:
 
     # -- search -------------------------------------------------------------------------------
 
-    def run(self, *, tol: float, deadline: float) -> SearchOutcome:
-        problem = self.problem
-        groups = problem.n_groups
-        state = np.full(groups, FREE, dtype=np.int8)
-        M = problem.M.copy()
-        warm = np.zeros_like(problem.reduced.cross)
-        self._offer(np.zeros(groups, dtype=bool))
-        self._offer(np.ones(groups, dtype=bool))
-        state, M = self._presolve(state, M, self._level(tol))
-        shift = self._shift(state)
-        root = self.relaxation.solve(
-            state,
-            M,
-            warm,
-            tol=tol * 0.01,
-            max_iter=_ROOT_ITERATIONS,
-            deadline=deadline,
-            shift=shift,
-        )
-        self.nodes = 1
-        self._offer(root.nonzero | (state == KEPT))
-        self._offer((root.y >= 0.5) | (state == KEPT))
-        self.incumbent = local_search(self.supports, self.incumbent, deadline)
-        root_lower = root.lower
-        # Root presolve: deduce, re-solve with the smaller M, until the bound stops moving.
+    def _root_rounds(self, state, M, shift, root: NodeBound, root_lower: float, tol, deadline):
+        """Root presolve: deduce, re-solve with the smaller M, until the bound stops moving;
+        returns (state, M, shift, root, best root bound)."""
         for _ in range(8):
             level = self._level(tol)
             if root.lower >= level or time.perf_counter() >= deadline:
@@ -301,10 +286,64 @@ class BranchAndBound:
             self.nodes += 1
             root_lower = max(root_lower, root.lower)
             self._offer(root.nonzero | (state == KEPT))
+        return state, M, shift, root, root_lower
+
+    def _ascend(self, state, M, root: NodeBound, tol, deadline) -> float:
+        """Choose the diagonal of the strengthened form from the root (`state`, `M`, `root`
+        after the root presolve); returns the root bound it certifies (-inf if none), a
+        bound on every node of the tree."""
+        self.diagonal, ascended = ascend_diagonal(
+            self.relaxation,
+            state,
+            M,
+            root,
+            level=self._level(tol),
+            tol=_LOOSE_TOL * 0.1,
+            max_iter=_ROOT_ITERATIONS,
+            deadline=deadline,
+        )
+        if self.diagonal is None:
+            return -np.inf
+        self._offer(ascended.nonzero | (state == KEPT))
+        return ascended.lower
+
+    def run(self, *, tol: float, deadline: float) -> SearchOutcome:
+        problem = self.problem
+        groups = problem.n_groups
+        state = np.full(groups, FREE, dtype=np.int8)
+        M = problem.M.copy()
+        warm = np.zeros_like(problem.reduced.cross)
+        self._offer(np.zeros(groups, dtype=bool))
+        self._offer(np.ones(groups, dtype=bool))
+        state, M = self._presolve(state, M, self._level(tol))
+        shift = self._shift(state)
+        root = self.relaxation.solve(
+            state,
+            M,
+            warm,
+            tol=tol * 0.01,
+            max_iter=_ROOT_ITERATIONS,
+            deadline=deadline,
+            shift=shift,
+        )
+        self.nodes = 1
+        self._offer(root.nonzero | (state == KEPT))
+        self._offer((root.y >= 0.5) | (state == KEPT))
+        self.incumbent = local_search(self.supports, self.incumbent, deadline)
+        state, M, shift, root, root_lower = self._root_rounds(
+            state, M, shift, root, root.lower, tol, deadline
+        )
+        root_state, root_M = state, M
         counter = itertools.count()
         heap: list[_Node] = [_Node(root_lower, next(counter), state, M, root.W, 0)]
         first, first_shift = root, shift
+        ascended = False
         while heap and time.perf_counter() < deadline:
+            if not ascended and self.nodes >= _ASCENT_AFTER_NODES:
+                ascended = True
+                lower = self._ascend(root_state, root_M, root, tol, deadline)
+                for node in heap:  # a monotone map: the heap order holds
+                    node.bound = max(node.bound, lower)
             node = heapq.heappop(heap)
             while node is not None:
                 if time.perf_counter() >= deadline:

@@ -16,10 +16,10 @@ y -> const - <W, G W> - sum_j y_j s_j underestimates the MIP objective over the 
 subtree (its minimum over the node's y-box is D), which the search uses for reduced-cost
 fixing.
 
-Strengthened form: with `shift` = delta > 0 the node is written with Gram G - delta diag(free
-rows) and ridge lam2 + delta on the free structures, the same objective at every point of the
-node, and a stronger relaxation while that Gram stays positive semidefinite (`free_shift`,
-docs/mip.md).
+Strengthened form: with `shift` = delta_j >= 0 per structure the node is written with Gram
+G - diag(delta of the free structures' rows) and ridge lam2 + delta_j on the free structures,
+the same objective at every point of the node, and a stronger relaxation while that Gram stays
+positive semidefinite (`free_shift`, docs/mip.md).
 """
 
 from __future__ import annotations
@@ -84,14 +84,15 @@ class NodeRelaxation:
         loose_tol: float | None = None,
         max_iter: int = 5000,
         deadline: float = np.inf,
-        shift: float = 0.0,
+        shift: np.ndarray | float = 0.0,
     ) -> NodeBound:
         """Relaxation of the node (`state` per structure: FREE, REMOVED or KEPT; `M` per
-        structure), in its strengthened form when `shift` > 0 (module docstring; at most
-        `free_shift` of the node). Stops when the certificate reaches `prune_at` (the node
-        can be pruned), when the relative gap is <= `tol`, when it is <= `loose_tol` and the
-        objective is already below `prune_at` (the node must be branched on anyway; default:
-        `tol`), at `max_iter` or at `deadline` (time.perf_counter() seconds)."""
+        structure), in its strengthened form when `shift` (a scalar or one value per
+        structure) is positive (module docstring; at most `free_shift` of the node). Stops
+        when the certificate reaches `prune_at` (the node can be pruned), when the relative
+        gap is <= `tol`, when it is <= `loose_tol` and the objective is already below
+        `prune_at` (the node must be branched on anyway; default: `tol`), at `max_iter` or at
+        `deadline` (time.perf_counter() seconds)."""
         loose_tol = tol if loose_tol is None else loose_tol
         problem = self.problem
         reduced = problem.reduced
@@ -106,6 +107,7 @@ class NodeRelaxation:
             )
         free_group = state == FREE
         kept_group = state == KEPT
+        shift = np.broadcast_to(np.asarray(shift, dtype=np.float64), (groups,))
         gram = self._gram(rows, free_group, shift)
         cross = reduced.cross[rows]
         c = cross.shape[1]
@@ -185,24 +187,25 @@ class NodeRelaxation:
         return NodeBound(best_lower, best_upper, W_full, y, nonzero, W_dual, best_slopes, iteration)
 
     def certificate(
-        self, state: np.ndarray, M: np.ndarray, W: np.ndarray, shift: float = 0.0
+        self, state: np.ndarray, M: np.ndarray, W: np.ndarray, shift: np.ndarray | float = 0.0
     ) -> tuple[float, np.ndarray]:
         """(D(W), slopes s_j) of the node's relaxation (form `shift`) at W (all penalized
         rows; removed rows ignored)."""
         problem = self.problem
         rows = np.flatnonzero(state[problem.row_structure] != REMOVED)
         x = W[rows]
+        shift = np.broadcast_to(np.asarray(shift, dtype=np.float64), (problem.n_groups,))
         gram_x = self._gram(rows, state == FREE, shift) @ x
         entry_group = np.repeat(problem.row_structure[rows], x.shape[1])
         cross = problem.reduced.cross[rows]
         return self._certificate(x, gram_x, cross, entry_group, state, M, shift)
 
-    def _gram(self, rows: np.ndarray, free_group: np.ndarray, shift: float) -> np.ndarray:
-        """G on `rows`, less `shift` on the diagonal of the free structures' rows."""
+    def _gram(self, rows: np.ndarray, free_group: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        """G on `rows`, less the shift (per structure) on the diagonal of the free rows."""
         gram = self.problem.reduced.gram[np.ix_(rows, rows)]
-        if shift > 0:
-            free_rows = np.flatnonzero(free_group[self.problem.row_structure[rows]])
-            gram[free_rows, free_rows] -= shift
+        row_structure = self.problem.row_structure[rows]
+        free_rows = np.flatnonzero(free_group[row_structure] & (shift[row_structure] > 0))
+        gram[free_rows, free_rows] -= shift[row_structure[free_rows]]
         return gram
 
     def _certificate(
@@ -213,15 +216,16 @@ class NodeRelaxation:
         entry_group: np.ndarray,
         state: np.ndarray,
         M: np.ndarray,
-        shift: float,
+        shift: np.ndarray,
     ) -> tuple[float, np.ndarray]:
         """The Fenchel certificate D and its slopes at x (rows of the structures not removed,
-        gram_x = G' x on those rows, G' the Gram of the form `shift`)."""
+        gram_x = G' x on those rows, G' the Gram of the form `shift`, one value per
+        structure)."""
         problem = self.problem
         duals = 2.0 * (cross - gram_x).ravel()
         groups = problem.n_groups
         psi = spr_conjugate_ragged(duals, entry_group, groups, lam0=0.0, lam2=problem.lam2, M=M)
-        if shift > 0:  # the free structures' conjugate has the ridge lam2 + shift
+        if np.any(shift > 0):  # the free structures' conjugate has the ridge lam2 + shift
             free_psi = spr_conjugate_ragged(
                 duals, entry_group, groups, lam0=0.0, lam2=problem.lam2 + shift, M=M
             )
@@ -236,26 +240,41 @@ class NodeRelaxation:
 _EIGEN_MARGIN = 1e-9  # relative to lambda_max(G): rounding of the eigenvalue computation
 
 
-def free_shift(gram: np.ndarray, row_structure: np.ndarray, state: np.ndarray) -> float:
-    """The largest shift of the node's strengthened form: the smallest eigenvalue of the
-    Schur complement of the kept rows in G restricted to the rows not removed (so that
-    G - shift diag(free rows) stays positive semidefinite there), less a rounding margin;
-    0 where that fails. It never decreases from a node to its children (docs/mip.md)."""
+def free_shift(
+    gram: np.ndarray,
+    row_structure: np.ndarray,
+    state: np.ndarray,
+    base: np.ndarray | None = None,
+) -> np.ndarray:
+    """The node's strengthened form, one shift per structure: `base` (per structure, with
+    G - diag(base) positive semidefinite on the rows of the structures not removed at the
+    root; default 0) plus delta, the smallest eigenvalue of the Schur complement of the kept
+    rows in G - diag(base of the free rows) restricted to the rows not removed, less a
+    rounding margin. Shifts are read on free structures only. Falls back to the scalar rule
+    (base 0) where delta comes out negative, and to 0 where the kept block cannot be
+    factored. delta never decreases from a node to its children (docs/mip.md)."""
+    groups = state.size
+    zero = np.zeros(groups)
     row_state = state[row_structure]
     free = np.flatnonzero(row_state == FREE)
     if free.size == 0:
-        return 0.0
+        return zero
     kept = np.flatnonzero(row_state == KEPT)
     schur = gram[np.ix_(free, free)]
+    if base is not None:
+        schur = schur - np.diag(base[row_structure[free]])
     if kept.size:
         try:
             factor = scipy.linalg.cho_factor(gram[np.ix_(kept, kept)], check_finite=False)
         except np.linalg.LinAlgError:
-            return 0.0
+            return zero
         coupling = gram[np.ix_(kept, free)]
         schur = schur - coupling.T @ scipy.linalg.cho_solve(factor, coupling, check_finite=False)
     smallest = scipy.linalg.eigh(
         schur, eigvals_only=True, subset_by_index=[0, 0], driver="evr", check_finite=False
     )[0]
     largest = float(np.max(np.diag(gram)))  # >= lambda_max / rows, a scale for the margin
-    return max(0.0, float(smallest) * (1.0 - 1e-6) - _EIGEN_MARGIN * gram.shape[0] * largest)
+    delta = float(smallest) * (1.0 - 1e-6) - _EIGEN_MARGIN * gram.shape[0] * largest
+    if delta < 0.0:
+        return zero if base is None else free_shift(gram, row_structure, state)
+    return delta + (zero if base is None else base)

@@ -56,6 +56,8 @@ def test_digits_mlp_instance_reproduces_the_network_outputs():
         (np.ones((5, 2)), np.ones((5, 1)), np.array([0.5, 1.0]), "groups must be integers"),
         (np.ones((5, 2)), np.ones((5, 1)), np.array([-2, 0]), ">= -1"),
         (np.ones((5, 2)), np.ones((5, 1)), np.array([-1, -1]), "no prunable group"),
+        # uint64 ids beyond int64 wrapped to -1: a structure silently became a free row
+        (np.ones((5, 2)), np.ones((5, 1)), np.array([0, 2**64 - 1], np.uint64), "fit in int64"),
     ],
 )
 def test_validation_names_the_problem(X, Y, groups, message):

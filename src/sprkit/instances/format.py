@@ -102,6 +102,8 @@ def validate_arrays(X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> None:
         raise InstanceError(f"groups must be integers, got dtype {groups.dtype}")
     if np.any(groups < -1):
         raise InstanceError("groups must be >= -1 (-1 marks a free row)")
+    if groups.size and int(groups.max()) > np.iinfo(np.int64).max:  # uint64 ids beyond int64
+        raise InstanceError(f"groups must fit in int64, got an id of {int(groups.max())}")
     if not np.any(groups >= 0):
         raise InstanceError("no prunable group: every row is free (group -1)")
 

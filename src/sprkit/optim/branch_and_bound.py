@@ -52,6 +52,7 @@ _GROWTH_CACHE = 16  # node growths kept (one P x P matrix each)
 # The root diagonal (optim.diagonal) costs 10-25 root solves: it is chosen once the search has
 # solved this many nodes, so that instances certified in fewer do not pay for it.
 _ASCENT_AFTER_NODES = 100
+_ZERO_SCALE = 1e-12  # solver units (the objective at W = 0 is 1): below it, a gap is absolute
 
 
 @dataclass(order=True)
@@ -68,11 +69,12 @@ class _Node:
 @dataclass(frozen=True)
 class SearchOutcome:
     """incumbent: best support found (exact fit, solver units); lower: proven lower bound;
-    nodes: node relaxations solved."""
+    nodes: node relaxations solved; exhausted: the tree was closed before the deadline."""
 
     incumbent: SupportSolution
     lower: float
     nodes: int
+    exhausted: bool
 
 
 class _PseudoCosts:
@@ -142,9 +144,10 @@ class BranchAndBound:
             self.incumbent = solution
 
     def _level(self, tol: float) -> float:
-        """Pruning level T: nodes certified at or above it cannot improve by more than tol/2."""
+        """Pruning level T: nodes certified at or above it cannot improve by more than tol/2
+        (relative to the incumbent, floored at _ZERO_SCALE: a zero optimum can be certified)."""
         value = self.incumbent.value
-        return value - 0.5 * tol * abs(value)
+        return value - 0.5 * tol * max(abs(value), _ZERO_SCALE)
 
     # -- deductions ---------------------------------------------------------------------------
 
@@ -414,4 +417,5 @@ class BranchAndBound:
             incumbent=self.incumbent,
             lower=min(lower, self.incumbent.value),
             nodes=self.nodes,
+            exhausted=not heap,
         )

@@ -2,7 +2,8 @@
 
 - ``bnb``: branch and bound on the perspective relaxation (sprkit.optim.branch_and_bound);
 - ``oa``: outer approximation in y-space with HiGHS (sprkit.optim.outer_approximation);
-- ``auto``: ``bnb``, the faster of the two on every family measured (docs/mip.md);
+- ``auto``: ``bnb``, the faster of the two on every family measured, except where the
+  relaxation is flat (no ridge and a singular Gram matrix): ``oa`` (docs/mip.md);
 - ``pyomo:<solver>``: the Pyomo model (sprkit.optim.pyomo_model) handed to an installed Pyomo
   MIQP solver, e.g. ``pyomo:gurobi`` or ``pyomo:scip``, for cross-checks.
 
@@ -21,14 +22,17 @@ from threadpoolctl import threadpool_limits
 from sprkit.errors import ParameterError
 from sprkit.instances.format import Instance
 from sprkit.optim.branch_and_bound import BranchAndBound, Branching
+from sprkit.optim.node_relaxation import FREE, free_shift
 from sprkit.optim.outer_approximation import outer_approximation
-from sprkit.optim.problem import scale_problem
+from sprkit.optim.problem import ScaledProblem, scale_problem
 from sprkit.optim.quadratic import ReducedLeastSquares
 from sprkit.optim.result import OPTIMAL, STALLED, TIME_LIMIT, MIPResult, relative_gap
 from sprkit.optim.support import Cut, SupportProblem
 from sprkit.params import SPRParams, structure_bounds
 
 METHODS = ("auto", "bnb", "oa", "pyomo:<solver>")
+_ZERO_SCALE = 1e-12  # of the objective at W_P = 0: the floor of the relative gap
+_FLAT = 1e-9  # ridge + shift below this share of the mean curvature: `auto` picks `oa`
 
 
 def check_method(method: str) -> str:
@@ -36,6 +40,17 @@ def check_method(method: str) -> str:
     if method in ("auto", "bnb", "oa") or (method.startswith("pyomo:") and len(method) > 6):
         return method
     raise ParameterError(f"unknown method {method!r}: choose auto, bnb, oa or pyomo:<solver>")
+
+
+def _flat_relaxation(problem: ScaledProblem) -> bool:
+    """Whether the perspective relaxation has no curvature to work with: ridge and shift
+    (lambda_min of G) both below _FLAT of the mean curvature (solver units: 1). Its bound is
+    then the big-M one, and `oa`, whose cuts are exact at integral points, certified the
+    instances `bnb` could not (lam2 = 0 with fewer samples than rows; docs/mip.md)."""
+    state = np.full(problem.n_groups, FREE, dtype=np.int8)
+    shift = free_shift(problem.reduced.gram, problem.row_structure, state)
+    mean_curvature = float(np.mean(np.diag(problem.reduced.gram)))
+    return problem.lam2 + float(np.max(shift)) <= _FLAT * mean_curvature
 
 
 class ExactSolver:
@@ -89,28 +104,39 @@ class ExactSolver:
         if method.startswith("pyomo:"):
             return self._solve_pyomo(method, lam0, lam2, tol, deadline, start, solver_options)
         problem = scale_problem(self.reduced, self.row_structure, self.bounds, lam0=lam0, lam2=lam2)
+        only_oa = method == "oa"
+        flat = method == "auto" and _flat_relaxation(problem)
         cuts: tuple[Cut, ...] = ()
-        stalled = False
-        if method == "oa":
-            outcome = outer_approximation(problem, tol=tol, deadline=deadline)
+        incumbent, lower, nodes, stalled = None, -np.inf, 0, False
+        if only_oa or flat:
+            # a flat relaxation: `oa` first, on half the time (`auto`), `bnb` on the rest
+            now = time.perf_counter()
+            oa_deadline = now + 0.5 * (deadline - now) if flat else deadline
+            found = outer_approximation(problem, tol=tol, deadline=oa_deadline)
             cuts = tuple(
                 Cut(cut.constant * problem.f_scale, cut.slopes * problem.f_scale)
-                for cut in outcome.cuts
+                for cut in found.cuts
             )
-            stalled = outcome.stalled
-        else:
-            method = "bnb"
-            outcome = BranchAndBound(problem, branching=branching).run(tol=tol, deadline=deadline)
-        W_P = problem.restore_weights(outcome.incumbent.W_P)
+            incumbent, lower = found.incumbent, found.lower
+            nodes, stalled, method = found.nodes, found.stalled, "oa"
+        if not only_oa and (not flat or relative_gap(incumbent.value, lower, _ZERO_SCALE) > tol):
+            searched = BranchAndBound(problem, branching=branching).run(tol=tol, deadline=deadline)
+            if incumbent is None or searched.incumbent.value < incumbent.value:
+                incumbent = searched.incumbent
+            lower = max(lower, searched.lower)  # both are proven bounds of the same MIP
+            nodes += searched.nodes
+            stalled = searched.exhausted
+            method = "oa+bnb" if flat else "bnb"
+        W_P = problem.restore_weights(incumbent.W_P)
         return self._result(
             W_P,
-            outcome.incumbent.support,
-            problem.restore_objective(outcome.lower),
+            incumbent.support,
+            problem.restore_objective(lower),
             lam0=lam0,
             lam2=lam2,
             tol=tol,
             start=start,
-            nodes=outcome.nodes,
+            nodes=nodes,
             method=method,
             fallback=STALLED if stalled else TIME_LIMIT,
             cuts=cuts,
@@ -136,11 +162,15 @@ class ExactSolver:
         objective = (
             self.instance.loss(W) + lam2 * float(np.sum(W_P * W_P)) + lam0 * int(support.sum())
         )
-        gap = relative_gap(objective, bound)
+        # Every term of the objective is >= 0, so 0 is a valid bound; a gap is relative to the
+        # objective, floored at 1e-12 of the objective at W_P = 0 (a zero optimum, Y in the
+        # span of the kept columns with lam0 = lam2 = 0, is then certified).
+        bound = min(max(bound, 0.0), objective)
+        gap = relative_gap(objective, bound, _ZERO_SCALE * max(self.reduced.const, 0.0))
         return MIPResult(
             status=OPTIMAL if gap <= tol else fallback,
             objective=float(objective),
-            bound=float(min(bound, objective)),
+            bound=float(bound),
             gap=gap,
             kept=self.instance.structure_ids[np.flatnonzero(support)].tolist(),
             W=W,

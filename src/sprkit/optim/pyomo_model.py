@@ -12,6 +12,7 @@ objective >= constant - slopes . y) go into the ConstraintList `cuts`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -109,16 +110,31 @@ _OPTIONS = {
 }
 
 
+@contextlib.contextmanager
+def _pyomo_logging(level: int):
+    """Pyomo's loggers (`pyomo.*`) at `level` for the block, restored after it."""
+    logger = logging.getLogger("pyomo")
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
 def pyomo_solver(name: str):
     """The Pyomo solver for `name`: its in-process interface (`<name>_direct`) when installed,
-    else the executable one; ParameterError naming the problem if neither is available."""
-    for candidate in (f"{name}_direct", name):
-        try:
-            solver = pyo.SolverFactory(candidate)
-            if solver is not None and solver.available(exception_flag=False):
-                return solver
-        except Exception:  # noqa: BLE001 - Pyomo plugins raise assorted errors when absent
-            continue
+    else the executable one; ParameterError naming the problem if neither is available.
+    Probing a missing solver makes Pyomo log warnings with tracebacks: they are silenced, the
+    one-line error says it all."""
+    with _pyomo_logging(logging.CRITICAL + 1):
+        for candidate in (f"{name}_direct", name):
+            try:
+                solver = pyo.SolverFactory(candidate)
+                if solver is not None and solver.available(exception_flag=False):
+                    return solver
+            except Exception:  # noqa: BLE001 - Pyomo plugins raise assorted errors when absent
+                continue
     raise ParameterError(f"Pyomo solver {name!r} is not installed or not available")
 
 
@@ -158,18 +174,16 @@ def solve_with_pyomo(
     kept = None
     if len(results.solution) > 0 or getattr(results.solver, "status", None) is not None:
         # Pyomo warns (through logging) when it loads the incumbent of a stopped solve.
-        logger = logging.getLogger("pyomo.core")
-        level = logger.level
-        logger.setLevel(logging.ERROR)
-        try:
-            model.solutions.load_from(results)
-            kept = [
-                j for j in model.structures if (pyo.value(model.y[j], exception=False) or 0) > 0.5
-            ]
-        except Exception:  # noqa: BLE001 - no solution to load (time limit before any)
-            kept = None
-        finally:
-            logger.setLevel(level)
+        with _pyomo_logging(logging.ERROR):
+            try:
+                model.solutions.load_from(results)
+                kept = [
+                    j
+                    for j in model.structures
+                    if (pyo.value(model.y[j], exception=False) or 0) > 0.5
+                ]
+            except Exception:  # noqa: BLE001 - no solution to load (time limit before any)
+                kept = None
     bound = results.problem.lower_bound
     solver_model = getattr(opt, "_solver_model", None)
     nodes = None

@@ -13,9 +13,11 @@ TIME_LIMIT = "time_limit"  # stopped at the time limit with the best incumbent a
 STALLED = "stalled"  # the method cannot close the gap further (numerical tolerance reached)
 
 
-def relative_gap(objective: float, bound: float) -> float:
-    """(objective - bound) / |objective|, 0 when the bound reaches the objective."""
-    return float(max(objective - bound, 0.0) / max(abs(objective), 1e-300))
+def relative_gap(objective: float, bound: float, floor: float = 0.0) -> float:
+    """(objective - bound) / max(|objective|, floor), 0 when the bound reaches the objective
+    (`floor`: a scale under which the objective counts as zero, so that a zero optimum can be
+    certified)."""
+    return float(max(objective - bound, 0.0) / max(abs(objective), floor, 1e-300))
 
 
 @dataclass(frozen=True)

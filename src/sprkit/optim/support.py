@@ -138,6 +138,13 @@ class SupportProblem:
             return W_P
         hessian = self.reduced.gram[np.ix_(rows, rows)] + self.lam2 * np.eye(rows.size)
         target = self.reduced.cross[rows]
+        # Solve for U = S W with S = sqrt(diag(hessian)) (Jacobi scaling): columns of X in
+        # very different units make the Gram matrix ill conditioned by the square of their
+        # scale ratio, which the scaling removes; the box becomes |u_r| <= M s_r per row.
+        jacobi = np.sqrt(np.diag(hessian))
+        jacobi = np.where(jacobi > 0, jacobi, 1.0)
+        hessian = hessian / jacobi[:, None] / jacobi[None, :]
+        target = target / jacobi[:, None]
         # Factor hessian = A^T A, so that the objective is ||A W - T||^2 up to a constant:
         # Cholesky (A = R upper triangular) when it is well conditioned, else through the
         # eigendecomposition (also handles lam2 = 0 with a singular Gram matrix).
@@ -153,13 +160,16 @@ class SupportProblem:
             A = scale[:, None] * vectors[:, positive].T
             T = (vectors[:, positive].T @ target) / scale[:, None]
             unconstrained = np.linalg.lstsq(A, T, rcond=None)[0]
-        row_bound = self.bounds[self.row_structure[rows]]
+        row_bound = self.bounds[self.row_structure[rows]] * jacobi
         if np.all(np.abs(unconstrained) <= row_bound[:, None]):
-            W_P[rows] = unconstrained
+            W_P[rows] = unconstrained / jacobi[:, None]
             return W_P
         for column in range(T.shape[1]):
             fitted = scipy.optimize.lsq_linear(
                 A, T[:, column], bounds=(-row_bound, row_bound), method="bvls", tol=1e-14
             )
-            W_P[rows, column] = fitted.x
+            W_P[rows, column] = fitted.x / jacobi
+        # the box holds exactly after unscaling (rounding of x / s could exceed M by an ulp)
+        limit = self.bounds[self.row_structure[rows]][:, None]
+        W_P[rows] = np.clip(W_P[rows], -limit, limit)
         return W_P

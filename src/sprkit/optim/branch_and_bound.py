@@ -36,6 +36,7 @@ from sprkit.optim.node_relaxation import (
 )
 from sprkit.optim.presolve import QuadraticGrowth, reduced_cost_fixings
 from sprkit.optim.problem import ScaledProblem
+from sprkit.optim.result import GAP_FLOOR
 from sprkit.optim.support import SupportProblem, SupportSolution
 
 # Branching rules: the most fractional y_j; pseudo-costs (average bound gain per unit of
@@ -52,7 +53,6 @@ _GROWTH_CACHE = 16  # node growths kept (one P x P matrix each)
 # The root diagonal (optim.diagonal) costs 10-25 root solves: it is chosen once the search has
 # solved this many nodes, so that instances certified in fewer do not pay for it.
 _ASCENT_AFTER_NODES = 100
-_ZERO_SCALE = 1e-12  # solver units (the objective at W = 0 is 1): below it, a gap is absolute
 
 
 @dataclass(order=True)
@@ -145,9 +145,9 @@ class BranchAndBound:
 
     def _level(self, tol: float) -> float:
         """Pruning level T: nodes certified at or above it cannot improve by more than tol/2
-        (relative to the incumbent, floored at _ZERO_SCALE: a zero optimum can be certified)."""
+        (relative to the incumbent, floored at GAP_FLOOR: a zero optimum can be certified)."""
         value = self.incumbent.value
-        return value - 0.5 * tol * max(abs(value), _ZERO_SCALE)
+        return value - 0.5 * tol * max(abs(value), GAP_FLOOR)
 
     # -- deductions ---------------------------------------------------------------------------
 

@@ -26,12 +26,18 @@ from sprkit.optim.node_relaxation import FREE, free_shift
 from sprkit.optim.outer_approximation import outer_approximation
 from sprkit.optim.problem import ScaledProblem, scale_problem
 from sprkit.optim.quadratic import ReducedLeastSquares
-from sprkit.optim.result import OPTIMAL, STALLED, TIME_LIMIT, MIPResult, relative_gap
+from sprkit.optim.result import (
+    GAP_FLOOR,
+    OPTIMAL,
+    STALLED,
+    TIME_LIMIT,
+    MIPResult,
+    relative_gap,
+)
 from sprkit.optim.support import Cut, SupportProblem
 from sprkit.params import SPRParams, structure_bounds
 
 METHODS = ("auto", "bnb", "oa", "pyomo:<solver>")
-_ZERO_SCALE = 1e-12  # of the objective at W_P = 0: the floor of the relative gap
 _FLAT = 1e-9  # ridge + shift below this share of the mean curvature: `auto` picks `oa`
 
 
@@ -119,7 +125,7 @@ class ExactSolver:
             )
             incumbent, lower = found.incumbent, found.lower
             nodes, stalled, method = found.nodes, found.stalled, "oa"
-        if not only_oa and (not flat or relative_gap(incumbent.value, lower, _ZERO_SCALE) > tol):
+        if not only_oa and (not flat or relative_gap(incumbent.value, lower, GAP_FLOOR) > tol):
             searched = BranchAndBound(problem, branching=branching).run(tol=tol, deadline=deadline)
             if incumbent is None or searched.incumbent.value < incumbent.value:
                 incumbent = searched.incumbent
@@ -166,7 +172,7 @@ class ExactSolver:
         # objective, floored at 1e-12 of the objective at W_P = 0 (a zero optimum, Y in the
         # span of the kept columns with lam0 = lam2 = 0, is then certified).
         bound = min(max(bound, 0.0), objective)
-        gap = relative_gap(objective, bound, _ZERO_SCALE * max(self.reduced.const, 0.0))
+        gap = relative_gap(objective, bound, GAP_FLOOR * max(self.reduced.const, 0.0))
         return MIPResult(
             status=OPTIMAL if gap <= tol else fallback,
             objective=float(objective),

@@ -24,6 +24,7 @@ import numpy as np
 
 from sprkit.optim.node_relaxation import FREE, NodeRelaxation
 from sprkit.optim.problem import ScaledProblem
+from sprkit.optim.result import GAP_FLOOR, relative_gap
 from sprkit.optim.support import Cut, SupportProblem, SupportSolution
 
 
@@ -152,8 +153,7 @@ def outer_approximation(problem: ScaledProblem, *, tol: float, deadline: float) 
                 incumbent = solution
             master.add_cut(solution.cut)
             cuts.append(solution.cut)
-        # relative, floored at 1e-12 (solver units: the objective at W = 0 is 1)
-        gap = max(incumbent.value - bound, 0.0) / max(abs(incumbent.value), 1e-12)
+        gap = relative_gap(incumbent.value, bound, GAP_FLOOR)
         if gap <= tol or time.perf_counter() >= deadline:
             break
         if rounds and not new:  # HiGHS proposes only points already cut: bound is final

@@ -11,6 +11,9 @@ from sprkit.optim.support import Cut
 OPTIMAL = "optimal"  # relative gap <= tol
 TIME_LIMIT = "time_limit"  # stopped at the time limit with the best incumbent and bound
 STALLED = "stalled"  # the method cannot close the gap further (numerical tolerance reached)
+# Gaps are relative to the objective, floored at this share of the objective at W = 0 (1 in
+# solver units), so that a zero optimum can be certified.
+GAP_FLOOR = 1e-12
 
 
 def relative_gap(objective: float, bound: float, floor: float = 0.0) -> float:

@@ -345,8 +345,9 @@ class BranchAndBound:
             if not ascended and self.nodes >= _ASCENT_AFTER_NODES:
                 ascended = True
                 lower = self._ascend(root_state, root_M, root, tol, deadline)
-                for node in heap:  # a monotone map: the heap order holds
+                for node in heap:
                     node.bound = max(node.bound, lower)
+                heapq.heapify(heap)  # equal raised bounds reorder by insertion number
             node = heapq.heappop(heap)
             while node is not None:
                 if time.perf_counter() >= deadline:

@@ -161,15 +161,15 @@ class SupportProblem:
             T = (vectors[:, positive].T @ target) / scale[:, None]
             unconstrained = np.linalg.lstsq(A, T, rcond=None)[0]
         row_bound = self.bounds[self.row_structure[rows]] * jacobi
+        limit = self.bounds[self.row_structure[rows]][:, None]
         if np.all(np.abs(unconstrained) <= row_bound[:, None]):
-            W_P[rows] = unconstrained / jacobi[:, None]
+            # the box holds exactly after unscaling (x / s could exceed M by an ulp)
+            W_P[rows] = np.clip(unconstrained / jacobi[:, None], -limit, limit)
             return W_P
         for column in range(T.shape[1]):
             fitted = scipy.optimize.lsq_linear(
                 A, T[:, column], bounds=(-row_bound, row_bound), method="bvls", tol=1e-14
             )
             W_P[rows, column] = fitted.x / jacobi
-        # the box holds exactly after unscaling (rounding of x / s could exceed M by an ulp)
-        limit = self.bounds[self.row_structure[rows]][:, None]
         W_P[rows] = np.clip(W_P[rows], -limit, limit)
         return W_P

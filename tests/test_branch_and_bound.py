@@ -428,3 +428,23 @@ def test_oa_with_no_ridge_and_a_huge_box_finds_the_optimum():
     )
     assert result.objective == pytest.approx(optimum, rel=1e-6)
     assert result.bound <= optimum * (1 + 1e-7)
+
+
+def test_node_growth_backoff_doubles_after_useless_calls_and_resets_after_a_useful_one():
+    """The schedule of the optional node growths: after k useless calls in a row, the next
+    min(2^k, limit) - 1 offers are skipped; a useful call makes the next offer due."""
+    schedule = branch_and_bound._Backoff()
+    limit = branch_and_bound._BACKOFF_LIMIT
+
+    def skipped_before_due() -> int:
+        skipped = 0
+        while not schedule.due():
+            skipped += 1
+        return skipped
+
+    assert skipped_before_due() == 0
+    for k in range(1, 9):
+        schedule.record(False)
+        assert skipped_before_due() == min(2**k, limit) - 1
+    schedule.record(True)
+    assert skipped_before_due() == 0

@@ -7,7 +7,9 @@ best bound first, with plunges (the child the relaxation rounds to is processed 
 Incumbents: the exact fixed-support fit of each relaxation's support, improved at the root by
 local search. At every node, valid deductions (docs/mip.md) shrink the subtree: reduced-cost
 fixing from the certificate's affine minorant, fixing from quadratic growth, and a smaller M
-per structure from the growth ellipsoid, which strengthens the children's bounds.
+per structure from the growth ellipsoid, which strengthens the children's bounds (a node's
+growth needs a factorization of its own: it is skipped, on a backoff schedule, while the
+growths keep deducing nothing).
 
 A node is discarded only when its certified bound reaches the pruning level
 T = incumbent - tol/2 |incumbent|, so the search proves min(T, open bounds) as lower bound.
@@ -50,6 +52,8 @@ _STRONG_CANDIDATES = 8
 _STRONG_ITERATIONS = 200
 _STRONG_DEPTH = 4  # strong branching at depths 0..4, pseudo-costs (seeded by it) below
 _GROWTH_CACHE = 16  # node growths kept (one P x P matrix each)
+_BACKOFF_LIMIT = 64  # at most this many nodes between two new node growths
+_USEFUL_TIGHTENING = 0.99  # a node growth is useful if it fixes or cuts an M_j by 1 %
 # The root diagonal (optim.diagonal) costs 10-25 root solves: it is chosen once the search has
 # solved this many nodes, so that instances certified in fewer do not pay for it.
 _ASCENT_AFTER_NODES = 100
@@ -97,6 +101,27 @@ class _PseudoCosts:
         return np.where(mean > 0, mean, np.maximum(average[:, None], 1e-12))
 
 
+class _Backoff:
+    """When to compute an optional deduction: after every call that deduced nothing the
+    interval (in calls offered) doubles, up to _BACKOFF_LIMIT; a useful call resets it. The
+    node growths cost an O(P^3) factorization each and, on weak-ridge instances, rarely deduce
+    anything (docs/benchmarks.md)."""
+
+    def __init__(self) -> None:
+        self.interval = 1
+        self.wait = 0
+
+    def due(self) -> bool:
+        if self.wait > 0:
+            self.wait -= 1
+            return False
+        return True
+
+    def record(self, useful: bool) -> None:
+        self.interval = 1 if useful else min(2 * self.interval, _BACKOFF_LIMIT)
+        self.wait = self.interval - 1
+
+
 def _score(down: np.ndarray, up: np.ndarray) -> np.ndarray:
     """The product rule of branching scores (gains of the two children)."""
     return np.maximum(down, 1e-12) * np.maximum(up, 1e-12)
@@ -132,6 +157,7 @@ class BranchAndBound:
                 self.fits.append((growth, center, minimum))
         self.pseudocosts = _PseudoCosts(groups)
         self._growth_cache: OrderedDict[bytes, QuadraticGrowth | None] = OrderedDict()
+        self._growth_schedule = _Backoff()
         self.diagonal: np.ndarray | None = None  # of the strengthened form (optim.diagonal)
         self.incumbent: SupportSolution | None = None
         self.nodes = 0
@@ -176,8 +202,13 @@ class BranchAndBound:
             if radius <= 0:
                 return None
             center = bound.W_dual[rows]
-            keep |= free & growth.forced_kept(center, radius)
-            M = growth.tightened(M, center, radius)
+            forced = free & growth.forced_kept(center, radius)
+            tightened = growth.tightened(M, center, radius)
+            self._growth_schedule.record(
+                bool(np.any(forced & ~keep)) or bool(np.any(tightened < _USEFUL_TIGHTENING * M))
+            )
+            keep |= forced
+            M = tightened
         if np.any(remove & keep):
             return None
         state[remove] = REMOVED
@@ -196,6 +227,8 @@ class BranchAndBound:
         key = np.packbits(state == REMOVED).tobytes()
         if key in self._growth_cache:
             self._growth_cache.move_to_end(key)
+        elif not self._growth_schedule.due():
+            return None, rows
         else:
             self._growth_cache[key] = QuadraticGrowth.from_matrix(
                 problem.reduced.gram[np.ix_(rows, rows)],

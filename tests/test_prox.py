@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from sprkit.formula import (
+    RaggedProx,
     spr_conjugate_ragged,
     spr_from_reductions,
     spr_penalty,
@@ -176,3 +177,31 @@ def test_a_ridge_per_group_matches_one_call_per_group():
             sq_norm[j : j + 1], max_abs[j : j + 1], lam0=0.2, lam2=lam2[j], M=M[j], outside="exact"
         )
         assert closed.value[j] == pytest.approx(single.value[0], rel=1e-13)
+
+
+def test_a_prepared_prox_reused_with_warm_starts_equals_separate_calls():
+    """One RaggedProx called at a sequence of nearby points (warm-started from the previous
+    y, as in the node relaxations) gives, at every point, what one call per group gives."""
+    rng = np.random.default_rng(5)
+    sizes = [2, 3, 1, 6, 2]
+    index = np.repeat(np.arange(len(sizes)), sizes)
+    M = rng.uniform(0.3, 2.0, size=len(sizes))
+    lam2 = rng.uniform(0.01, 1.0, size=len(sizes))
+    prox = RaggedProx(index, len(sizes), step=0.7, lam0=0.3, lam2=lam2, M=M)
+    point = rng.normal(size=index.size)
+    y = None
+    for _ in range(20):
+        point = point + 0.2 * rng.normal(size=index.size)
+        w, y = prox(point, y)
+        for j in range(len(sizes)):
+            w_one, y_one = spr_prox_ragged(
+                point[index == j],
+                np.zeros(sizes[j], int),
+                1,
+                step=0.7,
+                lam0=0.3,
+                lam2=lam2[j],
+                M=M[j],
+            )
+            np.testing.assert_allclose(w[index == j], w_one, rtol=1e-12, atol=1e-15)
+            assert y[j] == pytest.approx(y_one[0], rel=1e-12, abs=1e-15)

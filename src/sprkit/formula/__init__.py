@@ -16,7 +16,7 @@ from sprkit.formula.penalty import (
     spr_penalty,
     spr_penalty_ragged,
 )
-from sprkit.formula.prox import spr_prox_ragged
+from sprkit.formula.prox import RaggedProx, spr_prox_ragged
 
 __all__ = [
     "Case",
@@ -29,5 +29,6 @@ __all__ = [
     "spr_indicator",
     "spr_penalty",
     "spr_penalty_ragged",
+    "RaggedProx",
     "spr_prox_ragged",
 ]

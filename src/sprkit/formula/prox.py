@@ -60,6 +60,74 @@ def _group_slopes(
     return slope, np.bincount(index, weights=curvature_entry, minlength=n_groups)
 
 
+class RaggedProx:
+    """prox_{step * z} for fixed groups and parameters, prepared once for many calls.
+
+    `group_index[k]` is the group (0..n_groups-1) of entry k; `lam2` and `M` are scalars or
+    one value per group. What does not depend on the point (entry-wise a, M, and the terms of
+    g at y = 0 and y = 1) is computed here: the node relaxations of the branch and bound call
+    the prox at every proximal-gradient step with the same groups, ridge and box, and with a
+    few hundred entries the cost of a call is its number of array operations.
+    """
+
+    def __init__(
+        self,
+        group_index: np.ndarray,
+        n_groups: int,
+        *,
+        step: float,
+        lam0: float,
+        lam2: np.ndarray | float,
+        M: np.ndarray | float,
+    ) -> None:
+        index = np.asarray(group_index, dtype=np.int64)
+        M_group = np.broadcast_to(np.asarray(M, dtype=np.float64), (n_groups,))
+        self.index, self.n_groups = index, n_groups
+        self.M_entry = M_group[index]
+        self.a_group = np.broadcast_to(2.0 * step * np.asarray(lam2, dtype=np.float64), (n_groups,))
+        self.a = self.a_group[index]
+        self.t_lam0 = step * lam0
+        # g at both ends in one pass: entries stacked [y = 0; y = 1], groups [0, G) and [G, 2G)
+        ends_y = np.repeat([0.0, 1.0], index.size)
+        ends_a, ends_M = np.tile(self.a, 2), np.tile(self.M_entry, 2)
+        shifted = ends_y + ends_a
+        self._ends_index = np.concatenate([index, index + n_groups])
+        self._ends_M = ends_M
+        self._ends_threshold = ends_M * shifted  # clipped where |v_k| exceeds it
+        self._ends_clipped_offset = ends_M * (ends_y + 0.5 * ends_a)
+        self._ends_a = ends_a
+        self._ends_denominator = 2.0 * np.where(shifted > 0, shifted, 1.0) ** 2
+
+    def __call__(
+        self, values: np.ndarray, y_start: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(w, y) with w shaped like the flat `values`; `y_start` (optional, e.g. the previous
+        call's y) warm-starts Newton. |w_k| <= M y exactly, so z(w) is finite."""
+        values = np.asarray(values, dtype=np.float64)
+        index, n_groups, a, M_entry = self.index, self.n_groups, self.a, self.M_entry
+        magnitude = np.abs(values)
+        both = np.concatenate([magnitude, magnitude])
+        slope_entry = np.where(
+            both > self._ends_threshold,
+            self._ends_M * (self._ends_clipped_offset - both),
+            -(both**2) * self._ends_a / self._ends_denominator,
+        )
+        ends = self.t_lam0 + np.bincount(
+            self._ends_index, weights=slope_entry, minlength=2 * n_groups
+        )
+        slope_at_zero, slope_at_one = ends[:n_groups], ends[n_groups:]
+        y = np.where(slope_at_one <= 0, 1.0, 0.0)
+        active = (slope_at_zero < 0) & (slope_at_one > 0)
+        if np.any(active):
+            _interior_roots(
+                y, active, magnitude, index, M_entry, y_start, self.t_lam0, self.a_group
+            )
+        y_entry = y[index]
+        shifted = y_entry + a
+        shrunk = magnitude * y_entry / np.where(shifted > 0, shifted, 1.0)
+        return np.sign(values) * np.minimum(shrunk, M_entry * y_entry), y
+
+
 def spr_prox_ragged(
     values: np.ndarray,
     group_index: np.ndarray,
@@ -75,27 +143,11 @@ def spr_prox_ragged(
 
     `values` is flat, `values[k]` in group `group_index[k]` (0..n_groups-1); `lam2` and `M`
     are scalars or one value per group. `y_start` (optional, e.g. the previous call's y)
-    warm-starts Newton. The result satisfies |w_k| <= M y exactly, so z(w) is finite.
+    warm-starts Newton. The result satisfies |w_k| <= M y exactly, so z(w) is finite. For
+    many calls with the same groups and parameters, prepare a RaggedProx once.
     """
-    values = np.asarray(values, dtype=np.float64)
-    index = np.asarray(group_index, dtype=np.int64)
-    M_group = np.broadcast_to(np.asarray(M, dtype=np.float64), (n_groups,))
-    M_entry = M_group[index]
-    magnitude = np.abs(values)
-    a_group = np.broadcast_to(2.0 * step * np.asarray(lam2, dtype=np.float64), (n_groups,))
-    a, t_lam0 = a_group[index], step * lam0
-    kw = dict(t_lam0=t_lam0, a=a, M_entry=M_entry, want_curvature=False)
-    slope_at_zero, _ = _group_slopes(0.0, magnitude, index, n_groups, **kw)
-    slope_at_one, _ = _group_slopes(1.0, magnitude, index, n_groups, **kw)
-    y = np.where(slope_at_one <= 0, 1.0, 0.0)
-    active = (slope_at_zero < 0) & (slope_at_one > 0)
-    if np.any(active):
-        _interior_roots(y, active, magnitude, index, M_entry, y_start, t_lam0, a_group)
-    y_entry = y[index]
-    shifted = y_entry + a
-    shrunk = magnitude * y_entry / np.where(shifted > 0, shifted, 1.0)
-    w = np.sign(values) * np.minimum(shrunk, M_entry * y_entry)
-    return w, y
+    prox = RaggedProx(group_index, n_groups, step=step, lam0=lam0, lam2=lam2, M=M)
+    return prox(values, y_start)
 
 
 def _interior_roots(

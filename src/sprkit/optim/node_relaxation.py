@@ -32,10 +32,10 @@ import scipy.linalg
 
 from sprkit.formula import (
     Case,
+    RaggedProx,
     group_reductions,
     spr_conjugate_ragged,
     spr_from_reductions,
-    spr_prox_ragged,
 )
 from sprkit.optim.problem import ScaledProblem
 
@@ -133,6 +133,7 @@ class NodeRelaxation:
             certificate, slopes = self._certificate(x, gram_x, cross, entry_group, state, M, shift)
             return objective, certificate, slopes, closed
 
+        prox = RaggedProx(entry_group, groups, step=step, lam0=lam0, lam2=free_lam2, M=M)
         x = warm_start[rows].copy()
         x[np.abs(x) > M[problem.row_structure[rows]][:, None]] = 0.0  # outside a tightened box
         best_x = best_dual_x = x
@@ -160,16 +161,7 @@ class NodeRelaxation:
             iteration += 1
             gradient = 2.0 * (gram @ momentum_point - cross)
             target = (momentum_point - step * gradient).ravel()
-            flat, y_groups = spr_prox_ragged(
-                target,
-                entry_group,
-                groups,
-                step=step,
-                lam0=lam0,
-                lam2=free_lam2,
-                M=M,
-                y_start=y_groups,
-            )
+            flat, y_groups = prox(target, y_groups)
             flat = np.where(
                 kept_entry, np.minimum(np.maximum(target * shrink, -M_entry), M_entry), flat
             )

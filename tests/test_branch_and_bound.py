@@ -448,3 +448,28 @@ def test_node_growth_backoff_doubles_after_useless_calls_and_resets_after_a_usef
         assert skipped_before_due() == min(2**k, limit) - 1
     schedule.record(True)
     assert skipped_before_due() == 0
+
+
+def test_only_new_factorizations_slow_the_growth_schedule_and_a_useful_growth_resets_it():
+    """A useless growth factored for a node doubles the interval; the same growth reused
+    from the cache (it cost nothing) leaves it; a useful one, cached or not, resets it."""
+    case = _hard(3, 8)
+    problem, _ = _enumerate(case)
+    search = branch_and_bound.BranchAndBound(problem)
+    state = np.full(problem.n_groups, FREE, dtype=np.int8)
+    state[0] = REMOVED
+    shift = search._shift(state)
+    bound = search.relaxation.solve(
+        state, problem.M, np.zeros_like(problem.reduced.cross), tol=1e-9, shift=shift
+    )
+    certificate = search.relaxation.certificate(state, problem.M, bound.W_dual)[0]
+    base = max(bound.lower, certificate)
+    loose = base + 1e6 * abs(base)  # an ellipsoid far wider than the box: nothing deduced
+    tight = base + 1e-9 * abs(base)  # a tiny ellipsoid: every M_j cut
+    schedule = search._growth_schedule
+    search._deduce(state, problem.M, bound, loose, shift)
+    assert schedule.interval == 2
+    search._deduce(state, problem.M, bound, loose, shift)
+    assert schedule.interval == 2
+    search._deduce(state, problem.M, bound, tight, shift)
+    assert schedule.interval == 1

@@ -20,6 +20,7 @@ from sprkit.formula.prox import RaggedProx, spr_prox_ragged
 
 __all__ = [
     "Case",
+    "RaggedProx",
     "SPRClosedForm",
     "group_reductions",
     "spr_closed_form",
@@ -29,6 +30,5 @@ __all__ = [
     "spr_indicator",
     "spr_penalty",
     "spr_penalty_ragged",
-    "RaggedProx",
     "spr_prox_ragged",
 ]

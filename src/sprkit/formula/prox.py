@@ -64,10 +64,8 @@ class RaggedProx:
     """prox_{step * z} for fixed groups and parameters, prepared once for many calls.
 
     `group_index[k]` is the group (0..n_groups-1) of entry k; `lam2` and `M` are scalars or
-    one value per group. What does not depend on the point (entry-wise a, M, and the terms of
-    g at y = 0 and y = 1) is computed here: the node relaxations of the branch and bound call
-    the prox at every proximal-gradient step with the same groups, ridge and box, and with a
-    few hundred entries the cost of a call is its number of array operations.
+    one value per group. What does not depend on the point (entry-wise a and M, the terms of
+    g at y = 0 and y = 1) is computed once; the node relaxations call it at every step.
     """
 
     def __init__(

@@ -102,8 +102,8 @@ class _PseudoCosts:
 
 
 class _Backoff:
-    """When to compute an optional deduction: after every call that deduced nothing the
-    interval (in calls offered) doubles, up to _BACKOFF_LIMIT; a useful call resets it. The
+    """When to compute an optional deduction: after every computation that deduced nothing
+    the interval (in offers) doubles, up to _BACKOFF_LIMIT; a useful one resets it. The
     node growths cost an O(P^3) factorization each and, on weak-ridge instances, rarely deduce
     anything (docs/benchmarks.md)."""
 
@@ -194,7 +194,7 @@ class BranchAndBound:
         state = state.copy()
         free = state == FREE
         remove, keep = reduced_cost_fixings(bound.slopes, free, radius)
-        growth, rows = self._node_growth(state)
+        growth, rows, fresh = self._node_growth(state)
         if growth is not None:
             # the growth's matrix is G: it needs the certificate of the form with Gram G
             if np.any(shift > 0):
@@ -204,9 +204,9 @@ class BranchAndBound:
             center = bound.W_dual[rows]
             forced = free & growth.forced_kept(center, radius)
             tightened = growth.tightened(M, center, radius)
-            self._growth_schedule.record(
-                bool(np.any(forced & ~keep)) or bool(np.any(tightened < _USEFUL_TIGHTENING * M))
-            )
+            useful = np.any(forced & ~keep) or np.any(tightened < _USEFUL_TIGHTENING * M)
+            if fresh or useful:  # a cached or full-row growth cost nothing: it only resets
+                self._growth_schedule.record(bool(useful))
             keep |= forced
             M = tightened
         if np.any(remove & keep):
@@ -215,20 +215,22 @@ class BranchAndBound:
         state[keep] = KEPT
         return state, M
 
-    def _node_growth(self, state: np.ndarray) -> tuple[QuadraticGrowth | None, np.ndarray]:
-        """Growth of the Gram matrix restricted to the rows of the structures not removed
-        (better conditioned than the whole, so the ellipsoid is smaller). It depends on the
-        removed set only, which a plunge's kept children share with their parent: the last
-        few are cached."""
+    def _node_growth(self, state: np.ndarray) -> tuple[QuadraticGrowth | None, np.ndarray, bool]:
+        """(growth, rows, fresh): growth of the Gram matrix restricted to the rows of the
+        structures not removed (better conditioned than the whole, so the ellipsoid is
+        smaller); fresh if it was factored for this call. It depends on the removed set only,
+        which a plunge's kept children share with their parent: the last few are cached. New
+        factorizations follow the backoff schedule (None when skipped)."""
         problem = self.problem
         rows = np.flatnonzero(state[problem.row_structure] != REMOVED)
         if self.growth is None or rows.size == problem.row_structure.size:
-            return self.growth, np.arange(problem.row_structure.size)
+            return self.growth, np.arange(problem.row_structure.size), False
         key = np.packbits(state == REMOVED).tobytes()
-        if key in self._growth_cache:
+        fresh = key not in self._growth_cache
+        if not fresh:
             self._growth_cache.move_to_end(key)
         elif not self._growth_schedule.due():
-            return None, rows
+            return None, rows, False
         else:
             self._growth_cache[key] = QuadraticGrowth.from_matrix(
                 problem.reduced.gram[np.ix_(rows, rows)],
@@ -238,7 +240,7 @@ class BranchAndBound:
             )
             if len(self._growth_cache) > _GROWTH_CACHE:
                 self._growth_cache.popitem(last=False)
-        return self._growth_cache[key], rows
+        return self._growth_cache[key], rows, fresh
 
     def _presolve(self, state: np.ndarray, M: np.ndarray, level: float):
         """Deductions from the unconstrained fits' growth, before any relaxation is solved."""

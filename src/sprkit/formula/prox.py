@@ -27,10 +27,40 @@ lam2 ~ 0) are finished by bisection. The iteration is vectorized over the groups
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 _NEWTON_MAX_ITER = 100
 _NEWTON_STEP_TOL = 1e-13  # relative
+
+
+@dataclass(frozen=True)
+class _SlopeTerms:
+    """The parts of g's entry terms fixed by y, a and M (not by |v|): an entry is clipped
+    where |v_k| > threshold; its term is then M (offset - |v_k|), else -|v_k|^2 a / denominator;
+    safe = y + a (1 where that is 0)."""
+
+    threshold: np.ndarray
+    offset: np.ndarray
+    denominator: np.ndarray
+    safe: np.ndarray
+
+    @classmethod
+    def at(cls, y: np.ndarray | float, a: np.ndarray | float, M_entry: np.ndarray) -> _SlopeTerms:
+        shifted = y + a
+        safe = np.where(shifted > 0, shifted, 1.0)
+        return cls(M_entry * shifted, M_entry * (y + 0.5 * a), 2.0 * safe**2, safe)
+
+    def entries(
+        self, magnitude: np.ndarray, a: np.ndarray | float, M_entry: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(clipped, term) per entry."""
+        clipped = magnitude > self.threshold
+        term = np.where(
+            clipped, M_entry * (self.offset - magnitude), -(magnitude**2) * a / self.denominator
+        )
+        return clipped, term
 
 
 def _group_slopes(
@@ -45,18 +75,12 @@ def _group_slopes(
     want_curvature: bool,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """g(y) per group (and g'(y) if asked); `y` per entry (or one value for all)."""
-    shifted = y + a
-    safe = np.where(shifted > 0, shifted, 1.0)
-    clipped = magnitude > M_entry * shifted
-    slope_entry = np.where(
-        clipped,
-        M_entry * (M_entry * (y + 0.5 * a) - magnitude),
-        -(magnitude**2) * a / (2.0 * safe**2),
-    )
+    terms = _SlopeTerms.at(y, a, M_entry)
+    clipped, slope_entry = terms.entries(magnitude, a, M_entry)
     slope = t_lam0 + np.bincount(index, weights=slope_entry, minlength=n_groups)
     if not want_curvature:
         return slope, None
-    curvature_entry = np.where(clipped, M_entry**2, magnitude**2 * a / safe**3)
+    curvature_entry = np.where(clipped, M_entry**2, magnitude**2 * a / terms.safe**3)
     return slope, np.bincount(index, weights=curvature_entry, minlength=n_groups)
 
 
@@ -80,21 +104,18 @@ class RaggedProx:
     ) -> None:
         index = np.asarray(group_index, dtype=np.int64)
         M_group = np.broadcast_to(np.asarray(M, dtype=np.float64), (n_groups,))
-        self.index, self.n_groups = index, n_groups
-        self.M_entry = M_group[index]
-        self.a_group = np.broadcast_to(2.0 * step * np.asarray(lam2, dtype=np.float64), (n_groups,))
-        self.a = self.a_group[index]
-        self.t_lam0 = step * lam0
+        self._index, self._n_groups = index, n_groups
+        self._M_entry = M_group[index]
+        self._a_group = np.broadcast_to(
+            2.0 * step * np.asarray(lam2, dtype=np.float64), (n_groups,)
+        )
+        self._a = self._a_group[index]
+        self._t_lam0 = step * lam0
         # g at both ends in one pass: entries stacked [y = 0; y = 1], groups [0, G) and [G, 2G)
-        ends_y = np.repeat([0.0, 1.0], index.size)
-        ends_a, ends_M = np.tile(self.a, 2), np.tile(self.M_entry, 2)
-        shifted = ends_y + ends_a
         self._ends_index = np.concatenate([index, index + n_groups])
-        self._ends_M = ends_M
-        self._ends_threshold = ends_M * shifted  # clipped where |v_k| exceeds it
-        self._ends_clipped_offset = ends_M * (ends_y + 0.5 * ends_a)
-        self._ends_a = ends_a
-        self._ends_denominator = 2.0 * np.where(shifted > 0, shifted, 1.0) ** 2
+        self._ends_a = np.tile(self._a, 2)
+        self._ends_M = np.tile(self._M_entry, 2)
+        self._ends = _SlopeTerms.at(np.repeat([0.0, 1.0], index.size), self._ends_a, self._ends_M)
 
     def __call__(
         self, values: np.ndarray, y_start: np.ndarray | None = None
@@ -102,23 +123,17 @@ class RaggedProx:
         """(w, y) with w shaped like the flat `values`; `y_start` (optional, e.g. the previous
         call's y) warm-starts Newton. |w_k| <= M y exactly, so z(w) is finite."""
         values = np.asarray(values, dtype=np.float64)
-        index, n_groups, a, M_entry = self.index, self.n_groups, self.a, self.M_entry
+        index, n_groups, a, M_entry = self._index, self._n_groups, self._a, self._M_entry
         magnitude = np.abs(values)
         both = np.concatenate([magnitude, magnitude])
-        slope_entry = np.where(
-            both > self._ends_threshold,
-            self._ends_M * (self._ends_clipped_offset - both),
-            -(both**2) * self._ends_a / self._ends_denominator,
-        )
-        ends = self.t_lam0 + np.bincount(
-            self._ends_index, weights=slope_entry, minlength=2 * n_groups
-        )
+        _, terms = self._ends.entries(both, self._ends_a, self._ends_M)
+        ends = self._t_lam0 + np.bincount(self._ends_index, weights=terms, minlength=2 * n_groups)
         slope_at_zero, slope_at_one = ends[:n_groups], ends[n_groups:]
         y = np.where(slope_at_one <= 0, 1.0, 0.0)
         active = (slope_at_zero < 0) & (slope_at_one > 0)
         if np.any(active):
             _interior_roots(
-                y, active, magnitude, index, M_entry, y_start, self.t_lam0, self.a_group
+                y, active, magnitude, index, M_entry, y_start, self._t_lam0, self._a_group
             )
         y_entry = y[index]
         shifted = y_entry + a

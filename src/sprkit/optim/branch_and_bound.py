@@ -52,7 +52,7 @@ _STRONG_CANDIDATES = 8
 _STRONG_ITERATIONS = 200
 _STRONG_DEPTH = 4  # strong branching at depths 0..4, pseudo-costs (seeded by it) below
 _GROWTH_CACHE = 16  # node growths kept (one P x P matrix each)
-_BACKOFF_LIMIT = 64  # at most this many nodes between two new node growths
+_BACKOFF_LIMIT = 64  # largest interval, in offers, between two new node growths
 _USEFUL_TIGHTENING = 0.99  # a node growth is useful if it fixes or cuts an M_j by 1 %
 # The root diagonal (optim.diagonal) costs 10-25 root solves: it is chosen once the search has
 # solved this many nodes, so that instances certified in fewer do not pay for it.

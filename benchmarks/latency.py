@@ -13,12 +13,12 @@ and, in the same run, Torch-Pruning's own MagnitudePruner (L1 importance, unifor
 MAC target), plus the SPR-trained small ResNet of `sprkit prune --dataset digits`.
 Latency: the best over interleaved rounds of the median ms of a forward pass on a batch, eval
 mode, torch.inference_mode, with BatchNorm folded into the convs for dense and compressed
-alike (sprkit.networks.compression.fold_batchnorm), on this machine's CPU. Speed-up = dense
-latency / compressed latency; efficiency = speed-up / MAC ratio. Writes
-docs/benchmarks/latency.{md,csv}.
+alike (sprkit.networks.compression.fold_batchnorm), on this machine's CPU or on --device
+cuda (float32 weights; --layout channels_last for NHWC). Speed-up = dense latency /
+compressed latency; efficiency = speed-up / MAC ratio. Writes docs/benchmarks/latency.{md,csv}.
 
     .venv/bin/python benchmarks/latency.py [--archs resnet56 resnet18] [--batch 64]
-        [--round-to 8]
+        [--round-to 8] [--device cuda] [--layout channels_last]
 
 Each sprkit uniform pattern is also compressed with `round_to` (every layer group keeps a
 multiple of that many channels, zero channels added back), and so is the digits network.
@@ -49,6 +49,7 @@ from sprkit.networks.serialization import load_compressed
 from sprkit.networks.structures import Structures, derive_structures
 
 SHAPE = (3, 32, 32)
+LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 def _compressed(
@@ -163,8 +164,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--digits-batch", type=int, default=1024)
     parser.add_argument("--round-to", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--layout", choices=list(LAYOUTS), default="contiguous")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/latency"))
     args = parser.parse_args()
+    layout = LAYOUTS[args.layout]
     suites = []  # (arch, input shape, batch, {(method, target): network})
     for arch in args.archs:
         torch.manual_seed(0)
@@ -190,7 +194,14 @@ def main() -> None:
         best = dict.fromkeys(models, float("inf"))
         for _round in range(args.rounds):  # interleaved, so drift hits every model alike
             for key, model in folded.items():
-                measured = latency_ms(model, shape, batch_size=batch, repeats=args.repeats)
+                measured = latency_ms(
+                    model,
+                    shape,
+                    batch_size=batch,
+                    repeats=args.repeats,
+                    device=args.device,
+                    layout=layout,
+                )
                 best[key] = min(best[key], measured)
         for (method, target), model in models.items():
             rows.append(
@@ -219,12 +230,17 @@ def main() -> None:
     theirs = pruned[pruned["method"] == "torch-pruning"].set_index(["arch", "target"])
     uniform = pruned[pruned["method"] == "sprkit uniform"].set_index(["arch", "target"])
     ratio = uniform["efficiency"] / theirs["efficiency"]
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, cpu"
+    device = torch.device(args.device)
+    processor = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {processor}, "
+        f"{args.layout}"
+    )
     command = (
         f"python benchmarks/latency.py --archs {' '.join(args.archs)} --targets "
         f"{' '.join(f'{t:g}' for t in args.targets)} --batch {args.batch} "
         f"--digits-batch {args.digits_batch} --repeats {args.repeats} --rounds {args.rounds} "
-        f"--round-to {args.round_to}"
+        f"--round-to {args.round_to} --device {args.device} --layout {args.layout}"
     )
     text = [
         "# Measured speed-up of compressed networks against the MAC ratio",

@@ -64,9 +64,12 @@ def _check_M(M: Array) -> None:
 
 
 def _like(reference: Array, value: Array) -> Array:
-    """`value` as an array of the same backend, dtype and device as `reference`."""
+    """`value` as an array of the same backend, dtype and device as `reference`. A Python
+    number is filled on the device: copying it from the host would wait for the GPU's queue."""
     if _is_tensor(reference):
         torch = sys.modules["torch"]
+        if isinstance(value, int | float):
+            return torch.full((), value, dtype=reference.dtype, device=reference.device)
         return torch.as_tensor(value, dtype=reference.dtype, device=reference.device)
     return np.asarray(value, dtype=np.float64)
 

@@ -66,6 +66,31 @@ class RowSlice:
 
 
 @dataclass(frozen=True)
+class _ReductionPlan:
+    """How Structures.reductions stacks the slices' parameters: `by_length` groups slice
+    positions whose parameters have equal row lengths (scalars per dim-0 row); `rows` are the
+    slices' rows in the stacked order (groups in order, parameters in slice order within a
+    group), `owner` their structures."""
+
+    by_length: tuple[list[int], ...]
+    rows: torch.Tensor
+    owner: torch.Tensor
+
+
+def _row_matrix(parameter: torch.Tensor) -> torch.Tensor:
+    """`parameter` as (rows, scalars per row), a view where the memory allows: the order of
+    the scalars within a row is their memory order, so that channels-last conv weights are
+    not copied (row sums and maxima do not depend on it)."""
+    if (
+        parameter.dim() == 4
+        and not parameter.is_contiguous()
+        and parameter.is_contiguous(memory_format=torch.channels_last)
+    ):
+        parameter = parameter.permute(0, 2, 3, 1)
+    return parameter.reshape(len(parameter), -1)
+
+
+@dataclass(frozen=True)
 class Structures:
     """The structures of one model (any copy of it: parameters are found by name).
 
@@ -82,6 +107,10 @@ class Structures:
     units: tuple[torch.Tensor, ...]
     essential: tuple[bool, ...]
     grouping: str
+    # Caches per device (derived from the fields above): the reduction plan, and the rows
+    # removed by the last mask given to apply().
+    _plans: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _removed_rows: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def weight_layers(self) -> set[str]:
@@ -94,19 +123,45 @@ class Structures:
         return [named[s.parameter] for s in self.slices]
 
     def reductions(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per structure: sum of squares and largest |value| of its rows (differentiable)."""
-        sq_norm, max_abs = None, None
-        for piece, parameter in zip(self.slices, self.parameters_of(model), strict=True):
-            indices, owner = piece.on(parameter.device)
-            rows = parameter.index_select(0, indices).reshape(len(indices), -1)
-            if sq_norm is None:
-                sq_norm = rows.new_zeros(self.n)
-                max_abs = rows.new_zeros(self.n)
-            sq_norm = sq_norm.index_add(0, owner, (rows * rows).sum(dim=1))
-            max_abs = max_abs.scatter_reduce(
-                0, owner, rows.abs().amax(dim=1), reduce="amax", include_self=True
-            )
+        """Per structure: sum of squares and largest |value| of its rows (differentiable).
+
+        A fixed number of tensor operations per distinct row length, not per slice: the
+        parameters' rows are stacked by length, reduced row-wise at once and gathered to the
+        structures (on a GPU, one small kernel per slice made the penalty cost more than the
+        network's own training step)."""
+        parameters = self.parameters_of(model)
+        plan = self._plan(parameters[0].device, parameters)
+        row_sq, row_max = [], []
+        for members in plan.by_length:
+            block = torch.cat([_row_matrix(parameters[k]) for k in members])
+            row_sq.append((block * block).sum(dim=1))
+            row_max.append(block.abs().amax(dim=1))
+        sq_rows = torch.cat(row_sq).index_select(0, plan.rows)
+        max_rows = torch.cat(row_max).index_select(0, plan.rows)
+        sq_norm = sq_rows.new_zeros(self.n).index_add(0, plan.owner, sq_rows)
+        max_abs = max_rows.new_zeros(self.n).scatter_reduce(
+            0, plan.owner, max_rows, reduce="amax", include_self=True
+        )
         return sq_norm, max_abs
+
+    def _plan(self, device: torch.device, parameters: list[torch.Tensor]) -> _ReductionPlan:
+        """The stacking of `parameters` (slice order) by row length, built once per device."""
+        if device not in self._plans:
+            lengths = [parameter[0].numel() for parameter in parameters]
+            by_length: dict[int, list[int]] = {}
+            for k, length in enumerate(lengths):
+                by_length.setdefault(length, []).append(k)
+            first_row, offset = {}, 0  # slice -> its parameter's first row in the stacked rows
+            for members in by_length.values():
+                for k in members:
+                    first_row[k] = offset
+                    offset += len(parameters[k])
+            rows = torch.cat([piece.rows + first_row[k] for k, piece in enumerate(self.slices)])
+            owner = torch.cat([piece.owner for piece in self.slices])
+            self._plans[device] = _ReductionPlan(
+                tuple(by_length.values()), rows.to(device), owner.to(device)
+            )
+        return self._plans[device]
 
     def norms(self, model: nn.Module) -> torch.Tensor:
         """l2 norm of every structure (detached, on the CPU, float64)."""
@@ -127,14 +182,18 @@ class Structures:
 
     @torch.no_grad()
     def apply(self, model: nn.Module, keep: torch.Tensor) -> None:
-        """Zero, in place, the rows of every structure with keep = False (index work on the
-        parameters' device: fine-tuning calls this after every step)."""
-        dropped_on: dict[torch.device, torch.Tensor] = {}  # ~keep, copied once per device
-        for piece, parameter in zip(self.slices, self.parameters_of(model), strict=True):
-            rows, owner = piece.on(parameter.device)
-            if parameter.device not in dropped_on:
-                dropped_on[parameter.device] = ~keep.to(parameter.device, torch.bool)
-            parameter.index_fill_(0, rows[dropped_on[parameter.device][owner]], 0.0)
+        """Zero, in place, the rows of every structure with keep = False. Fine-tuning calls
+        this after every step with the same mask: the removed rows are found on the host once
+        per mask and device, so that a GPU's queue is never stopped to read them."""
+        keep = torch.as_tensor(keep, dtype=torch.bool).cpu()
+        parameters = self.parameters_of(model)
+        device = parameters[0].device
+        cached = self._removed_rows.get(device)
+        if cached is None or not torch.equal(cached[0], keep):
+            removed = [piece.rows[~keep[piece.owner]].to(device) for piece in self.slices]
+            cached = self._removed_rows[device] = (keep.clone(), removed)
+        for rows, parameter in zip(cached[1], parameters, strict=True):
+            parameter.index_fill_(0, rows, 0.0)
 
     def kept_with_essentials(self, keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """`keep` with the highest-score structure of every essential unit that has none

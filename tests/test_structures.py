@@ -118,3 +118,62 @@ def test_a_model_without_structures_is_one_clear_error():
         derive_structures(nn.Sequential(nn.Linear(3, 2)), torch.zeros(2, 3))
     with pytest.raises(ParameterError, match="could not be traced"):
         derive_structures(nn.Sequential(nn.Linear(3, 2)), torch.zeros(2, 5))
+
+
+def _reference_reductions(structures, model) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per structure, in float64, one row at a time: sum of squares and largest |value|."""
+    named = dict(model.named_parameters())
+    sq_norm = torch.zeros(structures.n, dtype=torch.float64)
+    max_abs = torch.zeros(structures.n, dtype=torch.float64)
+    for piece in structures.slices:
+        parameter = named[piece.parameter].double()
+        for row, structure in zip(piece.rows.tolist(), piece.owner.tolist(), strict=True):
+            sq_norm = sq_norm.index_add(
+                0, torch.tensor([structure]), parameter[row].square().sum()[None]
+            )
+            max_abs[structure] = torch.maximum(
+                max_abs[structure], parameter[row].abs().max().detach()
+            )
+    return sq_norm, max_abs
+
+
+@pytest.mark.parametrize(
+    ("name", "layout"),
+    [(name, torch.contiguous_format) for name in ("resnet18_tv", "mobilenetv2", "mlp_bn1d")]
+    + [(name, torch.channels_last) for name in ("resnet18_tv", "mobilenetv2", "grouped_conv")],
+)
+def test_reductions_and_their_gradients_match_a_row_by_row_computation(name, layout):
+    make, shape = ZOO[name]
+    torch.manual_seed(0)
+    model = randomize(make())
+    structures = derive_structures(model, torch.zeros(2, *shape))
+    model.to(memory_format=layout)
+    weights = torch.randn(structures.n, dtype=torch.float64)
+    sq_norm, max_abs = structures.reductions(model)
+    (sq_norm.double() @ weights).backward()
+    fast = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    expected_sq, expected_max = _reference_reductions(structures, model)
+    (expected_sq @ weights).backward()
+    torch.testing.assert_close(sq_norm.double(), expected_sq, rtol=1e-5, atol=0)
+    assert torch.equal(max_abs.double(), expected_max)
+    assert fast.keys() == {n for n, p in model.named_parameters() if p.grad is not None}
+    for parameter_name, gradient in fast.items():
+        expected = dict(model.named_parameters())[parameter_name].grad
+        torch.testing.assert_close(gradient.double(), expected.double(), rtol=1e-5, atol=1e-7)
+
+
+def test_apply_zeroes_the_rows_of_each_new_mask():
+    make, shape = ZOO["resnet18_tv"]
+    model = randomize(make())
+    structures = derive_structures(model, torch.zeros(2, *shape))
+    first = torch.rand(structures.n, generator=torch.Generator().manual_seed(1)) < 0.7
+    second = first & (torch.rand(structures.n, generator=torch.Generator().manual_seed(2)) < 0.5)
+    for keep in (first, first, second):  # the second call reuses the rows found by the first
+        structures.apply(model, keep)
+        named = dict(model.named_parameters())
+        for piece in structures.slices:
+            rows = named[piece.parameter].detach()[piece.rows]
+            zero = rows.reshape(len(rows), -1).abs().amax(dim=1) == 0
+            assert torch.equal(zero[~keep[piece.owner]], torch.ones_like(zero[~keep[piece.owner]]))
+    assert not torch.equal(first, second)

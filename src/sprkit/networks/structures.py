@@ -129,7 +129,12 @@ class Structures:
         parameters' rows are stacked by length, reduced row-wise at once and gathered to the
         structures (on a GPU, one small kernel per slice made the penalty cost more than the
         network's own training step)."""
-        parameters = self.parameters_of(model)
+        return self.reductions_of(self.parameters_of(model))
+
+    def reductions_of(self, parameters: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """reductions() from the slices' parameter tensors (parameters_of(model), which a
+        caller that evaluates at every step can look up once: the lookup by name costs about
+        as much as the reductions' own launches)."""
         plan = self._plan(parameters[0].device, parameters)
         row_sq, row_max = [], []
         for members in plan.by_length:

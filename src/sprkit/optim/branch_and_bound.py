@@ -5,11 +5,12 @@ is the certificate of its perspective relaxation (sprkit.optim.node_relaxation),
 warm-started from the parent and stopped as soon as it proves the node can be pruned. Search:
 best bound first, with plunges (the child the relaxation rounds to is processed next).
 Incumbents: the exact fixed-support fit of each relaxation's support, improved at the root by
-local search. At every node, valid deductions (docs/mip.md) shrink the subtree: reduced-cost
-fixing from the certificate's affine minorant, fixing from quadratic growth, and a smaller M
-per structure from the growth ellipsoid, which strengthens the children's bounds (a node's
-growth needs a factorization of its own: it is skipped, on a backoff schedule, while the
-growths keep deducing nothing).
+local search and, once the search proves hard, by exact re-optimization of windows of coupled
+structures (sprkit.optim.window_search). At every node, valid deductions (docs/mip.md)
+shrink the subtree: reduced-cost fixing from the certificate's affine minorant, fixing from
+quadratic growth, and a smaller M per structure from the growth ellipsoid, which strengthens
+the children's bounds (a node's growth needs a factorization of its own: it is skipped, on a
+backoff schedule, while the growths keep deducing nothing).
 
 A node is discarded only when its certified bound reaches the pruning level
 T = incumbent - tol/2 |incumbent|, so the search proves min(T, open bounds) as lower bound.
@@ -40,6 +41,7 @@ from sprkit.optim.presolve import QuadraticGrowth, reduced_cost_fixings
 from sprkit.optim.problem import ScaledProblem
 from sprkit.optim.result import GAP_FLOOR
 from sprkit.optim.support import SupportProblem, SupportSolution
+from sprkit.optim.window_search import window_search
 
 # Branching rules: the most fractional y_j; pseudo-costs (average bound gain per unit of
 # y_j moved, learned from the children solved, product score); strong branching near the root
@@ -57,6 +59,10 @@ _USEFUL_TIGHTENING = 0.99  # a node growth is useful if it fixes or cuts an M_j 
 # The root diagonal (optim.diagonal) costs 10-25 root solves: it is chosen once the search has
 # solved this many nodes, so that instances certified in fewer do not pay for it.
 _ASCENT_AFTER_NODES = 100
+# Window search (optim.window_search) runs once the search has solved this many nodes (the
+# grid instances bnb certifies need at most 719), for at most this share of the time left.
+_WINDOWS_AFTER_NODES = 1000
+_WINDOWS_SHARE = 0.25
 
 
 @dataclass(order=True)
@@ -130,11 +136,16 @@ def _score(down: np.ndarray, up: np.ndarray) -> np.ndarray:
 class BranchAndBound:
     """One search per solve; `problem` fixes the data, lambdas and M (solver units)."""
 
-    def __init__(self, problem: ScaledProblem, *, branching: Branching = "pseudocost") -> None:
+    def __init__(
+        self, problem: ScaledProblem, *, branching: Branching = "pseudocost", windows: bool = True
+    ) -> None:
+        """`windows`: run the window search on hard instances (off for the windows' own
+        searches)."""
         if branching not in ("fractional", "pseudocost", "strong"):
             raise ValueError(f"unknown branching rule {branching!r}")
         self.problem = problem
         self.branching = branching
+        self.windows = windows
         self.relaxation = NodeRelaxation(problem)
         self.supports = SupportProblem(
             problem.reduced, problem.row_structure, problem.M, lam0=problem.lam0, lam2=problem.lam2
@@ -168,6 +179,19 @@ class BranchAndBound:
         solution = self.supports.solve(support)
         if self.incumbent is None or solution.value < self.incumbent.value:
             self.incumbent = solution
+
+    def _search_windows(self, tol: float, deadline: float) -> None:
+        """Improve the incumbent by window search within _WINDOWS_SHARE of the time left."""
+        now = time.perf_counter()
+        until = now + _WINDOWS_SHARE * (deadline - now) if np.isfinite(deadline) else deadline
+
+        def solve_window(local: ScaledProblem, window_deadline: float) -> np.ndarray:
+            search = BranchAndBound(local, branching=self.branching, windows=False)
+            return search.run(tol=tol, deadline=window_deadline).incumbent.support
+
+        self.incumbent = window_search(
+            self.problem, self.supports, self.incumbent, solve_window, deadline=until
+        )
 
     def _level(self, tol: float) -> float:
         """Pruning level T: nodes certified at or above it cannot improve by more than tol/2
@@ -376,7 +400,11 @@ class BranchAndBound:
         heap: list[_Node] = [_Node(root_lower, next(counter), state, M, root.W, 0)]
         first, first_shift = root, shift
         ascended = False
+        searched_windows = not self.windows
         while heap and time.perf_counter() < deadline:
+            if not searched_windows and self.nodes >= _WINDOWS_AFTER_NODES:
+                searched_windows = True
+                self._search_windows(tol, deadline)
             if not ascended and self.nodes >= _ASCENT_AFTER_NODES:
                 ascended = True
                 lower = self._ascend(root_state, root_M, root, tol, deadline)

@@ -103,13 +103,14 @@ def main() -> None:
         solver.reduced, solver.row_structure, solver.bounds, lam0=case.lam0, lam2=case.lam2
     )
     result = solver.solve(case.lam0, case.lam2, method="bnb", time_limit=args.limit)
-    support = np.zeros(problem.n_groups, dtype=bool)
-    support[list(result.kept)] = True
+    support = np.isin(case.instance.structure_ids, list(result.kept))
     every = windows(problem, args.size)
-    chosen = [every[k] for k in np.linspace(0, len(every) - 1, args.windows).astype(int)]
+    spread = np.unique(np.linspace(0, len(every) - 1, args.windows).astype(int))
     rows = []
-    for window in chosen:
+    for window in (every[k] for k in spread):
         local = window_problem(problem, support, window)
+        if local is None:  # the kept rows outside are singular under the ridge
+            continue
         with threadpool_limits(limits=1, user_api="blas"):
             start = time.perf_counter()
             outcome = BranchAndBound(local, branching="fractional", windows=False).run(

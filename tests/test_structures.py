@@ -121,19 +121,18 @@ def test_a_model_without_structures_is_one_clear_error():
 
 
 def _reference_reductions(structures, model) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per structure, in float64, one row at a time: sum of squares and largest |value|."""
+    """Per structure, in float64, one row at a time: sum of squares and largest |value|
+    (differentiable; no structure here has two rows with the same largest |value|)."""
     named = dict(model.named_parameters())
-    sq_norm = torch.zeros(structures.n, dtype=torch.float64)
-    max_abs = torch.zeros(structures.n, dtype=torch.float64)
+    squares: list[list[torch.Tensor]] = [[] for _ in range(structures.n)]
+    largest: list[list[torch.Tensor]] = [[] for _ in range(structures.n)]
     for piece in structures.slices:
         parameter = named[piece.parameter].double()
         for row, structure in zip(piece.rows.tolist(), piece.owner.tolist(), strict=True):
-            sq_norm = sq_norm.index_add(
-                0, torch.tensor([structure]), parameter[row].square().sum()[None]
-            )
-            max_abs[structure] = torch.maximum(
-                max_abs[structure], parameter[row].abs().max().detach()
-            )
+            squares[structure].append(parameter[row].square().sum())
+            largest[structure].append(parameter[row].abs().max())
+    sq_norm = torch.stack([torch.stack(values).sum() for values in squares])
+    max_abs = torch.stack([torch.stack(values).max() for values in largest])
     return sq_norm, max_abs
 
 
@@ -148,13 +147,13 @@ def test_reductions_and_their_gradients_match_a_row_by_row_computation(name, lay
     model = randomize(make())
     structures = derive_structures(model, torch.zeros(2, *shape))
     model.to(memory_format=layout)
-    weights = torch.randn(structures.n, dtype=torch.float64)
+    weights = torch.randn(2, structures.n, dtype=torch.float64)
     sq_norm, max_abs = structures.reductions(model)
-    (sq_norm.double() @ weights).backward()
+    (sq_norm.double() @ weights[0] + max_abs.double() @ weights[1]).backward()
     fast = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
     expected_sq, expected_max = _reference_reductions(structures, model)
-    (expected_sq @ weights).backward()
+    (expected_sq @ weights[0] + expected_max @ weights[1]).backward()
     torch.testing.assert_close(sq_norm.double(), expected_sq, rtol=1e-5, atol=0)
     assert torch.equal(max_abs.double(), expected_max)
     assert fast.keys() == {n for n, p in model.named_parameters() if p.grad is not None}
@@ -169,11 +168,41 @@ def test_apply_zeroes_the_rows_of_each_new_mask():
     structures = derive_structures(model, torch.zeros(2, *shape))
     first = torch.rand(structures.n, generator=torch.Generator().manual_seed(1)) < 0.7
     second = first & (torch.rand(structures.n, generator=torch.Generator().manual_seed(2)) < 0.5)
+    original = {n: p.detach().clone() for n, p in model.named_parameters()}
     for keep in (first, first, second):  # the second call reuses the rows found by the first
         structures.apply(model, keep)
         named = dict(model.named_parameters())
         for piece in structures.slices:
             rows = named[piece.parameter].detach()[piece.rows]
-            zero = rows.reshape(len(rows), -1).abs().amax(dim=1) == 0
-            assert torch.equal(zero[~keep[piece.owner]], torch.ones_like(zero[~keep[piece.owner]]))
+            removed = ~keep[piece.owner]
+            assert torch.all(rows[removed] == 0)
+            assert torch.equal(rows[~removed], original[piece.parameter][piece.rows][~removed])
     assert not torch.equal(first, second)
+
+
+def test_the_penalty_follows_parameters_replaced_after_it_was_built():
+    from sprkit.networks.penalties import SPRPenalty
+
+    make, shape = ZOO["resnet18_tv"]
+    model = randomize(make())
+    structures = derive_structures(model, torch.zeros(2, *shape))
+    penalty = SPRPenalty(model, structures, lam=0.1, alpha=0.5)
+    replacement = randomize(make(), seed=3)
+    model.load_state_dict(replacement.state_dict(), assign=True)  # new Parameter objects
+    expected = SPRPenalty(model, structures, lam=0.1, alpha=0.5)()
+    value = penalty()
+    torch.testing.assert_close(value, expected)
+    value.backward()
+    assert all(p.grad is not None for p in structures.parameters_of(model))
+
+
+def test_a_model_of_other_shapes_is_refused_not_read_past_its_rows():
+    def make(a: int, b: int) -> nn.Module:
+        return nn.Sequential(
+            nn.Linear(4, a), nn.ReLU(), nn.Linear(a, b), nn.ReLU(), nn.Linear(b, 2)
+        )
+
+    structures = derive_structures(make(8, 6), torch.zeros(2, 4))
+    structures.reductions(make(8, 6))
+    with pytest.raises(ParameterError, match="derived for another model"):
+        structures.reductions(make(9, 5))

@@ -118,7 +118,8 @@ def latency_ms(
 ) -> float:
     """Median milliseconds of one forward pass on a batch of standard normal inputs (seeded;
     on a GPU, zeros can run faster than real data) after 3 warm-up passes; `layout` is the
-    memory format of the model and of 4-d batches (torch.channels_last for NHWC)."""
+    memory format of the model and of 4-d batches (torch.channels_last for NHWC). The model
+    is left in eval mode on `device` in `layout`."""
     device = torch.device(device)
     model.eval().to(device, memory_format=layout)
     zeros = example_batch(model, input_shape, batch_size)

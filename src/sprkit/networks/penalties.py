@@ -69,13 +69,12 @@ class SPRPenalty:
         self.structures = structures
         self.M = box_bounds(model, structures, M_scale)
         self.weights = structures.sizes.to(self.M.device)
-        # The same tensors stay the model's parameters through .to(), DDP and
-        # load_state_dict (all in place), so they are looked up once.
-        self.parameters = structures.parameters_of(model)
+        self.owners = structures.owners_of(model)
 
     def values(self) -> torch.Tensor:
         """z (training form) of every structure."""
-        sq_norm, max_abs = self.structures.reductions_of(self.parameters)
+        parameters = [getattr(module, name) for module, name in self.owners]
+        sq_norm, max_abs = self.structures.reductions_of(parameters)
         return spr_from_reductions(
             sq_norm,
             max_abs,
@@ -97,10 +96,11 @@ class GroupLassoPenalty:
 
     def __init__(self, model: nn.Module, structures: Structures, *, lam: float) -> None:
         self.model, self.structures, self.lam = model, structures, check_lam(lam)
-        self.parameters = structures.parameters_of(model)  # looked up once, as in SPRPenalty
+        self.owners = structures.owners_of(model)
 
     def __call__(self) -> torch.Tensor:
-        sq_norm, _ = self.structures.reductions_of(self.parameters)
+        parameters = [getattr(module, name) for module, name in self.owners]
+        sq_norm, _ = self.structures.reductions_of(parameters)
         # sqrt is not differentiable at 0: a tiny floor keeps gradients finite there.
         norms = torch.sqrt(sq_norm + 1e-24)
         sizes = self.structures.sizes.to(norms)

@@ -107,10 +107,14 @@ class Structures:
     units: tuple[torch.Tensor, ...]
     essential: tuple[bool, ...]
     grouping: str
-    # Caches per device (derived from the fields above): the reduction plan, and the rows
-    # removed by the last mask given to apply().
-    _plans: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-    _removed_rows: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    # Caches derived from the fields above: the reduction plan per device and parameter
+    # shapes, and the rows removed by the last mask given to apply() per parameter placement.
+    _plans: dict[tuple, _ReductionPlan] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _removed_rows: dict[tuple, tuple[torch.Tensor, list[torch.Tensor]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def weight_layers(self) -> set[str]:
@@ -121,6 +125,17 @@ class Structures:
         """The parameter tensors of the slices, in slice order, from `model`."""
         named = dict(model.named_parameters())
         return [named[s.parameter] for s in self.slices]
+
+    def owners_of(self, model: nn.Module) -> list[tuple[nn.Module, str]]:
+        """(module, attribute) of each slice's parameter, in slice order: reading them at each
+        step sees parameters that were replaced (load_state_dict(assign=True), conversions
+        that overwrite parameters) at a fraction of parameters_of's cost."""
+        modules = dict(model.named_modules())
+        owners = []
+        for piece in self.slices:
+            module_name, _, attribute = piece.parameter.rpartition(".")
+            owners.append((modules[module_name], attribute))
+        return owners
 
     def reductions(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """Per structure: sum of squares and largest |value| of its rows (differentiable).
@@ -133,9 +148,9 @@ class Structures:
 
     def reductions_of(self, parameters: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """reductions() from the slices' parameter tensors (parameters_of(model), which a
-        caller that evaluates at every step can look up once: the lookup by name costs about
-        as much as the reductions' own launches)."""
-        plan = self._plan(parameters[0].device, parameters)
+        caller that evaluates at every step reads through owners_of: the lookup by name costs
+        about as much as the reductions' own launches)."""
+        plan = self._plan(parameters)
         row_sq, row_max = [], []
         for members in plan.by_length:
             block = torch.cat([_row_matrix(parameters[k]) for k in members])
@@ -149,9 +164,18 @@ class Structures:
         )
         return sq_norm, max_abs
 
-    def _plan(self, device: torch.device, parameters: list[torch.Tensor]) -> _ReductionPlan:
-        """The stacking of `parameters` (slice order) by row length, built once per device."""
-        if device not in self._plans:
+    def _plan(self, parameters: list[torch.Tensor]) -> _ReductionPlan:
+        """The stacking of `parameters` (slice order) by row length, built once per device and
+        parameter shapes (a model of other shapes gets its own plan, or a clear error)."""
+        device = parameters[0].device
+        key = (device, tuple(parameter.shape for parameter in parameters))
+        if key not in self._plans:
+            for piece, parameter in zip(self.slices, parameters, strict=True):
+                if int(piece.rows.max()) >= len(parameter):
+                    raise ParameterError(
+                        f"{piece.parameter} has {len(parameter)} rows; the structures need "
+                        f"{int(piece.rows.max()) + 1}: they were derived for another model"
+                    )
             lengths = [parameter[0].numel() for parameter in parameters]
             by_length: dict[int, list[int]] = {}
             for k, length in enumerate(lengths):
@@ -163,10 +187,10 @@ class Structures:
                     offset += len(parameters[k])
             rows = torch.cat([piece.rows + first_row[k] for k, piece in enumerate(self.slices)])
             owner = torch.cat([piece.owner for piece in self.slices])
-            self._plans[device] = _ReductionPlan(
+            self._plans[key] = _ReductionPlan(
                 tuple(by_length.values()), rows.to(device), owner.to(device)
             )
-        return self._plans[device]
+        return self._plans[key]
 
     def norms(self, model: nn.Module) -> torch.Tensor:
         """l2 norm of every structure (detached, on the CPU, float64)."""
@@ -188,15 +212,19 @@ class Structures:
     @torch.no_grad()
     def apply(self, model: nn.Module, keep: torch.Tensor) -> None:
         """Zero, in place, the rows of every structure with keep = False. Fine-tuning calls
-        this after every step with the same mask: the removed rows are found on the host once
-        per mask and device, so that a GPU's queue is never stopped to read them."""
+        this after every step with the same (host) mask: the removed rows are found on the
+        host once per mask and placement of the parameters, so that a GPU's queue is not
+        stopped to read them."""
         keep = torch.as_tensor(keep, dtype=torch.bool).cpu()
         parameters = self.parameters_of(model)
-        device = parameters[0].device
-        cached = self._removed_rows.get(device)
+        devices = tuple(parameter.device for parameter in parameters)
+        cached = self._removed_rows.get(devices)
         if cached is None or not torch.equal(cached[0], keep):
-            removed = [piece.rows[~keep[piece.owner]].to(device) for piece in self.slices]
-            cached = self._removed_rows[device] = (keep.clone(), removed)
+            removed = [
+                piece.rows[~keep[piece.owner]].to(device)
+                for piece, device in zip(self.slices, devices, strict=True)
+            ]
+            cached = self._removed_rows[devices] = (keep.clone(), removed)
         for rows, parameter in zip(cached[1], parameters, strict=True):
             parameter.index_fill_(0, rows, 0.0)
 

@@ -56,8 +56,10 @@ def windows(problem: ScaledProblem, size: int = WINDOW_SIZE) -> list[np.ndarray]
 def window_problem(
     problem: ScaledProblem, support: np.ndarray, window: np.ndarray
 ) -> ScaledProblem | None:
-    """The problem in the window's structures with the rest fixed to `support` and its kept
-    weights minimized out under the ridge (None if that elimination is singular)."""
+    """The problem in the window's structures (`window`: sorted positions) with the rest fixed
+    to `support` and its kept weights minimized out under the ridge (None if that elimination
+    is singular). Only gram, cross and const of its `reduced` are the window's; its other
+    fields (free rows, row maps) still describe the whole problem and are not used."""
     reduced, structure = problem.reduced, problem.row_structure
     inside = np.isin(structure, window)
     rows = np.flatnonzero(inside)
@@ -95,14 +97,17 @@ def window_search(
     size: int = WINDOW_SIZE,
 ) -> SupportSolution:
     """Best incumbent found by passes over the windows until a pass improves nothing.
-    `solve_window(window_problem, deadline)` returns the window's best support."""
+    `solve_window(window_problem, deadline)` returns the window's best support; deadlines
+    are time.perf_counter() seconds (a window's setup can run past `deadline` by one
+    factorization of the kept rows)."""
     best = start
     if problem.n_groups <= size:
         return best
+    passes = windows(problem, size)
     improved = True
     while improved and time.perf_counter() < deadline:
         improved = False
-        for window in windows(problem, size):
+        for window in passes:
             if time.perf_counter() >= deadline:
                 break
             local = window_problem(problem, best.support, window)

@@ -10,13 +10,19 @@ from sprkit.instances import hard_case
 from sprkit.optim import branch_and_bound
 from sprkit.optim.mip import OPTIMAL, ExactSolver
 from sprkit.optim.problem import scale_problem
-from sprkit.optim.quadratic import ReducedLeastSquares
 from sprkit.optim.support import SupportProblem
 from sprkit.optim.window_search import window_problem, window_search, windows
-from sprkit.params import structure_bounds
+
+
+def _supports(problem) -> SupportProblem:
+    return SupportProblem(
+        problem.reduced, problem.row_structure, problem.M, lam0=problem.lam0, lam2=problem.lam2
+    )
 
 
 def _problem(seed: int, structures: int, M: float):
+    """The scaled problem of a hard-regime instance (as ExactSolver builds it) and its exact
+    fixed-support solver."""
     case = hard_case(
         structures,
         correlation=0.5,
@@ -28,26 +34,16 @@ def _problem(seed: int, structures: int, M: float):
         M=M,
         seed=seed,
     )
-    instance = case.instance
-    reduced = ReducedLeastSquares.from_instance(instance)
-    row_structure = instance.row_structure[reduced.penalized_rows]
+    solver = ExactSolver(case.instance, case.M)
     problem = scale_problem(
-        reduced,
-        row_structure,
-        structure_bounds(case.M, instance.n_structures),
-        lam0=case.lam0,
-        lam2=case.lam2,
+        solver.reduced, solver.row_structure, solver.bounds, lam0=case.lam0, lam2=case.lam2
     )
-    return problem, SupportProblem(
-        problem.reduced, row_structure, problem.M, lam0=problem.lam0, lam2=problem.lam2
-    )
+    return problem, _supports(problem)
 
 
 def _brute_force(problem) -> np.ndarray:
     """The best support of a small problem by enumeration."""
-    supports = SupportProblem(
-        problem.reduced, problem.row_structure, problem.M, lam0=problem.lam0, lam2=problem.lam2
-    )
+    supports = _supports(problem)
     candidates = (
         np.array(bits) for bits in itertools.product([False, True], repeat=problem.n_groups)
     )
@@ -61,9 +57,7 @@ def test_the_window_problem_is_the_whole_problem_with_the_rest_fixed(seed):
     support = rng.random(10) < 0.5
     window = np.sort(rng.choice(10, size=4, replace=False))
     local = window_problem(problem, support, window)
-    local_supports = SupportProblem(
-        local.reduced, local.row_structure, local.M, lam0=local.lam0, lam2=local.lam2
-    )
+    local_supports = _supports(local)
     for bits in itertools.product([False, True], repeat=4):
         inside = np.array(bits)
         whole = support.copy()

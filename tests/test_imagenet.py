@@ -240,7 +240,8 @@ def test_a_tiny_imagenet_folder_runs_end_to_end(tmp_path, capsys):
     )
     assert description["input_shape"] == [3, 16, 16]
     test = load_image_data("imagenet", root, crop_size=16, resize_size=18).test
-    assert top_k_accuracies(compressed, test)["top1"] == networks.loc["compressed", "top1"]
+    accuracy = top_k_accuracies(compressed, test)["top1"]  # the CSV's text may round k / n
+    assert accuracy == pytest.approx(networks.loc["compressed", "top1"], abs=1e-12)
 
 
 def test_a_bad_folder_is_one_line_and_marks_no_run(tmp_path, capsys):

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -237,19 +238,46 @@ def test_fit_growth_bounds_every_support_below_the_level():
 
 
 @pytest.mark.parametrize("method", ["bnb", "oa"])
-def test_units_do_not_change_the_answer(method):
-    """The same MIP in other units (X x 1e4, Y x 1e-3; lam0, lam2, M transformed)."""
+@pytest.mark.parametrize("x_scale, y_scale", [(1e4, 1e-3), (1e-80, 1e-80)])
+def test_units_do_not_change_the_answer(method, x_scale, y_scale):
+    """The same MIP in other units (lam0, lam2, M transformed), down to data whose squares
+    are 1e-160 (the solver's units once overflowed there), with no floating-point warning."""
     settings = dict(correlation=0.5, snr=2.0, lam2=0.002, keep_fraction=0.5, c=2, seed=5)
     base = hard_case(10, **settings)
-    scaled = hard_case(10, **settings, x_scale=1e4, y_scale=1e-3)
+    scaled = hard_case(10, **settings, x_scale=x_scale, y_scale=y_scale)
     ours = ExactSolver(base.instance, base.M).solve(base.lam0, base.lam2, method=method)
-    other = ExactSolver(scaled.instance, scaled.M).solve(scaled.lam0, scaled.lam2, method=method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        other = ExactSolver(scaled.instance, scaled.M).solve(
+            scaled.lam0, scaled.lam2, method=method
+        )
     assert ours.status == other.status == OPTIMAL
     assert other.kept == ours.kept
-    assert other.objective == pytest.approx(ours.objective * 1e-6, rel=1e-6)
+    assert other.objective == pytest.approx(ours.objective * y_scale**2, rel=1e-6)
+    W_ratio = y_scale / x_scale
     assert other.W[base.instance.groups >= 0] == pytest.approx(
-        ours.W[base.instance.groups >= 0] * 1e-7, rel=1e-5, abs=1e-12
+        ours.W[base.instance.groups >= 0] * W_ratio, rel=1e-5, abs=1e-12 * W_ratio
     )
+
+
+@pytest.mark.parametrize("method", ["bnb", "oa"])
+def test_data_near_the_float_limit_is_solved_like_its_twin_in_unit_scale(method):
+    """X and Y times 1e85 (squares near 1e170) against the same data in unit scale with lam0
+    and lam2 divided by 1e170: the same MIP. The solver's units once underflowed to 0 there
+    and certified the empty support as optimal."""
+    settings = dict(correlation=0.5, snr=2.0, lam2=0.002, keep_fraction=0.5, c=2, seed=5)
+    base = hard_case(8, **settings)
+    X, Y, groups = base.instance.X, base.instance.Y, base.instance.groups
+    big = make_instance(X * 1e85, Y * 1e85, groups)
+    twin = ExactSolver(base.instance, base.M).solve(
+        base.lam0 * 1e-170, base.lam2 * 1e-170, method=method
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        ours = ExactSolver(big, base.M).solve(base.lam0, base.lam2, method=method)
+    assert ours.status == twin.status == OPTIMAL
+    assert ours.kept == twin.kept and len(ours.kept) > 0
+    assert ours.objective == pytest.approx(twin.objective * 1e170, rel=1e-6)
 
 
 def test_badly_scaled_small_instance_is_certified_like_brute_force():

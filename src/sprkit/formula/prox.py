@@ -57,10 +57,11 @@ class _SlopeTerms:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(clipped, term) per entry."""
         clipped = magnitude > self.threshold
-        term = np.where(
-            clipped, M_entry * (self.offset - magnitude), -(magnitude**2) * a / self.denominator
-        )
-        return clipped, term
+        # the denominator 2 (y + a)^2 underflows to 0 for y + a below about 1e-154: the term is
+        # then -inf, the sign (g < 0) that its exact value has
+        with np.errstate(divide="ignore", invalid="ignore"):
+            quadratic = -(magnitude**2) * a / self.denominator
+        return clipped, np.where(clipped, M_entry * (self.offset - magnitude), quadratic)
 
 
 def _group_slopes(
@@ -80,7 +81,10 @@ def _group_slopes(
     slope = t_lam0 + np.bincount(index, weights=slope_entry, minlength=n_groups)
     if not want_curvature:
         return slope, None
-    curvature_entry = np.where(clipped, M_entry**2, magnitude**2 * a / terms.safe**3)
+    # safe^3 underflows to 0 when y + a is below about 1e-103 (a weak ridge at y near 0): the
+    # curvature is then +inf, which the Newton step reads as "no step" (bisection takes over)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        curvature_entry = np.where(clipped, M_entry**2, magnitude**2 * a / terms.safe**3)
     return slope, np.bincount(index, weights=curvature_entry, minlength=n_groups)
 
 
@@ -205,7 +209,8 @@ def _interior_roots(
         )
         updated = np.clip(current - slope / np.maximum(curvature, 1e-300), 0.0, 1.0)
         # relative steps: a root near 0 (huge M, tiny lam2) needs all its digits, as w = M y
-        settled = np.abs(updated - current) <= _NEWTON_STEP_TOL * updated
+        # (an infinite curvature is no step: bisection decides those groups)
+        settled = (np.abs(updated - current) <= _NEWTON_STEP_TOL * updated) & np.isfinite(curvature)
         current = updated
         if np.all(settled):
             break

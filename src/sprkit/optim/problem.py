@@ -2,13 +2,17 @@
 
 The exact solvers work on the quadratic of the penalized rows (free rows minimized out, see
 ReducedLeastSquares) in units where the objective at W = 0 is 1 and the mean diagonal of the
-Gram matrix is 1. With W = w_scale * W', dividing the objective by f_scale:
+Gram matrix is 1: f_scale = const, w_scale = sqrt(f_scale / mean diagonal). With
+W = w_scale * W', dividing the objective by f_scale:
 
     gram' = w_scale^2 gram / f_scale,  cross' = w_scale cross / f_scale,  const' = const / f_scale
     lam2' = lam2 w_scale^2 / f_scale,  lam0' = lam0 / f_scale,           M' = M / w_scale,
 
 an exact equivalence (same minimizers, objectives in a fixed ratio, the same relative gaps), so
-no tolerance or step of the solver depends on the units of X and Y.
+no tolerance or step of the solver depends on the units of X and Y. The factors are applied as
+1 / mean diagonal and 1 / sqrt(f_scale * mean diagonal), never as w_scale^2 / f_scale, which
+overflows or underflows for data near the limits of floating point (X and Y times 1e85 or
+1e-80).
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ class ScaledProblem:
 
     def with_lambdas(self, lam0: float, lam2: float) -> ScaledProblem:
         """The same data and M with other penalties (given in the instance's units)."""
-        return replace(self, lam0=lam0 / self.f_scale, lam2=lam2 * self.w_scale**2 / self.f_scale)
+        return replace(
+            self, lam0=lam0 / self.f_scale, lam2=lam2 * (self.w_scale / np.sqrt(self.f_scale)) ** 2
+        )
 
     def restore_weights(self, W_P: np.ndarray) -> np.ndarray:
         """Penalized rows in the instance's units."""
@@ -67,20 +73,21 @@ def scale_problem(
 ) -> ScaledProblem:
     """The reduced quadratic of an instance in solver units (module docstring)."""
     mean_diagonal = float(np.mean(np.diag(reduced.gram))) if reduced.gram.size else 0.0
-    w_scale = 1.0 / np.sqrt(mean_diagonal) if mean_diagonal > 0 else 1.0
+    mean_diagonal = mean_diagonal if mean_diagonal > 0 else 1.0
     f_scale = reduced.const if reduced.const > 0 else 1.0
+    root_f, root_diagonal = np.sqrt(f_scale), np.sqrt(mean_diagonal)
     scaled = replace(
         reduced,
-        gram=reduced.gram * (w_scale**2 / f_scale),
-        cross=reduced.cross * (w_scale / f_scale),
+        gram=reduced.gram / mean_diagonal,
+        cross=reduced.cross / root_f / root_diagonal,
         const=reduced.const / f_scale,
     )
     return ScaledProblem(
         reduced=scaled,
         row_structure=row_structure,
         lam0=lam0 / f_scale,
-        lam2=lam2 * w_scale**2 / f_scale,
-        M=np.asarray(M, dtype=np.float64) / w_scale,
-        w_scale=w_scale,
+        lam2=lam2 / mean_diagonal,
+        M=np.asarray(M, dtype=np.float64) / root_f * root_diagonal,
+        w_scale=float(root_f / root_diagonal),
         f_scale=f_scale,
     )

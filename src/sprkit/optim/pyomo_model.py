@@ -158,7 +158,8 @@ def solve_with_pyomo(
     model = build_pyomo_model(instance, lam0=lam0, lam2=lam2, M=M)
     built = time.perf_counter()
     names = _OPTIONS.get(solver, {})
-    for key, value in (("time", time_limit), ("gap", tol), ("abs_gap", 0.0)):
+    left = max(time_limit - (built - start), 1e-2)  # the build spent part of the limit
+    for key, value in (("time", left), ("gap", tol), ("abs_gap", 0.0)):
         if names.get(key):
             opt.options[names[key]] = value
     if "quiet" in names:

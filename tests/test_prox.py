@@ -51,6 +51,43 @@ def test_prox_matches_cvxpy_in_every_regime():
     assert all(count > 0 for count in regimes.values()), regimes
 
 
+def test_prox_in_a_weighted_norm_matches_cvxpy():
+    """RaggedProx(metric=p): argmin sum_k p_k (w_k - v_k)^2 / 2 + step z(w), groups whose
+    weights differ (Newton) and agree (closed-form root) in one call, weights over 1e6."""
+    rng = np.random.default_rng(7)
+    sizes = [4, 3, 1, 5]
+    index = np.repeat(np.arange(len(sizes)), sizes)
+    for trial in range(12):
+        v = rng.normal(size=index.size) * rng.uniform(0.05, 4)
+        metric = 10.0 ** rng.uniform(-3, 3, size=index.size)
+        metric[index == 1] = metric[index == 1][0]  # one group with equal weights
+        step, lam0, lam2 = rng.uniform(0.1, 2), rng.uniform(0.01, 2), rng.uniform(0.01, 2)
+        M = rng.uniform(0.2, 3, size=len(sizes))
+        prox = RaggedProx(index, len(sizes), step=step, lam0=lam0, lam2=lam2, M=M, metric=metric)
+        w, y = prox(v)
+        for group in range(len(sizes)):
+            entries = index == group
+            w_ref, y_ref = cp.Variable(sizes[group]), cp.Variable()
+            objective = cp.sum(
+                cp.multiply(metric[entries], cp.square(w_ref - v[entries]))
+            ) / 2 + step * (lam2 * cp.quad_over_lin(w_ref, y_ref) + lam0 * y_ref)
+            constraints = [cp.abs(w_ref) <= M[group] * y_ref, y_ref >= 0, y_ref <= 1]
+            problem = cp.Problem(cp.Minimize(objective), constraints)
+            problem.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10)
+            ours = (
+                np.sum(metric[entries] * (w[entries] - v[entries]) ** 2) / 2
+                + step
+                * (
+                    spr_penalty(
+                        w[entries][None], lam0=lam0, lam2=lam2, M=M[group], outside="exact"
+                    )[0]
+                )
+            )
+            assert ours <= problem.value + 1e-7 * max(1.0, abs(problem.value)), trial
+            assert ours == pytest.approx(problem.value, rel=1e-6, abs=1e-8)
+            assert np.all(np.abs(w[entries]) <= M[group] * y[group] * (1 + 1e-12))
+
+
 def test_zero_prox_exactly_when_huber_sum_is_below_step_times_lam0():
     step, lam2, M = 0.5, 0.8, 1.0
     a = 2 * step * lam2

@@ -92,8 +92,12 @@ class RaggedProx:
     """prox_{step * z} for fixed groups and parameters, prepared once for many calls.
 
     `group_index[k]` is the group (0..n_groups-1) of entry k; `lam2` and `M` are scalars or
-    one value per group. What does not depend on the point (entry-wise a and M, the terms of
-    g at y = 0 and y = 1) is computed once; the node relaxations call it at every step.
+    one value per group. `metric` (optional, one positive weight p_k per entry) gives the
+    prox in the norm sum_k p_k w_k^2, argmin_w sum_k p_k (w_k - v_k)^2 / 2 + step z(w): in
+    u_k = sqrt(p_k) w_k it is the plain prox with entry-wise a_k = 2 step lam2 / p_k and box
+    sqrt(p_k) M, which is what a diagonally preconditioned proximal gradient step needs. What
+    does not depend on the point (entry-wise a and M, the terms of g at y = 0 and y = 1) is
+    computed once; the node relaxations call it at every step.
     """
 
     def __init__(
@@ -105,15 +109,25 @@ class RaggedProx:
         lam0: float,
         lam2: np.ndarray | float,
         M: np.ndarray | float,
+        metric: np.ndarray | None = None,
     ) -> None:
         index = np.asarray(group_index, dtype=np.int64)
         M_group = np.broadcast_to(np.asarray(M, dtype=np.float64), (n_groups,))
+        a_group = np.broadcast_to(2.0 * step * np.asarray(lam2, dtype=np.float64), (n_groups,))
         self._index, self._n_groups = index, n_groups
-        self._M_entry = M_group[index]
-        self._a_group = np.broadcast_to(
-            2.0 * step * np.asarray(lam2, dtype=np.float64), (n_groups,)
-        )
-        self._a = self._a_group[index]
+        self._root_metric = None if metric is None else np.sqrt(np.asarray(metric, float))
+        self._M_entry = self._box = M_group[index]
+        self._a = a_group[index]
+        self._a_group = a_group
+        if self._root_metric is not None:
+            self._M_entry = self._M_entry * self._root_metric
+            self._a = self._a / self._root_metric**2
+            # the closed-form root needs one a per group: groups with unequal weights use Newton
+            low = np.full(n_groups, np.inf)
+            high = np.zeros(n_groups)
+            np.minimum.at(low, index, self._a)
+            np.maximum.at(high, index, self._a)
+            self._a_group = np.where(low == high, high, np.nan)
         self._t_lam0 = step * lam0
         # g at both ends in one pass: entries stacked [y = 0; y = 1], groups [0, G) and [G, 2G)
         self._ends_index = np.concatenate([index, index + n_groups])
@@ -127,6 +141,8 @@ class RaggedProx:
         """(w, y) with w shaped like the flat `values`; `y_start` (optional, e.g. the previous
         call's y) warm-starts Newton. |w_k| <= M y exactly, so z(w) is finite."""
         values = np.asarray(values, dtype=np.float64)
+        if self._root_metric is not None:
+            values = values * self._root_metric
         index, n_groups, a, M_entry = self._index, self._n_groups, self._a, self._M_entry
         magnitude = np.abs(values)
         both = np.concatenate([magnitude, magnitude])
@@ -137,12 +153,15 @@ class RaggedProx:
         active = (slope_at_zero < 0) & (slope_at_one > 0)
         if np.any(active):
             _interior_roots(
-                y, active, magnitude, index, M_entry, y_start, self._t_lam0, self._a_group
+                y, active, magnitude, index, M_entry, y_start, self._t_lam0, self._a_group, a
             )
         y_entry = y[index]
         shifted = y_entry + a
         shrunk = magnitude * y_entry / np.where(shifted > 0, shifted, 1.0)
-        return np.sign(values) * np.minimum(shrunk, M_entry * y_entry), y
+        w = np.sign(values) * np.minimum(shrunk, M_entry * y_entry)
+        if self._root_metric is not None:  # the division may round past the box M y
+            w = np.clip(w / self._root_metric, -self._box * y_entry, self._box * y_entry)
+        return w, y
 
 
 def spr_prox_ragged(
@@ -176,14 +195,16 @@ def _interior_roots(
     y_start: np.ndarray | None,
     t_lam0: float,
     a_group: np.ndarray,
+    a_entry: np.ndarray,
 ) -> None:
     """Fill in, in place, y of the `active` groups with the root of g in (0, 1) (module
-    docstring: closed form where nothing is clipped at the root, Newton on the rest)."""
+    docstring: closed form where nothing is clipped at the root and the group has one a,
+    Newton on the rest; `a_group` is NaN for groups whose entries have unequal a)."""
     n_groups = y.size
     sq_norm = np.bincount(index, weights=magnitude * magnitude, minlength=n_groups)
     with np.errstate(divide="ignore", invalid="ignore"):
         root = np.sqrt(a_group * sq_norm / (2.0 * t_lam0)) - a_group
-    clipped_at_root = magnitude > M_entry * (root + a_group)[index]
+        clipped_at_root = magnitude > M_entry * (root + a_group)[index]
     closed = active & (root > 0.0) & (root < 1.0)
     closed &= np.bincount(index, weights=clipped_at_root, minlength=n_groups) == 0
     y[closed] = root[closed]
@@ -199,7 +220,7 @@ def _interior_roots(
     entries = np.flatnonzero(hard[index])
     sub_index = renumber[index[entries]]
     sub_magnitude, sub_M = magnitude[entries], M_entry[entries]
-    sub_a = a_group[index[entries]]
+    sub_a = a_entry[entries]
     kw = dict(t_lam0=t_lam0, a=sub_a, M_entry=sub_M)
     current = np.zeros(groups.size) if y_start is None else np.clip(y_start[groups], 0.0, 1.0)
     settled = np.zeros(groups.size, dtype=bool)

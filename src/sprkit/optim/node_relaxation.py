@@ -67,11 +67,35 @@ class NodeBound:
 
 class NodeRelaxation:
     """Node relaxations of one scaled problem (step size computed once; `lipschitz` may be
-    passed when known, it does not depend on the lambdas)."""
+    passed when known, it does not depend on the lambdas).
+
+    Where the Gram matrix's diagonal spreads over more than _PRECONDITION_SPREAD (columns of
+    X in very different units: the solver units fix one overall scale only), the proximal
+    gradient steps are taken in the metric of that diagonal D (Jacobi preconditioning: step
+    1 / (2 lambda_max(D^-1/2 G D^-1/2)), gradient divided by D, prox in the D-norm,
+    `RaggedProx(metric=...)`). With unit-spread columns a plain step converges at the rate of
+    G's conditioning; with scales 1e-4 to 1e4 it made no progress at all on the small ones.
+    The certificate does not depend on how W was found."""
 
     def __init__(self, problem: ScaledProblem, lipschitz: float | None = None) -> None:
         self.problem = problem
-        self.step = 1.0 / (lipschitz if lipschitz is not None else problem.reduced.lipschitz())
+        gram = problem.reduced.gram
+        diagonal = np.diag(gram)
+        self.metric = None
+        if diagonal.size and diagonal.min() > 0:
+            if diagonal.max() > _PRECONDITION_SPREAD * diagonal.min():
+                self.metric = diagonal
+        if self.metric is None:
+            self.step = 1.0 / (lipschitz if lipschitz is not None else problem.reduced.lipschitz())
+        else:
+            root = 1.0 / np.sqrt(diagonal)
+            size = diagonal.size
+            top = scipy.linalg.eigh(
+                root[:, None] * gram * root[None, :],
+                eigvals_only=True,
+                subset_by_index=[size - 1, size - 1],
+            )[0]
+            self.step = 1.0 / (2.0 * top)
 
     def solve(
         self,
@@ -115,7 +139,9 @@ class NodeRelaxation:
         kept_entry = kept_group[entry_group]
         M_entry = M[entry_group]
         lam0, lam2, step = problem.lam0, problem.lam2, self.step
-        shrink = 1.0 / (1.0 + 2.0 * step * lam2)
+        metric = None if self.metric is None else self.metric[rows]
+        metric_entry = 1.0 if metric is None else np.repeat(metric, c)
+        shrink = 1.0 / (1.0 + 2.0 * step * lam2 / metric_entry)
         free_lam2 = lam2 + shift
 
         def evaluate(x: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
@@ -133,7 +159,16 @@ class NodeRelaxation:
             certificate, slopes = self._certificate(x, gram_x, cross, entry_group, state, M, shift)
             return objective, certificate, slopes, closed
 
-        prox = RaggedProx(entry_group, groups, step=step, lam0=lam0, lam2=free_lam2, M=M)
+        prox = RaggedProx(
+            entry_group,
+            groups,
+            step=step,
+            lam0=lam0,
+            lam2=free_lam2,
+            M=M,
+            metric=None if metric is None else metric_entry,
+        )
+        row_metric = 1.0 if metric is None else metric[:, None]
         x = warm_start[rows].copy()
         x[np.abs(x) > M[problem.row_structure[rows]][:, None]] = 0.0  # outside a tightened box
         best_x = best_dual_x = x
@@ -160,13 +195,13 @@ class NodeRelaxation:
                     break
             iteration += 1
             gradient = 2.0 * (gram @ momentum_point - cross)
-            target = (momentum_point - step * gradient).ravel()
+            target = (momentum_point - step * gradient / row_metric).ravel()
             flat, y_groups = prox(target, y_groups)
             flat = np.where(
                 kept_entry, np.minimum(np.maximum(target * shrink, -M_entry), M_entry), flat
             )
             x_new = flat.reshape(x.shape)
-            if np.sum((momentum_point - x_new) * (x_new - x)) > 0:  # adaptive restart
+            if np.sum(row_metric * (momentum_point - x_new) * (x_new - x)) > 0:  # restart
                 theta = 1.0
             theta_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * theta * theta))
             momentum_point = x_new + ((theta - 1.0) / theta_new) * (x_new - x)
@@ -229,6 +264,7 @@ class NodeRelaxation:
         return certificate, slopes
 
 
+_PRECONDITION_SPREAD = 10.0  # largest / smallest diagonal of G beyond which steps use it
 _EIGEN_MARGIN = 1e-9  # relative to lambda_max(G): rounding of the eigenvalue computation
 
 

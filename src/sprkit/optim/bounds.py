@@ -16,7 +16,8 @@ def _relaxation_value(
     kind: str, instance: Instance, M, lam0: float, lam2: float, seconds: float
 ) -> tuple[float | None, str]:
     """(optimal value, "optimal") of a cvxpy relaxation, or (None, the solver's status) when
-    Clarabel did not reach optimality ("time_limit" when no time was left)."""
+    Clarabel did not reach optimality ("time_limit" when no time was left; an
+    "optimal_inaccurate" value is no bound: one came out above the MIP optimum)."""
     from sprkit.optim.relaxations import (
         OutOfScale,
         RelaxationFailed,
@@ -28,11 +29,12 @@ def _relaxation_value(
         return None, "time_limit"
     build = bigm_relaxation if kind == "bigm" else perspective_relaxation
     try:
-        return build(instance, M).solve(lam0, lam2, time_limit=seconds).value, "optimal"
+        result = build(instance, M).solve(lam0, lam2, time_limit=seconds)
     except RelaxationFailed as failure:  # no certified value
         return None, failure.status
     except OutOfScale:  # the conic solver cannot take it; the SPR route and the MIP can
         return None, "out_of_scale"
+    return (result.value, "optimal") if result.status == "optimal" else (None, result.status)
 
 
 def compute_bounds(
@@ -54,12 +56,14 @@ def compute_bounds(
     objective), spr_lower_bound (its dual certificate, valid even when not converged),
     spr_converged, spr_kept (structures with w_j != 0), seconds (per method); with
     `with_mip` also mip (the incumbent's objective), mip_status, mip_bound, mip_gap. The SPR
-    route runs first (it has a certificate at any time), the MIP gets half of what is left
+    route runs first with a third of the time (it has a certificate at any time; the
+    objective is >= 0, so its certificate is floored at 0), the MIP gets half of what is left
     and the conic relaxations share the rest.
     """
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    spr = SPRRoute(instance, M).solve(lam0, lam2, tol=tol, deadline=deadline)
+    spr_deadline = start + (deadline - start) / 3 if np.isfinite(deadline) else deadline
+    spr = SPRRoute(instance, M).solve(lam0, lam2, tol=tol, deadline=spr_deadline)
     seconds["spr"] = time.perf_counter() - start
     mip = {}
     if with_mip:
@@ -86,7 +90,7 @@ def compute_bounds(
         "perspective": values["perspective"],
         "relaxation_status": statuses,
         "spr": spr.value,
-        "spr_lower_bound": spr.lower_bound,
+        "spr_lower_bound": max(spr.lower_bound, 0.0),
         "spr_kept": int(spr.kept.sum()),
         "spr_converged": spr.converged,
         "seconds": seconds,

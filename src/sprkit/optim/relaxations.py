@@ -11,11 +11,13 @@ The perspective terms are written per row as rotated second-order cones
 structure share its y, so sum_r q_r = ||w_j||^2 / y_j at the optimum), and the loss in its
 compressed form ||A W - B||^2 + const (thin QR of X), so the model size does not grow with n.
 
-Units. The conic solver sees the problem in units where the objective at W = 0 is 1 and the
-columns of A have mean squared norm 1: W = w_scale W', objective = f_scale objective',
-lam0' = lam0 / f_scale, lam2' = lam2 w_scale^2 / f_scale, M' = M / w_scale (an exact change of
-variables). Its tolerances then mean the same on any data: Y x 1e6 with M = 1e7 is the same
-problem as Y with M = 10. Parameters beyond LARGEST_SCALED in these units (lam0 or lam2 that
+Units. The conic solver sees the problem in units where the objective at W = 0 is 1 and
+every column of A has squared norm 1 (each row r of W scaled by its own t_r, on top of one
+w_scale for all, so that columns of X in different units do not reach the solver as an
+ill-conditioned problem): W_r = w_scale t_r W'_r, objective = f_scale objective',
+lam0' = lam0 / f_scale, lam2' = lam2 w_scale^2 / f_scale (times t_r^2 on row r),
+M'_r = M / (w_scale t_r) (an exact change of variables). Its tolerances then mean the same on
+any data: Y x 1e6 with M = 1e7 is the same problem as Y with M = 10. Parameters beyond LARGEST_SCALED in these units (lam0 or lam2 that
 outweigh the whole loss 1e8 times, an M 1e8 times the natural size of W) are refused.
 """
 
@@ -69,6 +71,7 @@ class RelaxationModel:
     lam2: cp.Parameter
     w_scale: float
     f_scale: float
+    row_scale: np.ndarray
 
     def solve(
         self,
@@ -98,7 +101,7 @@ class RelaxationModel:
             raise RelaxationFailed(self.kind, self.problem.status)
         return RelaxationResult(
             value=float(self.problem.value) * self.f_scale,
-            W=np.asarray(self.W.value) * self.w_scale,
+            W=np.asarray(self.W.value) * (self.w_scale * self.row_scale[:, None]),
             y=np.asarray(self.y.value),
             status=self.problem.status,
             seconds=seconds,
@@ -127,16 +130,30 @@ def _units(A: np.ndarray, B: np.ndarray, const: float) -> tuple[float, float]:
     return float(w_scale), f_scale
 
 
+def _row_scales(A: np.ndarray) -> np.ndarray:
+    """Per row of W (column of A): sqrt(mean squared column norm / its own), 1 for zero
+    columns, so that every column of the scaled A has the same norm. Columns of X in units
+    1e8 apart otherwise reach Clarabel as a condition number of 1e16, where it reported
+    "optimal" for a big-M value 30 % above the relaxation's optimum."""
+    norms = np.sum(A * A, axis=0)
+    mean = float(np.mean(norms)) if norms.size else 0.0
+    return np.where(norms > 0, np.sqrt(mean / np.where(norms > 0, norms, 1.0)), 1.0)
+
+
 def _build(instance: Instance, M: float | np.ndarray, kind: str) -> RelaxationModel:
     A, B, const = compressed_least_squares(instance)
     w_scale, f_scale = _units(A, B, const)
-    given = structure_bounds(M, instance.n_structures)
-    bounds = given / w_scale
-    largest = int(np.argmax(bounds))
-    _check_scaled("M", bounds[largest], given[largest])
-    A, B, const = A * (w_scale / np.sqrt(f_scale)), B / np.sqrt(f_scale), const / f_scale
+    row_scale = _row_scales(A)
     penalized = np.flatnonzero(instance.groups >= 0)
     row_structure = instance.row_structure[penalized]
+    given = structure_bounds(M, instance.n_structures)
+    bounds = given[row_structure] / (w_scale * row_scale[penalized])  # per penalized row
+    if bounds.size:
+        largest = int(np.argmax(bounds))
+        _check_scaled("M", bounds[largest], given[row_structure[largest]])
+    A = A * (w_scale / np.sqrt(f_scale)) * row_scale[None, :]
+    B, const = B / np.sqrt(f_scale), const / f_scale
+    ridge_scale = row_scale[penalized][:, None]  # ||w_r||^2 = w_scale^2 t_r^2 ||w'_r||^2
     p, c, G = penalized.size, instance.c, instance.n_structures
     # Row -> structure selection matrix: (S @ y)[r] = y of the structure owning penalized row r.
     S = sp.csr_matrix((np.ones(p), (np.arange(p), row_structure)), shape=(p, G))
@@ -147,14 +164,15 @@ def _build(instance: Instance, M: float | np.ndarray, kind: str) -> RelaxationMo
     lam2 = cp.Parameter(nonneg=True, name="lam2")
     W_P = W[penalized, :]
     row_y = S @ y
-    row_bound = cp.reshape(cp.multiply(bounds[row_structure], row_y), (p, 1), order="C")
+    row_bound = cp.reshape(cp.multiply(bounds, row_y), (p, 1), order="C")
     constraints = [y >= 0, y <= 1, cp.abs(W_P) <= row_bound @ np.ones((1, c))]
     loss = cp.sum_squares(A @ W - B) + const
     if kind == "bigm":
-        l2_term = cp.sum_squares(W_P)
+        l2_term = cp.sum_squares(cp.multiply(ridge_scale, W_P))
     else:
         q = cp.Variable(p, name="q")
-        cone_args = cp.hstack([2 * W_P, cp.reshape(q - row_y, (p, 1), order="C")])
+        scaled_rows = cp.multiply(2 * ridge_scale, W_P)
+        cone_args = cp.hstack([scaled_rows, cp.reshape(q - row_y, (p, 1), order="C")])
         constraints.append(cp.SOC(q + row_y, cone_args, axis=1))
         l2_term = cp.sum(q)
     problem = cp.Problem(cp.Minimize(loss + lam2 * l2_term + lam0 * cp.sum(y)), constraints)
@@ -167,6 +185,7 @@ def _build(instance: Instance, M: float | np.ndarray, kind: str) -> RelaxationMo
         lam2=lam2,
         w_scale=w_scale,
         f_scale=f_scale,
+        row_scale=row_scale,
     )
 
 

@@ -41,6 +41,7 @@ from sprkit.optim.problem import ScaledProblem
 
 FREE, REMOVED, KEPT = -1, 0, 1
 _CHECK_EVERY = 10
+_PRECONDITION_SPREAD = 10.0  # largest / smallest diagonal of G beyond which steps use it
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,6 @@ class NodeRelaxation:
         return certificate, slopes
 
 
-_PRECONDITION_SPREAD = 10.0  # largest / smallest diagonal of G beyond which steps use it
 _EIGEN_MARGIN = 1e-9  # relative to lambda_max(G): rounding of the eigenvalue computation
 
 

@@ -17,8 +17,9 @@ w_scale for all, so that columns of X in different units do not reach the solver
 ill-conditioned problem): W_r = w_scale t_r W'_r, objective = f_scale objective',
 lam0' = lam0 / f_scale, lam2' = lam2 w_scale^2 / f_scale (times t_r^2 on row r),
 M'_r = M / (w_scale t_r) (an exact change of variables). Its tolerances then mean the same on
-any data: Y x 1e6 with M = 1e7 is the same problem as Y with M = 10. Parameters beyond LARGEST_SCALED in these units (lam0 or lam2 that
-outweigh the whole loss 1e8 times, an M 1e8 times the natural size of W) are refused.
+any data: Y x 1e6 with M = 1e7 is the same problem as Y with M = 10. Parameters beyond
+LARGEST_SCALED in these units (lam0 or lam2 that outweigh the whole loss 1e8 times, an M 1e8
+times the natural size of W) are refused.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from sprkit.optim.node_relaxation import FREE, KEPT, REMOVED, NodeRelaxation, fr
 from sprkit.optim.presolve import QuadraticGrowth, reduced_cost_fixings
 from sprkit.optim.problem import scale_problem
 from sprkit.optim.quadratic import ReducedLeastSquares
+from sprkit.optim.spr_route import SPRRoute
 from sprkit.optim.support import SupportProblem
 from sprkit.params import structure_bounds
 
@@ -414,16 +415,21 @@ def test_columns_in_very_different_units_do_not_fool_the_certificate(seed):
     assert result.bound <= optimum * (1 + 1e-7)
 
 
-@pytest.mark.parametrize("seed, rows", [(0, 1), (1, 1), (2, 2)])
-def test_columns_in_units_1e8_apart_are_certified_by_bnb(seed, rows):
+@pytest.mark.parametrize(
+    "seed, rows, dead", [(0, 1, False), (1, 1, False), (2, 2, False), (0, 1, True)]
+)
+def test_columns_in_units_1e8_apart_are_certified_by_bnb(seed, rows, dead):
     """Columns scaled by 10^U(-4, 4): the relaxations' plain gradient steps made no progress
     on the small columns (bound 0 after 60 s on 8 structures); the Jacobi-preconditioned
-    steps certify. Against enumeration on the raw data."""
+    steps certify, also beside an all-zero column (a dead unit: a zero diagonal of G had
+    switched the preconditioning off). Against enumeration on the raw data."""
     rng = np.random.default_rng(seed)
     groups = np.r_[np.repeat(np.arange(8), rows), -1]
     X = rng.normal(size=(30, groups.size)) * 10.0 ** rng.uniform(-4, 4, size=groups.size)
     X[:, -1] = 1.0
-    W = rng.normal(size=(groups.size, rows)) / np.abs(X).mean(axis=0)[:, None]
+    if dead:  # structure 8: one all-zero column
+        X, groups = np.c_[X[:, :-1], np.zeros(30), X[:, -1:]], np.r_[groups[:-1], 8, -1]
+    W = rng.normal(size=(groups.size, rows)) / np.maximum(np.abs(X).mean(axis=0), 1e-300)[:, None]
     W[np.isin(groups, rng.choice(8, 5, replace=False))] = 0.0
     Y = X @ W + rng.normal(size=(30, rows)) * 0.3
     optimum, kept = _fits_by_enumeration(X, Y, groups, 0.05, 1e-3, 1e5)
@@ -433,6 +439,25 @@ def test_columns_in_units_1e8_apart_are_certified_by_bnb(seed, rows):
     assert result.status == OPTIMAL
     assert result.objective == pytest.approx(optimum, rel=1e-6)
     assert result.kept == kept
+
+
+@pytest.mark.parametrize("seed", [4, 6])
+def test_restored_weights_stay_in_the_box_exactly(seed):
+    """M' * w_scale can round one ulp past M: the returned W then left the box, and the SPR
+    route's exact-form value was inf. Rows of 1-3 per structure, columns 1e8 apart."""
+    rng = np.random.default_rng(seed)
+    groups = np.r_[np.repeat(np.arange(5), rng.integers(1, 4, size=5)), -1]
+    X = rng.normal(size=(40, groups.size)) * 10.0 ** rng.uniform(-4, 4, size=groups.size)
+    X[:, -1] = 1.0
+    Y = X @ (rng.normal(size=(groups.size, 2)) / np.abs(X).mean(axis=0)[:, None])
+    Y += rng.normal(size=Y.shape)
+    instance = make_instance(X, Y, groups)
+    lam0, lam2, M = 0.02, 10 ** rng.uniform(-5, 0), 50.0
+    result = ExactSolver(instance, M).solve(lam0, lam2, method="bnb")
+    assert result.status == OPTIMAL
+    assert np.abs(result.W[groups >= 0]).max() <= M
+    route = SPRRoute(instance, M).solve(lam0, lam2)
+    assert np.isfinite(route.value) and route.lower_bound <= route.value
 
 
 def test_a_zero_optimum_is_certified():

@@ -82,14 +82,15 @@ class NodeRelaxation:
         self.problem = problem
         gram = problem.reduced.gram
         diagonal = np.diag(gram)
+        positive = diagonal[diagonal > 0]
         self.metric = None
-        if diagonal.size and diagonal.min() > 0:
-            if diagonal.max() > _PRECONDITION_SPREAD * diagonal.min():
-                self.metric = diagonal
+        if positive.size and positive.max() > _PRECONDITION_SPREAD * positive.min():
+            # a zero diagonal is a zero row of G (PSD): any weight serves there
+            self.metric = np.where(diagonal > 0, diagonal, positive.min())
         if self.metric is None:
             self.step = 1.0 / (lipschitz if lipschitz is not None else problem.reduced.lipschitz())
         else:
-            root = 1.0 / np.sqrt(diagonal)
+            root = 1.0 / np.sqrt(self.metric)
             size = diagonal.size
             top = scipy.linalg.eigh(
                 root[:, None] * gram * root[None, :],

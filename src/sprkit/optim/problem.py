@@ -29,7 +29,8 @@ class ScaledProblem:
     """min <W, G W> - 2 <W, B> + const + sum_j (lam2 ||w_j||^2 + lam0) [w_j != 0],
     |w_jk| <= M_j, in solver units (module docstring); `reduced` holds G, B, const there.
 
-    row_structure: structure position (0..G-1) of each penalized row.
+    row_structure: structure position (0..G-1) of each penalized row; given_M: M in the
+    instance's units (restore_weights clips to it: M' * w_scale may round one ulp past M).
     """
 
     reduced: ReducedLeastSquares
@@ -39,6 +40,7 @@ class ScaledProblem:
     M: np.ndarray
     w_scale: float
     f_scale: float
+    given_M: np.ndarray
 
     @property
     def n_groups(self) -> int:
@@ -56,8 +58,9 @@ class ScaledProblem:
         )
 
     def restore_weights(self, W_P: np.ndarray) -> np.ndarray:
-        """Penalized rows in the instance's units."""
-        return W_P * self.w_scale
+        """Penalized rows in the instance's units, within the instance's box exactly."""
+        bound = self.given_M[self.row_structure][:, None]
+        return np.clip(W_P * self.w_scale, -bound, bound)
 
     def restore_objective(self, value: float) -> float:
         return value * self.f_scale
@@ -90,4 +93,5 @@ def scale_problem(
         M=np.asarray(M, dtype=np.float64) / root_f * root_diagonal,
         w_scale=float(root_f / root_diagonal),
         f_scale=f_scale,
+        given_M=np.asarray(M, dtype=np.float64),
     )

@@ -84,6 +84,7 @@ def window_problem(
         reduced=replace(reduced, gram=window_gram, cross=window_cross, const=const),
         row_structure=np.searchsorted(window, structure[rows]),
         M=problem.M[window],
+        given_M=problem.given_M[window],
     )
 
 

@@ -4,6 +4,7 @@ import cvxpy as cp
 import numpy as np
 import pytest
 
+from sprkit.errors import ParameterError
 from sprkit.formula import (
     RaggedProx,
     spr_conjugate_ragged,
@@ -242,3 +243,9 @@ def test_a_prepared_prox_reused_with_warm_starts_equals_separate_calls():
             )
             np.testing.assert_allclose(w[index == j], w_one, rtol=1e-12, atol=1e-15)
             assert y[j] == pytest.approx(y_one[0], rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("metric", [[1.0, 0.0, 1.0], [1.0, -2.0, 1.0], [1.0, np.nan, 1.0], [1.0]])
+def test_a_bad_metric_is_one_clear_error(metric):
+    with pytest.raises(ParameterError, match="metric"):
+        RaggedProx(np.zeros(3, int), 1, step=1.0, lam0=0.1, lam2=0.1, M=1.0, metric=metric)

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sprkit.errors import ParameterError
+
 _NEWTON_MAX_ITER = 100
 _NEWTON_STEP_TOL = 1e-13  # relative
 
@@ -115,7 +117,7 @@ class RaggedProx:
         M_group = np.broadcast_to(np.asarray(M, dtype=np.float64), (n_groups,))
         a_group = np.broadcast_to(2.0 * step * np.asarray(lam2, dtype=np.float64), (n_groups,))
         self._index, self._n_groups = index, n_groups
-        self._root_metric = None if metric is None else np.sqrt(np.asarray(metric, float))
+        self._root_metric = None if metric is None else np.sqrt(_checked_metric(metric, index))
         self._M_entry = self._box = M_group[index]
         self._a = a_group[index]
         self._a_group = a_group
@@ -162,6 +164,18 @@ class RaggedProx:
         if self._root_metric is not None:  # the division may round past the box M y
             w = np.clip(w / self._root_metric, -self._box * y_entry, self._box * y_entry)
         return w, y
+
+
+def _checked_metric(metric: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """`metric` as float64, one positive finite weight per entry; ParameterError otherwise."""
+    weights = np.asarray(metric, dtype=np.float64)
+    if weights.shape != index.shape:
+        raise ParameterError(
+            f"metric has shape {weights.shape}; one weight per entry needs {index.shape}"
+        )
+    if not np.all(np.isfinite(weights) & (weights > 0)):
+        raise ParameterError("metric weights must be positive and finite")
+    return weights
 
 
 def spr_prox_ragged(

@@ -105,3 +105,21 @@ def scip_miqp(instance, lam0: float, lam2: float, M: float) -> tuple[float, list
     penalized = weights[instance.groups >= 0]
     objective = instance.loss(weights) + lam2 * float(np.sum(penalized**2)) + lam0 * len(kept)
     return objective, kept
+
+
+def spread_design(rng: np.random.Generator, n: int, width: int) -> np.ndarray:
+    """n x width normal design whose columns are scaled by 10^U(-4, 4) (units 1e8 apart), the
+    last column all ones (a bias)."""
+    X = rng.normal(size=(n, width)) * 10.0 ** rng.uniform(-4, 4, size=width)
+    X[:, -1] = 1.0
+    return X
+
+
+def spread_data(
+    rng: np.random.Generator, groups: np.ndarray, n: int = 40, outputs: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """(X, Y): spread_design and a dense linear signal of each column's natural size plus unit
+    noise."""
+    X = spread_design(rng, n, groups.size)
+    Y = X @ (rng.normal(size=(groups.size, outputs)) / np.abs(X).mean(axis=0)[:, None])
+    return X, Y + rng.normal(size=(n, outputs))

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.optimize
-from reference import scip_miqp
+from reference import scip_miqp, spread_data, spread_design
 
 from sprkit.instances import hard_case, make_instance, save_instance, synthetic_instance
 from sprkit.optim import branch_and_bound
@@ -425,8 +425,7 @@ def test_columns_in_units_1e8_apart_are_certified_by_bnb(seed, rows, dead):
     switched the preconditioning off). Against enumeration on the raw data."""
     rng = np.random.default_rng(seed)
     groups = np.r_[np.repeat(np.arange(8), rows), -1]
-    X = rng.normal(size=(30, groups.size)) * 10.0 ** rng.uniform(-4, 4, size=groups.size)
-    X[:, -1] = 1.0
+    X = spread_design(rng, 30, groups.size)
     if dead:  # structure 8: one all-zero column
         X, groups = np.c_[X[:, :-1], np.zeros(30), X[:, -1:]], np.r_[groups[:-1], 8, -1]
     W = rng.normal(size=(groups.size, rows)) / np.maximum(np.abs(X).mean(axis=0), 1e-300)[:, None]
@@ -447,10 +446,7 @@ def test_restored_weights_stay_in_the_box_exactly(seed):
     route's exact-form value was inf. Rows of 1-3 per structure, columns 1e8 apart."""
     rng = np.random.default_rng(seed)
     groups = np.r_[np.repeat(np.arange(5), rng.integers(1, 4, size=5)), -1]
-    X = rng.normal(size=(40, groups.size)) * 10.0 ** rng.uniform(-4, 4, size=groups.size)
-    X[:, -1] = 1.0
-    Y = X @ (rng.normal(size=(groups.size, 2)) / np.abs(X).mean(axis=0)[:, None])
-    Y += rng.normal(size=Y.shape)
+    X, Y = spread_data(rng, groups)
     instance = make_instance(X, Y, groups)
     lam0, lam2, M = 0.02, 10 ** rng.uniform(-5, 0), 50.0
     result = ExactSolver(instance, M).solve(lam0, lam2, method="bnb")

@@ -3,7 +3,7 @@
 import cvxpy as cp
 import numpy as np
 import pytest
-from reference import integral_objective, perspective_by_loop
+from reference import integral_objective, perspective_by_loop, spread_data
 
 from sprkit.errors import ParameterError
 from sprkit.instances import digits_mlp_instance, make_instance, synthetic_instance
@@ -119,10 +119,7 @@ def test_columns_in_units_1e8_apart_give_the_relaxations_true_value(seed):
     value of the perspective relaxation."""
     rng = np.random.default_rng(seed)
     groups = np.r_[np.repeat(np.arange(6), 2), -1]
-    X = rng.normal(size=(40, groups.size)) * 10.0 ** rng.uniform(-4, 4, size=groups.size)
-    X[:, -1] = 1.0
-    Y = X @ (rng.normal(size=(groups.size, 2)) / np.abs(X).mean(axis=0)[:, None])
-    Y += rng.normal(size=Y.shape)
+    X, Y = spread_data(rng, groups)
     instance = make_instance(X, Y, groups)
     scale = np.linalg.norm(X, axis=0)
     M, lam0, lam2 = 50.0, 0.02, 0.003

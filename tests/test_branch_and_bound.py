@@ -1,6 +1,7 @@
 """Branch and bound: agreement with SCIP on the hard regime, valid deductions (brute force),
 scaling invariance, time limits."""
 
+import dataclasses
 import itertools
 import json
 import subprocess
@@ -236,6 +237,36 @@ def test_fit_growth_bounds_every_support_below_the_level():
             np.maximum.at(largest, problem.row_structure, np.abs(solution.W_P).max(axis=1))
             kept = solution.support
             assert np.all(largest[kept] <= M[kept] * (1 + 1e-9) + 1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_improving_turns_down_only_supports_whose_box_free_fit_reaches_the_value(seed):
+    """`SupportProblem.improving` skips the box-constrained solve where the ridge fit without
+    the box (computed here by a plain solve) is already at or above the value asked for."""
+    case = _hard(seed, 7)
+    case = dataclasses.replace(case, M=case.M * 0.05)  # the box binds on most supports
+    problem, solutions = _enumerate(case)
+    reduced = problem.reduced
+    fresh = SupportProblem(
+        reduced, problem.row_structure, problem.M, lam0=problem.lam0, lam2=problem.lam2
+    )
+    binding = 0
+    for solution in solutions:
+        rows = np.flatnonzero(solution.support[problem.row_structure])
+        free = reduced.const + problem.lam0 * int(solution.support.sum())
+        if rows.size:
+            hessian = reduced.gram[np.ix_(rows, rows)] + problem.lam2 * np.eye(rows.size)
+            fit = np.linalg.solve(hessian, reduced.cross[rows])
+            free -= float(np.sum(reduced.cross[rows] * fit))
+        assert solution.value >= free - 1e-12 * abs(free)
+        binding += solution.value > free * (1 + 1e-9)
+        for value in (free * (1 - 1e-6), free * (1 + 1e-6), solution.value * (1 + 1e-6)):
+            answer = fresh.improving(solution.support, value)
+            if value <= free:
+                assert answer is None
+            else:
+                assert answer is not None and answer.value == pytest.approx(solution.value)
+    assert binding >= len(solutions) // 2
 
 
 @pytest.mark.parametrize("method", ["bnb", "oa"])

@@ -176,8 +176,11 @@ class BranchAndBound:
     # -- incumbents ---------------------------------------------------------------------------
 
     def _offer(self, support: np.ndarray) -> None:
-        solution = self.supports.solve(support)
-        if self.incumbent is None or solution.value < self.incumbent.value:
+        if self.incumbent is None:
+            self.incumbent = self.supports.solve(support)
+            return
+        solution = self.supports.improving(support, self.incumbent.value)
+        if solution is not None and solution.value < self.incumbent.value:
             self.incumbent = solution
 
     def _search_windows(self, tol: float, deadline: float) -> None:

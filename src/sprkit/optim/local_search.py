@@ -101,8 +101,9 @@ def local_search(
     while time.perf_counter() < deadline:
         improved = False
         for candidate in ranked_moves(supports, best)[:_VERIFIED_PER_ROUND]:
-            solution = supports.solve(candidate)
-            if solution.value < best.value - 1e-12 * abs(best.value):
+            target = best.value - 1e-12 * abs(best.value)
+            solution = supports.improving(candidate, target)
+            if solution is not None and solution.value < target:
                 best, improved = solution, True
                 break
             if time.perf_counter() >= deadline:

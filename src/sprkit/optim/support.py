@@ -65,6 +65,20 @@ class SupportSolution:
     cut: Cut
 
 
+@dataclass(frozen=True)
+class _Factored:
+    """The kept rows' ridge fit without the box, in Jacobi-scaled units (SupportProblem._factor):
+    objective ||A U - T||^2 + const - ||T||^2, minimizer `unconstrained`, and `free_value`,
+    the fit's MIP objective (lam0 included)."""
+
+    rows: np.ndarray
+    jacobi: np.ndarray
+    A: np.ndarray
+    T: np.ndarray
+    unconstrained: np.ndarray
+    free_value: float
+
+
 _RCOND = 1e-10  # reciprocal condition number under which the Cholesky path is not used
 
 
@@ -100,6 +114,7 @@ class SupportProblem:
         self.n_groups = bounds.size
         self.entry_group = np.repeat(row_structure, reduced.cross.shape[1])
         self._cache: dict[bytes, SupportSolution] = {}
+        self._free_values: dict[bytes, float] = {}  # of supports `improving` turned down
 
     def cut_at(self, W_P: np.ndarray) -> Cut:
         """The affine minorant of v from the dual point of any penalized rows W_P."""
@@ -120,34 +135,54 @@ class SupportProblem:
         support = np.asarray(support, dtype=bool)
         key = self._key(support)
         if key not in self._cache:
-            W_P = self._fit(support)
-            value = (
-                self.reduced.loss(W_P)
-                + self.lam2 * float(np.sum(W_P * W_P))
-                + self.lam0 * int(support.sum())
-            )
-            self._cache[key] = SupportSolution(support, value, W_P, self.cut_at(W_P))
+            self._cache[key] = self._solution(support, self._factor(support))
         return self._cache[key]
 
-    def _fit(self, support: np.ndarray) -> np.ndarray:
-        """Ridge fit of the kept rows inside the box |w| <= M, one column at a time if the
-        box binds (bounded-variable least squares, an exact active-set method)."""
-        W_P = np.zeros_like(self.reduced.cross)
+    def improving(self, support: np.ndarray, value: float) -> SupportSolution | None:
+        """The solution of `support` if it can be below `value`; None, without the
+        box-constrained solve, when the ridge fit without the box (a lower bound: the box
+        only adds constraints) already reaches `value`."""
+        support = np.asarray(support, dtype=bool)
+        key = self._key(support)
+        if key in self._cache:
+            return self._cache[key]
+        if self._free_values.get(key, -np.inf) >= value:
+            return None
+        factored = self._factor(support)
+        free_value = self.reduced.const if factored is None else factored.free_value
+        if free_value >= value:
+            self._free_values[key] = free_value
+            return None
+        self._cache[key] = self._solution(support, factored)
+        return self._cache[key]
+
+    def _solution(self, support: np.ndarray, factored: _Factored | None) -> SupportSolution:
+        W_P = self._fit(factored)
+        value = (
+            self.reduced.loss(W_P)
+            + self.lam2 * float(np.sum(W_P * W_P))
+            + self.lam0 * int(support.sum())
+        )
+        return SupportSolution(support, value, W_P, self.cut_at(W_P))
+
+    def _factor(self, support: np.ndarray) -> _Factored | None:
+        """The ridge fit of the kept rows without the box (None for the empty support).
+
+        Solved for U = S W with S = sqrt(diag(hessian)) (Jacobi scaling): columns of X in
+        very different units make the Gram matrix ill conditioned by the square of their
+        scale ratio, which the scaling removes; the box becomes |u_r| <= M s_r per row.
+        hessian = A^T A, so that the objective is ||A U - T||^2 + const - ||T||^2:
+        Cholesky (A = R upper triangular) when it is well conditioned, else through the
+        eigendecomposition (also handles lam2 = 0 with a singular Gram matrix)."""
         rows = np.flatnonzero(support[self.row_structure])
         if rows.size == 0:
-            return W_P
+            return None
         hessian = self.reduced.gram[np.ix_(rows, rows)] + self.lam2 * np.eye(rows.size)
         target = self.reduced.cross[rows]
-        # Solve for U = S W with S = sqrt(diag(hessian)) (Jacobi scaling): columns of X in
-        # very different units make the Gram matrix ill conditioned by the square of their
-        # scale ratio, which the scaling removes; the box becomes |u_r| <= M s_r per row.
         jacobi = np.sqrt(np.diag(hessian))
         jacobi = np.where(jacobi > 0, jacobi, 1.0)
         hessian = hessian / jacobi[:, None] / jacobi[None, :]
         target = target / jacobi[:, None]
-        # Factor hessian = A^T A, so that the objective is ||A W - T||^2 up to a constant:
-        # Cholesky (A = R upper triangular) when it is well conditioned, else through the
-        # eigendecomposition (also handles lam2 = 0 with a singular Gram matrix).
         factored = _cholesky(hessian)
         if factored is not None:
             A = factored
@@ -160,11 +195,21 @@ class SupportProblem:
             A = scale[:, None] * vectors[:, positive].T
             T = (vectors[:, positive].T @ target) / scale[:, None]
             unconstrained = np.linalg.lstsq(A, T, rcond=None)[0]
+        free_value = self.reduced.const - float(np.sum(T * T)) + self.lam0 * int(support.sum())
+        return _Factored(rows, jacobi, A, T, unconstrained, free_value)
+
+    def _fit(self, factored: _Factored | None) -> np.ndarray:
+        """Ridge fit of the kept rows inside the box |w| <= M, one column at a time if the
+        box binds (bounded-variable least squares, an exact active-set method)."""
+        W_P = np.zeros_like(self.reduced.cross)
+        if factored is None:
+            return W_P
+        rows, jacobi, A, T = factored.rows, factored.jacobi, factored.A, factored.T
         row_bound = self.bounds[self.row_structure[rows]] * jacobi
         limit = self.bounds[self.row_structure[rows]][:, None]
-        if np.all(np.abs(unconstrained) <= row_bound[:, None]):
+        if np.all(np.abs(factored.unconstrained) <= row_bound[:, None]):
             # the box holds exactly after unscaling (x / s could exceed M by an ulp)
-            W_P[rows] = np.clip(unconstrained / jacobi[:, None], -limit, limit)
+            W_P[rows] = np.clip(factored.unconstrained / jacobi[:, None], -limit, limit)
             return W_P
         for column in range(T.shape[1]):
             fitted = scipy.optimize.lsq_linear(

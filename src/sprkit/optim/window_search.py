@@ -119,7 +119,8 @@ def window_search(
             support[window] = solve_window(local, window_deadline)
             if np.array_equal(support, best.support):
                 continue
-            candidate = supports.solve(support)
-            if candidate.value < best.value - 1e-12 * abs(best.value):
+            target = best.value - 1e-12 * abs(best.value)
+            candidate = supports.improving(support, target)
+            if candidate is not None and candidate.value < target:
                 best, improved = candidate, True
     return best

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from zoo import ZOO, randomize
 
+from sprkit.errors import ParameterError
 from sprkit.networks import CompressionError, SPRPruner, compress, fold_batchnorm
 from sprkit.networks.architectures import ARCHITECTURES, ShortcutBlock, build_model
 from sprkit.networks.measure import count_macs, count_parameters
@@ -116,3 +117,12 @@ def test_fold_batchnorm_folds_only_pairs_adjacent_in_data_flow(name, folds):
     assert isinstance(folded.stem[1], nn.Identity)
     transition_bn = folded.transition[1] if folds else folded.transition[0]
     assert isinstance(transition_bn, nn.Identity) == folds
+
+
+@pytest.mark.parametrize("round_to", [2.5, 0, -3, True, "4"])
+def test_round_to_other_than_a_positive_integer_is_one_parameter_error(round_to):
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.raises(ParameterError, match="round_to must be a positive integer"):
+        SPRPruner(model, torch.zeros(2, 4), round_to=round_to)
+    with pytest.raises(ParameterError, match="round_to must be a positive integer"):
+        compress(model, torch.zeros(2, 4), round_to=round_to)

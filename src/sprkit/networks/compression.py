@@ -24,6 +24,7 @@ Groups feeding the model's outputs and those of ignored layers are never cut.
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -49,6 +50,15 @@ _IDENTITY_TOLERANCE = 1e-4  # relative to the output scale (float32 rounding is 
 
 class CompressionError(ParameterError):
     """The masked model cannot be cut exactly."""
+
+
+def check_round_to(round_to: object) -> int | None:
+    """`round_to` validated: None (no rounding) or a positive integer (bool excluded)."""
+    if round_to is None:
+        return None
+    if isinstance(round_to, bool) or not isinstance(round_to, numbers.Integral) or round_to < 1:
+        raise ParameterError(f"round_to must be a positive integer (or None), got {round_to!r}")
+    return int(round_to)
 
 
 @dataclass(frozen=True)
@@ -204,8 +214,7 @@ def compress(
 ) -> tuple[nn.Module, Compression]:
     """A smaller copy of `masked` (eval mode) computing the same function, and what was cut
     (module docstring). `ignored_layers`: names of layers never cut."""
-    if round_to is not None and round_to < 1:
-        raise ParameterError(f"round_to must be >= 1, got {round_to}")
+    round_to = check_round_to(round_to)
     model = copy.deepcopy(masked).eval()
     generator = torch.Generator().manual_seed(0)
     probe = torch.randn((2, *example_inputs.shape[1:]), generator=generator).to(example_inputs)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from sprkit.errors import ParameterError
-from sprkit.networks.compression import Compression, compress
+from sprkit.networks.compression import Compression, check_round_to, compress
 from sprkit.networks.measure import count_macs, count_parameters
 from sprkit.networks.penalties import make_penalty, structure_scores
 from sprkit.networks.rules import (
@@ -62,11 +62,9 @@ class SPRPruner:
     ) -> None:
         if not isinstance(example_inputs, torch.Tensor):
             raise ParameterError("example_inputs must be a tensor (a batch of inputs)")
-        if round_to is not None and round_to < 1:
-            raise ParameterError(f"round_to must be >= 1, got {round_to}")
         self.model = model
         self.example_inputs = example_inputs
-        self.round_to = round_to
+        self.round_to = check_round_to(round_to)
         self.penalty_name = penalty
         names = {id(module): name for name, module in model.named_modules()}
         unknown = [layer for layer in ignored_layers if id(layer) not in names]

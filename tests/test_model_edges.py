@@ -125,3 +125,104 @@ def test_a_float64_model_saves_and_loads_back(tmp_path):
     x = torch.randn(3, 3, 16, 16, dtype=torch.float64)
     with torch.no_grad():
         assert torch.equal(loaded(x), small(x))
+
+
+class ReturnsFeatures(nn.Module):
+    """Returns a feature map that the next layer consumes too."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        f = F.relu(self.c1(x))
+        return self.fc(F.relu(self.c2(f)).mean((2, 3))), f
+
+
+class InputResidual(nn.Module):
+    """y = head(x + b(relu(a(x)))): b's outputs are added to the input itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(8, 16), nn.Linear(16, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(x + self.b(F.relu(self.a(x))))
+
+
+class FrozenStem(nn.Module):
+    """A residual block on a stem whose parameters do not require gradients."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.a1, self.a2 = nn.Conv2d(16, 8, 3, padding=1), nn.Conv2d(8, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+        self.stem.requires_grad_(False)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        x = F.relu(x + self.a2(F.relu(self.a1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize(
+    "make, shape, owners",
+    [
+        (ReturnsFeatures, (3, 8, 8), {"c2"}),
+        (InputResidual, (8,), {"a"}),
+        (FrozenStem, (3, 8, 8), {"stem", "a1", "a2"}),
+    ],
+)
+def test_returned_input_coupled_and_frozen_channels_are_traced_and_compress_exactly(
+    make, shape, owners
+):
+    """A returned feature map and the input's own channels are never structures (they
+    cannot be cut); a frozen layer is part of the data flow like any other."""
+    torch.manual_seed(0)
+    model = make().eval()
+    pruner = SPRPruner(model, torch.randn(2, *shape))
+    # the modules whose output rows are structures
+    assert {piece.parameter.rpartition(".")[0] for piece in pruner.structures.slices} == owners
+    pruner.prune(fraction=0.5)
+    assert pruner.keep.sum() < pruner.structures.n
+    _same(model, pruner.compress(), torch.randn(4, *shape))
+    frozen = [p.requires_grad for p in getattr(model, "stem", nn.Identity()).parameters()]
+    assert not any(frozen)  # tracing leaves the user's frozen layers frozen
+
+
+class ReadsValues(nn.Module):
+    """A forward that reads values: .item() and a branch on the data (not on the meta
+    device)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 8), nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = F.relu(self.a(x / (float(x.abs().max().item()) + 1.0)))
+        return self.b(h * 2 if h.mean() > 0.1 else h)
+
+
+def test_a_forward_that_reads_values_keeps_an_essential_structure():
+    torch.manual_seed(0)
+    model = ReadsValues().eval()
+    pruner = SPRPruner(model, torch.randn(2, 4))
+    assert pruner.structures.essential == (True,)
+    pruner.prune(fraction=1.0)  # every structure asked for: one stays so the output lives
+    assert int(pruner.keep.sum()) == 1
+
+
+def test_parametrized_weights_are_refused_at_construction():
+    from torch.nn.utils.parametrizations import weight_norm
+
+    model = nn.Sequential(
+        weight_norm(nn.Conv1d(4, 16, 3, padding=1)),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool1d(1),
+        nn.Flatten(),
+        nn.Linear(16, 3),
+    )
+    with pytest.raises(ParameterError, match="parametrized weight"):
+        SPRPruner(model, torch.randn(2, 4, 10))

@@ -86,21 +86,74 @@ def example_batch(
     return torch.zeros((batch_size, *input_shape), dtype=parameter.dtype, device=parameter.device)
 
 
-def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:
+class TracedGraph(tp.DependencyGraph):
+    """Torch-Pruning's dependency graph with what sprkit reads beside it from the same trace:
+    `output_grad_fns`, the autograd nodes of the model's output tensors (a tensor returned
+    and also consumed further has consumers, so "no consumer" alone misses it), and
+    `input_consumers`, those of the operations applied to the input itself (their channels
+    are the input's: never removable)."""
+
+    output_grad_fns: frozenset = frozenset()
+    input_consumers: frozenset = frozenset()
+
+
+def _consumers_of(output_grad_fns: list, leaf: torch.Tensor) -> frozenset:
+    """Autograd nodes, reachable from `output_grad_fns`, with `leaf` as a direct input."""
+    found, seen = set(), set()
+    stack = [fn for fn in output_grad_fns if fn is not None]
+    while stack:
+        fn = stack.pop()
+        if fn in seen:
+            continue
+        seen.add(fn)
+        for parent, _ in fn.next_functions:
+            if parent is None:
+                continue
+            if getattr(parent, "variable", None) is leaf:
+                found.add(fn)
+            else:
+                stack.append(parent)
+    return frozenset(found)
+
+
+def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> TracedGraph:
     """Torch-Pruning's dependency graph of `model`, traced once on `example_inputs` (the
-    model's training/eval mode is restored afterwards)."""
+    model's training/eval mode is restored afterwards). The trace follows autograd, so the
+    input (when floating point) and every parameter are made to require gradients while it
+    runs: a frozen layer (requires_grad False, e.g. a pretrained stem) is part of the data
+    flow all the same."""
     was_training = model.training
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    traced_input = example_inputs
+    if torch.is_floating_point(example_inputs):
+        traced_input = example_inputs.detach().requires_grad_(True)
+    outputs: list = []
+
+    def record_outputs(output):
+        outputs.extend(t.grad_fn for t in output_tensors(output))
+        return output
+
     try:
+        for parameter in frozen:
+            parameter.requires_grad_(True)
         with torch.enable_grad():  # the graph is read from autograd, even inside no_grad
-            return tp.DependencyGraph().build_dependency(
-                model, example_inputs=example_inputs, customized_pruners=CUSTOM_PRUNERS
+            graph = TracedGraph().build_dependency(
+                model,
+                example_inputs=traced_input,
+                customized_pruners=CUSTOM_PRUNERS,
+                output_transform=record_outputs,
             )
     except Exception as error:  # tracing runs the user's forward: report, not traceback
         raise ParameterError(
             f"the model could not be traced on the example inputs: {type(error).__name__}: {error}"
         ) from None
     finally:
+        for parameter in frozen:
+            parameter.requires_grad_(False)
         model.train(was_training)
+    graph.output_grad_fns = frozenset(fn for fn in outputs if fn is not None)
+    graph.input_consumers = _consumers_of(outputs, traced_input)
+    return graph
 
 
 def output_tensors(output) -> list[torch.Tensor]:
@@ -133,24 +186,55 @@ class CoupledGroup:
 
 def reaches_outputs(graph: tp.DependencyGraph, group: tp.Group) -> bool:
     """Whether a group's channels are (part of) the model's output: a member whose output
-    channels nothing consumes."""
+    channels nothing consumes, or (TracedGraph) are a tensor the model returns."""
+    returned = getattr(graph, "output_grad_fns", frozenset())
     return any(
-        not dependency.target.outputs and is_out_channel(graph, dependency)
+        is_out_channel(graph, dependency)
+        and (not dependency.target.outputs or dependency.target.grad_fn in returned)
         for dependency, _ in group
     )
+
+
+def carries_inputs(graph: tp.DependencyGraph, group: tp.Group) -> bool:
+    """Whether a group's channels are the model input's own (TracedGraph): a member applied
+    to the input that keeps its channels (an addition x + f(x), a BatchNorm, a depthwise
+    conv; not a conv or Linear layer, whose output channels are new)."""
+    consumers = getattr(graph, "input_consumers", frozenset())
+    return any(
+        dependency.target.grad_fn in consumers
+        and not (
+            isinstance(dependency.target.module, ROOT_TYPES)
+            and not is_depthwise(dependency.target.module)
+        )
+        for dependency, _ in group
+    )
+
+
+def never_pruned(graph: tp.DependencyGraph, group: tp.Group) -> bool:
+    """A group whose channels are the model's output or its input: it has no structures."""
+    return reaches_outputs(graph, group) or carries_inputs(graph, group)
 
 
 def coupled_groups(
     graph: tp.DependencyGraph, ignored: Sequence[nn.Module] = ()
 ) -> Iterator[CoupledGroup]:
     """Every group rooted at the output channels of a conv or Linear layer, except those with
-    an ignored member and those that reach the model's outputs (a member with no consumer)."""
+    an ignored member and those that are the model's outputs or carry its input."""
     ignored_modules = [m for layer in ignored for m in layer.modules()]
     for group in graph.get_all_groups(ignored_layers=ignored_modules, root_module_types=ROOT_TYPES):
-        if reaches_outputs(graph, group):
-            continue  # its channels are the model's output: never pruned
+        if never_pruned(graph, group):
+            continue
         members = [(dependency, [int(i) for i in idxs]) for dependency, idxs in group]
         yield CoupledGroup(group[0].dep.target.module, members)
+
+
+def is_depthwise(module: nn.Module) -> bool:
+    """A conv whose every output channel is computed from its own input channel alone."""
+    return (
+        isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+        and module.groups > 1
+        and module.groups == module.in_channels == module.out_channels
+    )
 
 
 def is_grouped_conv(module: nn.Module) -> bool:
@@ -159,7 +243,7 @@ def is_grouped_conv(module: nn.Module) -> bool:
     return (
         isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
         and module.groups > 1
-        and not module.groups == module.in_channels == module.out_channels
+        and not is_depthwise(module)
     )
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from sprkit.errors import ParameterError
 from sprkit.networks.graph import (
@@ -251,6 +252,13 @@ def _owned_parameters(module: nn.Module, channels: int) -> list[tuple[str, nn.Pa
         raise ParameterError(
             f"transposed convolutions are not supported as SPR structures ({module})"
         )
+    old_style = hasattr(module, "weight_g") or hasattr(module, "weight_orig")  # hook-based
+    if parametrize.is_parametrized(module) or old_style:
+        raise ParameterError(
+            f"{type(module).__name__} with a parametrized weight (weight_norm, spectral_norm) "
+            "is not supported as an SPR structure; remove the parametrization first "
+            "(torch.nn.utils.parametrize.remove_parametrizations)"
+        )
     return [
         (name, p)
         for name, p in module.named_parameters(recurse=False)
@@ -412,18 +420,42 @@ def _essential_units(
     units: Sequence[torch.Tensor],
 ) -> tuple[bool, ...]:
     """Per unit: whether the model's output stops depending on its input once the unit's
-    structures are removed. Found by data flow, on the meta device (shapes only, no
-    arithmetic): with the parameters constant and the input requiring a gradient, an output
-    requires a gradient exactly when it depends on the input; the modules the unit leaves
-    dead have their outputs detached. It holds whatever the model's code looks like."""
+    structures are removed. Found by data flow: with the parameters constant and the input
+    requiring a gradient, an output requires a gradient exactly when it depends on the
+    input; the modules the unit leaves dead have their outputs detached. It holds whatever
+    the model's code looks like. Run on the meta device (shapes only, no arithmetic); a
+    forward that reads values there (.item(), numpy, a branch on the data) is run on the
+    example inputs instead."""
     if not torch.is_floating_point(example_inputs):
         raise ParameterError("example_inputs must be a floating-point tensor")
-    probe = copy.deepcopy(model).to("meta").eval()
+    meta_inputs = torch.empty(
+        (2, *example_inputs.shape[1:]), device="meta", dtype=example_inputs.dtype
+    )
+    try:
+        return _data_flow(model, meta_inputs, slices, n, units)
+    except Exception:  # the meta device cannot run this forward; with values it may run
+        pass
+    try:
+        return _data_flow(model, example_inputs.detach().clone(), slices, n, units)
+    except Exception as error:  # the user's forward: one line, not a traceback
+        raise ParameterError(
+            "the model's forward failed while finding which structures keep its output "
+            f"alive: {type(error).__name__}: {error}"
+        ) from None
+
+
+def _data_flow(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    slices: Sequence[RowSlice],
+    n: int,
+    units: Sequence[torch.Tensor],
+) -> tuple[bool, ...]:
+    """_essential_units on a copy of the model on `inputs`' device."""
+    probe = copy.deepcopy(model).to(inputs.device).eval()
     for parameter in probe.parameters():
         parameter.requires_grad_(False)
-    inputs = torch.empty(
-        (2, *example_inputs.shape[1:]), device="meta", dtype=example_inputs.dtype
-    ).requires_grad_(True)
+    inputs = inputs.requires_grad_(True)
     parameters = dict(model.named_parameters())
     modules = dict(probe.named_modules())
     essential = []

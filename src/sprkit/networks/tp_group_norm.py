@@ -28,20 +28,20 @@ from sprkit.networks.graph import (
     ROOT_TYPES,
     build_graph,
     is_grouped_conv,
-    reaches_outputs,
+    never_pruned,
 )
 from sprkit.networks.structures import Structures
 from sprkit.params import check_lam
 
 
 def output_layers(model: nn.Module, example_inputs: torch.Tensor) -> list[nn.Module]:
-    """The root layers of the dependency groups that reach the model's outputs (never
-    pruned by sprkit, so kept out of Torch-Pruning's groups too)."""
+    """The root layers of the dependency groups that are the model's outputs or carry its
+    input (never pruned by sprkit, so kept out of Torch-Pruning's groups too)."""
     graph = build_graph(model, example_inputs)
     return [
         group[0].dep.target.module
         for group in graph.get_all_groups(root_module_types=ROOT_TYPES)
-        if reaches_outputs(graph, group)
+        if never_pruned(graph, group)
     ]
 
 

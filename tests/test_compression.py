@@ -126,3 +126,32 @@ def test_round_to_other_than_a_positive_integer_is_one_parameter_error(round_to)
         SPRPruner(model, torch.zeros(2, 4), round_to=round_to)
     with pytest.raises(ParameterError, match="round_to must be a positive integer"):
         compress(model, torch.zeros(2, 4), round_to=round_to)
+
+
+class PreActivationBlock(nn.Module):
+    """A user's residual block with sprkit's method names but no ReLU after the addition."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(channels), nn.Conv2d(channels, channels, 3, 1, 1)
+        self.bn2, self.conv2 = nn.BatchNorm2d(channels), nn.Conv2d(channels, channels, 3, 1, 1)
+        self.shortcut = nn.Identity()
+
+    def branch(self, x):
+        return self.conv2(torch.relu(self.bn2(self.conv1(torch.relu(self.bn1(x))))))
+
+    def forward(self, x):
+        return self.shortcut(x) + self.branch(x)
+
+
+def test_a_users_block_named_like_sprkits_is_cut_as_any_layer_not_folded():
+    layers = [nn.Conv2d(3, 8, 3, 1, 1), PreActivationBlock(8), nn.Flatten(), nn.Linear(128, 4)]
+    model = randomize(nn.Sequential(*layers), seed=7)
+    pruner = SPRPruner(model, torch.zeros(2, 3, 4, 4), grouping="layer")
+    pruner.set_masks(torch.tensor([layer != "1.conv1" for layer in pruner.structures.layer]))
+    compressed = pruner.compress()
+    assert isinstance(compressed[1], PreActivationBlock)
+    assert_same_function(model, compressed, (3, 4, 4))
+    cut = 7  # conv1 keeps one zero channel: its rows and bias, bn2's rows, conv2's columns go
+    removed = cut * (8 * 9 + 1) + cut * 2 + 8 * cut * 9
+    assert count_parameters(compressed) == count_parameters(model) - removed

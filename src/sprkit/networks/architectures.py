@@ -3,7 +3,7 @@ ResNet-18/50 in their CIFAR form (3x3 stem, no max-pool, projection shortcuts), 
 in their ImageNet form with torchvision's parameter names (resnet18-imagenet, ...: a
 torchvision state dict loads into them), a small ResNet for the 8x8 digits images, and VGG-16
 with BatchNorm (CIFAR form). The residual blocks expose `branch` and `shortcut`, which lets
-compression fold a dead branch into a bias (sprkit.networks.compression); any other
+compression fold a dead branch into a bias (`folds_to_shortcut`); any other
 constructor is reached by `package.module:function`.
 """
 
@@ -116,6 +116,14 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.branch(x) + self.shortcut(x))
+
+
+def folds_to_shortcut(module: nn.Module) -> bool:
+    """Whether `module` is one of sprkit's residual blocks with their own forward,
+    relu(branch(x) + shortcut(x)): a constant branch then folds into a ShortcutBlock exactly.
+    A user's module with the same method names (e.g. without the ReLU) is not."""
+    forwards = (BasicBlock.forward, Bottleneck.forward)
+    return isinstance(module, (BasicBlock, Bottleneck)) and type(module).forward in forwards
 
 
 def _shortcut(inputs: int, outputs: int, stride: int, kind: str) -> nn.Module:

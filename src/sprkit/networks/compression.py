@@ -3,10 +3,11 @@
 Input: a masked model, i.e. one whose removed structures have all their rows zero (conv and
 Linear weights and bias, normalization scale and shift: those channels output exactly 0).
 Steps, on a copy in eval mode:
-1. Dead residual branches: a module that exposes `branch(x)` and `shortcut` (a residual block,
-   as sprkit's ResNet blocks do) and whose branch output no longer depends on its input is
+1. Dead residual branches: one of sprkit's residual blocks (`folds_to_shortcut`: it computes
+   relu(branch(x) + shortcut(x))) whose branch output no longer depends on its input is
    replaced by `relu(shortcut(x) + bias)` (ShortcutBlock), the constant folded into `bias`,
    when that constant is the same at every position (else the block is kept as it is).
+   Other modules are left to step 2, which cuts their dead channels as any layer's.
 2. Channels: in every pruning group of the dependency graph (sprkit.networks.graph), position
    k is cut when every member contributes zero there: the layers with parameters have their
    rows zero (a zeroed normalization outputs 0 whatever its input), channel links carry a
@@ -33,7 +34,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from sprkit.errors import ParameterError
-from sprkit.networks.architectures import ShortcutBlock
+from sprkit.networks.architectures import ShortcutBlock, folds_to_shortcut
 from sprkit.networks.graph import (
     ROOT_TYPES,
     CoupledGroup,
@@ -76,11 +77,7 @@ class Compression:
 @torch.no_grad()
 def _fold_dead_branches(model: nn.Module, inputs: torch.Tensor) -> dict[str, int]:
     """Step 1 of the module docstring; returns the replaced blocks and their channels."""
-    blocks = {
-        name: module
-        for name, module in model.named_modules()
-        if callable(getattr(module, "branch", None)) and hasattr(module, "shortcut")
-    }
+    blocks = {name: module for name, module in model.named_modules() if folds_to_shortcut(module)}
     captured: dict[str, torch.Tensor] = {}
     hooks = [
         block.register_forward_pre_hook(

@@ -149,6 +149,48 @@ def test_a_bad_constructor_is_one_line(tmp_path, capsys, arch, message):
     assert len(err.strip().splitlines()) == 1
 
 
+USER_MISTAKES = """
+import torch
+from torch import nn
+
+
+class TwoOutputs(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 8, 3, padding=1), nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x)).mean((2, 3))
+        return self.fc(h), h
+
+
+def tuple_output(num_classes=10):
+    return TwoOutputs(num_classes)
+
+
+def raises(num_classes=10):
+    raise RuntimeError("constructor exploded")
+"""
+
+
+@pytest.mark.parametrize(
+    "function, message",
+    [
+        ("tuple_output", "the model returns tuple"),
+        ("raises", "constructor exploded"),
+    ],
+)
+def test_a_users_model_that_cannot_be_trained_is_one_line(
+    tmp_path, capsys, monkeypatch, function, message
+):
+    (tmp_path / "user_mistakes.py").write_text(USER_MISTAKES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["prune", "--dataset", "digits", "--arch", f"user_mistakes:{function}"]
+    code, _, err = run_cli(capsys, [*argv, "--out", tmp_path / "run"])
+    assert code == 2 and message in err and "internal error" not in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
 def _write_tiny_cifar10(root: Path) -> None:
     rng = np.random.default_rng(0)
     folder = root / "cifar-10-batches-py"

@@ -52,8 +52,9 @@ def test_bisection_finds_the_largest_threshold_within_the_tolerance():
     found = largest_threshold(model, structures, kept_share, tolerance=0.25)
     assert 1.0 < found <= 2.0 + 1e-6  # removes channel 0 only
     assert largest_threshold(model, structures, kept_share, tolerance=1.0) == pytest.approx(4.0)
-    with pytest.raises(ParameterError, match="tolerance"):
-        largest_threshold(model, structures, kept_share, tolerance=-0.1)
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ParameterError, match="tolerance"):
+            largest_threshold(model, structures, kept_share, tolerance=bad)
 
 
 def test_every_rule_keeps_one_structure_of_each_essential_unit():

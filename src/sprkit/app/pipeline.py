@@ -173,6 +173,32 @@ def load_run_data(settings: PruneSettings, seed: int | None = None) -> ImageData
     )
 
 
+def check_classifier(network: torch.nn.Module, num_classes: int, input_shape) -> None:
+    """ParameterError unless `network`'s forward, on a batch of two zero inputs of
+    `input_shape`, returns one tensor of logits shaped (2, num_classes): what the training
+    recipe's cross-entropy needs."""
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            output = network(example_batch(network, input_shape))
+    except Exception as error:  # the user's forward: one line, not a traceback
+        raise ParameterError(
+            f"the model's forward failed on inputs of shape {(2, *input_shape)}: "
+            f"{type(error).__name__}: {first_line(error)}"
+        ) from None
+    finally:
+        network.train(was_training)
+    if not isinstance(output, torch.Tensor) or tuple(output.shape) != (2, num_classes):
+        what = type(output).__name__
+        if isinstance(output, torch.Tensor):
+            what = f"a tensor of shape {tuple(output.shape)}"
+        raise ParameterError(
+            f"the model returns {what}; the recipe trains a classifier, whose forward returns "
+            f"one tensor of logits shaped (batch, {num_classes})"
+        )
+
+
 def starting_network(
     constructor, data: ImageData, initial: dict[str, torch.Tensor] | None
 ) -> torch.nn.Module:
@@ -212,10 +238,13 @@ def run_prune(
 
         folder = distributed.on_main(claim)
         data = load_run_data(settings)
-        if initial is not None:  # a file that does not fit: refused before the folder is marked
+        # a model or init file that does not fit: refused before the folder is marked
+        network = constructor(data.num_classes, data.input_shape[0])
+        if initial is not None:
             what = f"init file {settings.init} does not fit {settings.arch} with "
             what += f"{data.num_classes} classes"
-            load_strictly(constructor(data.num_classes, data.input_shape[0]), initial, what)
+            load_strictly(network, initial, what)
+        check_classifier(network, data.num_classes, data.input_shape)
 
         def start() -> None:
             if overwrite:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sprkit.errors import ParameterError
+from sprkit.errors import ParameterError, first_line
 
 
 def _conv_bn(inputs: int, outputs: int, kernel: int, stride: int = 1) -> list[nn.Module]:
@@ -402,7 +402,12 @@ def model_constructor(arch: str) -> Callable[[int, int], nn.Module]:
             for k, v in (("num_classes", num_classes), ("in_channels", in_channels))
             if k in accepted
         }
-        model = function(**keywords)
+        try:
+            model = function(**keywords)
+        except Exception as error:  # the user's code: one line naming it, not a traceback
+            raise ParameterError(
+                f"architecture {arch} failed: {type(error).__name__}: {first_line(error)}"
+            ) from None
         if not isinstance(model, nn.Module):
             raise ParameterError(
                 f"architecture {arch} returned {type(model).__name__}, not a module"

@@ -69,8 +69,8 @@ def largest_threshold(
 ) -> float:
     """The largest t (up to the bisection's resolution) whose masked model scores at most
     `tolerance` below `model` by `evaluate` (e.g. accuracy: 0.01 = one point)."""
-    if tolerance < 0:
-        raise ParameterError(f"tolerance must be >= 0, got {tolerance}")
+    if not 0 <= tolerance < float("inf"):  # NaN too
+        raise ParameterError(f"tolerance must be finite and >= 0, got {tolerance}")
     reference = evaluate(model)
     high = max(float(p.detach().abs().max()) for p in structures.parameters_of(model))
     low = 0.0  # t = 0 keeps every structure: no drop

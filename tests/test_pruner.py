@@ -93,6 +93,10 @@ def test_top_level_import_and_clear_errors():
         pruner.prune(fraction=1.5)
     with pytest.raises(ParameterError, match="not part of the model"):
         SPRPruner(model, torch.zeros(2, 20), ignored_layers=[nn.Linear(2, 2)])
+    first = next(m for m in model.modules() if isinstance(m, nn.Linear))
+    for not_a_list in (first, ["fc"]):
+        with pytest.raises(ParameterError, match="list of modules"):
+            SPRPruner(model, torch.zeros(2, 20), ignored_layers=not_a_list)
     with pytest.raises(ParameterError, match="example_inputs"):
         SPRPruner(model, [1.0, 2.0])
     with pytest.raises(ParameterError, match="grouping"):

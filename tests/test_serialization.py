@@ -49,6 +49,17 @@ def test_missing_damaged_and_mismatched_saves_are_named(tmp_path):
         load_compressed(tmp_path, fn)
 
 
+def test_saving_onto_a_file_is_one_error_and_leaves_the_file(tmp_path):
+    in_the_way = tmp_path / "net"
+    in_the_way.write_text("keep me")
+    fn, shape = ZOO["mlp_bn1d"]
+    pruner = SPRPruner(randomize(fn()), torch.zeros(2, *shape))
+    pruner.prune(fraction=0.3)
+    with pytest.raises(SprkitInputError, match="cannot write the network"):
+        pruner.save(in_the_way)
+    assert in_the_way.read_text() == "keep me"
+
+
 def test_onnx_export_runs_in_onnxruntime_with_the_same_outputs(tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from sprkit.atomic import write_atomically
-from sprkit.errors import SprkitInputError, first_line
+from sprkit.errors import OutputError, SprkitInputError, first_line
 from sprkit.networks.architectures import ShortcutBlock
 from sprkit.networks.compression import Compression
 from sprkit.networks.graph import build_graph, example_batch
@@ -42,18 +42,25 @@ def save_compressed(
     """Write weights.pt, then network.json into `folder`, each atomically; network.json
     records the SHA-256 of weights.pt, so that a pair from two different saves (an interrupt
     between the two writes) is refused on load instead of mixed."""
-    folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    write_atomically(folder / WEIGHTS, lambda path: torch.save(state, path))
-    description = {
-        "input_shape": list(input_shape),
-        "replaced": compression.replaced,
-        "history": [[name, channels] for name, channels in compression.history],
-        "kept_channels": compression.kept_channels,
-        "meta": meta or {},
-        "weights_sha256": _digest(folder / WEIGHTS),
-    }
-    write_atomically(folder / DESCRIPTION, lambda path: path.write_text(json.dumps(description)))
+    try:  # a file in the way, no permission, a full disk: one line; each file whole or as it was
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomically(folder / WEIGHTS, lambda path: torch.save(state, path))
+        description = {
+            "input_shape": list(input_shape),
+            "replaced": compression.replaced,
+            "history": [[name, channels] for name, channels in compression.history],
+            "kept_channels": compression.kept_channels,
+            "meta": meta or {},
+            "weights_sha256": _digest(folder / WEIGHTS),
+        }
+        write_atomically(
+            folder / DESCRIPTION, lambda path: path.write_text(json.dumps(description))
+        )
+    except OSError as error:
+        raise OutputError(
+            f"cannot write the network to {folder}: {error.strerror or error}"
+        ) from None
 
 
 def _digest(path: Path) -> str:

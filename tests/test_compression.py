@@ -155,3 +155,40 @@ def test_a_users_block_named_like_sprkits_is_cut_as_any_layer_not_folded():
     cut = 7  # conv1 keeps one zero channel: its rows and bias, bn2's rows, conv2's columns go
     removed = cut * (8 * 9 + 1) + cut * 2 + 8 * cut * 9
     assert count_parameters(compressed) == count_parameters(model) - removed
+
+
+class ReturnsAFeatureMapUntraced(nn.Module):
+    """Returns c1's feature map detached: the traced graph does not see it as an output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2, self.fc = (
+            nn.Conv2d(3, 8, 3, 1, 1),
+            nn.Conv2d(8, 8, 3, 1, 1),
+            nn.Linear(8, 4),
+        )
+
+    def forward(self, x):
+        features = torch.relu(self.c1(x))
+        return self.fc(torch.relu(self.c2(features)).mean((2, 3))), features.detach()
+
+
+class ChecksItsWidth(ReturnsAFeatureMapUntraced):
+    """Refuses, with its own exception type, an input of another width than it was built for."""
+
+    def forward(self, x):
+        features = torch.relu(self.c1(x))
+        if features.shape[1] != 8:
+            raise ValueError("c2 expects 8 channels")
+        return self.fc(torch.relu(self.c2(features)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("model_class", [ReturnsAFeatureMapUntraced, ChecksItsWidth])
+def test_a_cut_model_that_fails_or_changes_output_shapes_is_one_compression_error(model_class):
+    model = model_class()
+    with torch.no_grad():
+        model.c1.weight[:4] = 0.0
+        model.c1.bias[:4] = 0.0
+    with pytest.raises(CompressionError) as error:
+        compress(model, torch.zeros(2, 3, 6, 6))
+    assert "\n" not in str(error.value)

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from sprkit.errors import ParameterError
+from sprkit.errors import ParameterError, first_line
 from sprkit.networks.architectures import ShortcutBlock, folds_to_shortcut
 from sprkit.networks.graph import (
     ROOT_TYPES,
@@ -241,10 +241,9 @@ def compress(
         pruner = graph.get_pruner_of_module(root)
         try:
             graph.get_pruning_group(root, pruner.prune_out_channels, root_channels).prune()
-        except (RuntimeError, IndexError, ValueError) as error:
+        except Exception as error:  # Torch-Pruning raises many kinds
             raise CompressionError(
-                f"Torch-Pruning could not cut channels of {names[id(root)]}: "
-                f"{str(error).splitlines()[0] if str(error) else type(error).__name__}"
+                f"Torch-Pruning could not cut channels of {names[id(root)]}: {first_line(error)}"
             ) from None
         compression.history.append((names[id(root)], root_channels))
     _check_identity(masked, model, probe)
@@ -261,11 +260,18 @@ def _check_identity(masked: nn.Module, compressed: nn.Module, inputs: torch.Tens
         masked.train(was_training)
     try:
         got = output_tensors(compressed(inputs))
-    except RuntimeError as error:  # e.g. a GroupNorm left with channels not divisible
+    except Exception as error:  # e.g. a GroupNorm left with channels not divisible
         raise CompressionError(
-            f"the cut model does not run: {str(error).splitlines()[0]} (a layer whose "
-            "channels are split or grouped, e.g. by chunk or GroupNorm, lost some of them)"
+            f"the cut model does not run: {first_line(error)} (a layer whose channels are "
+            "split or grouped, e.g. by chunk or GroupNorm, lost some of them, or the forward "
+            "expects a fixed width)"
         ) from None
+    shapes = [tuple(t.shape) for t in expected], [tuple(t.shape) for t in got]
+    if shapes[0] != shapes[1]:
+        raise CompressionError(
+            f"the cut model's outputs have shapes {shapes[1]}, the model's {shapes[0]}: a cut "
+            "layer's output is also one of the model's outputs, out of the traced graph's sight"
+        )
     for want, have in zip(expected, got, strict=True):
         scale = float(want.abs().max()) + 1e-12
         difference = float((want - have).abs().max())

@@ -8,7 +8,14 @@ from torch import nn
 from zoo import ZOO, randomize
 
 from sprkit.errors import ParameterError
-from sprkit.networks import CompressionError, SPRPruner, compress, fold_batchnorm
+from sprkit.networks import (
+    CompressionError,
+    SPRPruner,
+    compress,
+    fold_batchnorm,
+    load_compressed,
+    save_compressed,
+)
 from sprkit.networks.architectures import ARCHITECTURES, ShortcutBlock, build_model
 from sprkit.networks.measure import count_macs, count_parameters
 
@@ -192,3 +199,41 @@ def test_a_cut_model_that_fails_or_changes_output_shapes_is_one_compression_erro
     with pytest.raises(CompressionError) as error:
         compress(model, torch.zeros(2, 3, 6, 6))
     assert "\n" not in str(error.value)
+
+
+class GroupedAfterConcatenation(nn.Module):
+    """A groups=4 conv reading torch.cat of two layers: each layer feeds two channel groups."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.a, self.b = nn.Conv2d(16, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+        self.g = nn.Conv2d(32, 16, 3, padding=1, groups=4)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], 1)
+        return self.fc(torch.relu(self.g(x)).mean((2, 3)))
+
+
+def zero_output_channels(layer: nn.Module, channels: list[int]) -> None:
+    with torch.no_grad():
+        layer.weight[channels] = 0.0
+        layer.bias[channels] = 0.0
+
+
+def test_a_grouped_conv_after_a_concatenation_loses_its_channels_in_every_channel_group(tmp_path):
+    """g's input channel c is cut only with c + 8, c + 16, c + 24 (a's c, c + 8, b's c, c + 8):
+    channels 0 and 1 of every channel group go; a's zero channel 2 stays (b's 2 is alive)."""
+    model = GroupedAfterConcatenation()
+    zero_output_channels(model.a, [0, 8, 1, 9, 2])
+    zero_output_channels(model.b, [0, 8, 1, 9])
+    compressed, compression = compress(model, torch.zeros(2, 3, 8, 8))
+    assert_same_function(model, compressed, (3, 8, 8))
+    assert compression.kept_channels["a"] == [c for c in range(16) if c not in (0, 1, 8, 9)]
+    removed = 2 * 4 * (16 * 9 + 1) + 16 * 2 * 9  # 4 rows of a and b, 2 columns of g's weight
+    assert count_parameters(compressed) == count_parameters(model) - removed
+    save_compressed(compressed, compression, input_shape=(3, 8, 8), folder=tmp_path)
+    loaded, _ = load_compressed(tmp_path, GroupedAfterConcatenation)
+    assert_same_function(compressed, loaded, (3, 8, 8))

@@ -12,7 +12,8 @@ Steps, on a copy in eval mode:
    k is cut when every member contributes zero there: the layers with parameters have their
    rows zero (a zeroed normalization outputs 0 whatever its input), channel links carry a
    zero or a cut channel, operations carry what they receive. A grouped conv's channel is cut
-   only with its counterparts in every channel group. A group keeps at least one position (a
+   only with its counterparts in every channel group, in whichever groups they lie (its input
+   may be a torch.cat of several layers' outputs). A group keeps at least one position (a
    layer whose outputs are all zero keeps one zero channel: exact, and the graph stays
    valid), and with `round_to` its kept count is rounded up to a multiple (zero channels).
 3. The copy's outputs are compared with the masked model's on random inputs; a difference
@@ -42,6 +43,7 @@ from sprkit.networks.graph import (
     build_graph,
     channel_group_keys,
     coupled_groups,
+    is_grouped_conv,
     is_out_channel,
     output_tensors,
 )
@@ -125,10 +127,50 @@ def _zero_rows(graph, module: nn.Module) -> torch.Tensor | None:
     return torch.cat(own, dim=1).eq(0).all(dim=1).cpu()
 
 
-def _cut_positions(graph, groups: Sequence[CoupledGroup]) -> list[set[int]]:
-    """Per group, the positions where every member contributes zero (module docstring),
-    iterated to a fixed point over channel links (a link's output is zero once the input
-    channel it copies is cut)."""
+@dataclass(frozen=True)
+class _SymmetryClasses:
+    """Positions of all groups that can only be cut together: a grouped conv's channel in
+    every one of its channel groups, across groups where its input spans several (a
+    torch.cat of several layers' outputs). labels[group][position] = class label."""
+
+    labels: list[list[int]]
+    members: dict[int, list[tuple[int, int]]]  # label -> its (group number, position) pairs
+
+    @classmethod
+    def of(cls, graph, groups: Sequence[CoupledGroup]) -> _SymmetryClasses:
+        offsets = [sum(group.width for group in groups[:number]) for number in range(len(groups))]
+        union = UnionFind(sum(group.width for group in groups))
+        first_with_key: dict[tuple, int] = {}
+        for group, offset in zip(groups, offsets, strict=True):
+            for k, keys in enumerate(channel_group_keys(graph, group)):
+                for key in keys:
+                    union.union(offset + k, first_with_key.setdefault(key, offset + k))
+        flat = union.labels()
+        labels = [
+            flat[offset : offset + g.width] for g, offset in zip(groups, offsets, strict=True)
+        ]
+        members: dict[int, list[tuple[int, int]]] = {}
+        for number, group_labels in enumerate(labels):
+            for k, label in enumerate(group_labels):
+                members.setdefault(label, []).append((number, k))
+        return cls(labels, members)
+
+    def complete(self, positions: list[set[int]]) -> list[set[int]]:
+        """Per group, the positions of `positions` whose whole class is in `positions`."""
+        whole = {
+            label
+            for label, pairs in self.members.items()
+            if all(k in positions[number] for number, k in pairs)
+        }
+        return [{k for k in cut if self.labels[n][k] in whole} for n, cut in enumerate(positions)]
+
+    def spans_groups(self, label: int) -> bool:
+        return len({number for number, _ in self.members[label]}) > 1
+
+
+def _member_rows(graph, groups: Sequence[CoupledGroup]) -> tuple[dict, dict]:
+    """Per member with output channels (by id): its zero rows (`_zero_rows`), and for a
+    module with `channel_links()` its links (output channel -> input channel it copies)."""
     zero_rows: dict[int, torch.Tensor | None] = {}
     links: dict[int, dict[int, int]] = {}
     for group in groups:
@@ -141,50 +183,48 @@ def _cut_positions(graph, groups: Sequence[CoupledGroup]) -> list[set[int]]:
                 zero_rows[id(module)] = None
             else:
                 zero_rows[id(module)] = _zero_rows(graph, module)
+    return zero_rows, links
+
+
+def _zero_positions(graph, group: CoupledGroup, zero_rows, links, cut_inputs) -> set[int]:
+    """The positions of `group` where every member contributes zero, given the input
+    channels of linked modules cut so far (`cut_inputs`)."""
+    zero = torch.ones(group.width, dtype=torch.bool)
+    for dependency, channels in group.members:
+        if not is_out_channel(graph, dependency):
+            continue  # consumers carry nothing of their own
+        module = dependency.target.module
+        if id(module) in links:
+            copied = links[id(module)]
+            cut_sources = cut_inputs.get(id(module), set())
+            zero &= torch.tensor(
+                [copied.get(c) is None or copied[c] in cut_sources for c in channels]
+            )
+        elif zero_rows[id(module)] is not None:
+            zero &= zero_rows[id(module)][torch.tensor(channels)]
+    return set(torch.nonzero(zero).flatten().tolist())
+
+
+def _cut_positions(
+    graph, groups: Sequence[CoupledGroup], classes: _SymmetryClasses
+) -> list[set[int]]:
+    """Per group, the positions where every member contributes zero (module docstring), in
+    whole symmetry classes, iterated to a fixed point over channel links (a link's output is
+    zero once the input channel it copies is cut)."""
+    zero_rows, links = _member_rows(graph, groups)
     cut: list[set[int]] = [set() for _ in groups]
     cut_inputs: dict[int, set[int]] = {}  # linked module -> its cut input channels
-    changed = True
-    while changed:
-        changed = False
-        for number, group in enumerate(groups):
-            zero = torch.ones(group.width, dtype=torch.bool)
-            for dependency, channels in group.members:
-                if not is_out_channel(graph, dependency):
-                    continue  # consumers carry nothing of their own
-                module = dependency.target.module
-                if id(module) in links:
-                    copied = links[id(module)]
-                    cut_sources = cut_inputs.get(id(module), set())
-                    zero &= torch.tensor(
-                        [copied.get(c) is None or copied[c] in cut_sources for c in channels]
-                    )
-                elif zero_rows[id(module)] is not None:
-                    zero &= zero_rows[id(module)][torch.tensor(channels)]
-            positions = _symmetric(graph, group, set(torch.nonzero(zero).flatten().tolist()))
-            if positions != cut[number]:
-                cut[number], changed = positions, True
+    while True:
+        zero = [_zero_positions(graph, g, zero_rows, links, cut_inputs) for g in groups]
+        new = classes.complete(zero)
+        if new == cut:
+            return cut
+        cut = new
+        for group, positions in zip(groups, cut, strict=True):
             for dependency, channels in group.members:
                 module = dependency.target.module
                 if id(module) in links and not is_out_channel(graph, dependency):
                     cut_inputs[id(module)] = {channels[k] for k in positions}
-    return cut
-
-
-def _symmetric(graph, group: CoupledGroup, positions: set[int]) -> set[int]:
-    """The positions whose every grouped-conv counterpart is in `positions`."""
-    keys = channel_group_keys(graph, group)
-    union = UnionFind(group.width)
-    first: dict[tuple, int] = {}
-    for k, position_keys in enumerate(keys):
-        for key in position_keys:
-            union.union(k, first.setdefault(key, k))
-    labels = union.labels()
-    complete = {
-        label
-        for label in set(labels)
-        if all(k in positions for k in range(group.width) if labels[k] == label)
-    }
-    return {k for k in positions if labels[k] in complete}
 
 
 def _rounded(group: CoupledGroup, cut: set[int], round_to: int | None) -> set[int]:
@@ -200,6 +240,67 @@ def _rounded(group: CoupledGroup, cut: set[int], round_to: int | None) -> set[in
         for k in sorted(cut, reverse=True)[: target - kept]:
             cut.discard(k)
     return cut
+
+
+def _lag_changes(graph, group: CoupledGroup, positions: list[int]) -> dict[int, tuple[int, int]]:
+    """Per grouped conv whose inputs `positions` of `group` are (by id): (its groups, the
+    change of its lag when they are cut, `_cut_calls`)."""
+    changes = {}
+    for dependency, channels in group.members:
+        module = dependency.target.module
+        if not is_grouped_conv(module) or is_out_channel(graph, dependency):
+            continue
+        per_group = module.in_channels // module.groups
+        first = sum(channels[k] < per_group for k in positions)  # in the first channel group
+        changes[id(module)] = (
+            module.groups,
+            (module.groups - 1) * first - (len(positions) - first),
+        )
+    return changes
+
+
+def _cut_calls(
+    graph, groups: Sequence[CoupledGroup], cuts: list[set[int]], classes: _SymmetryClasses
+) -> list[tuple[int, list[int]]]:
+    """The cuts as Torch-Pruning calls, (group number, positions), in an order it cuts
+    grouped convs right. It cuts a grouped conv's weight (input channels per channel group)
+    down to the first of the input channels it keeps; that is right while the conv's lag,
+    input channels minus groups x weight columns, stays in [0, groups - 1]: cutting s input
+    channels of the first channel group and t of the others adds (groups - 1) s - t. A call
+    that cuts whole classes leaves every lag as it is: each group's classes within it are cut
+    in one call; a class over several groups is cut piece by piece, a piece being cut once
+    it keeps every lag in range (the piece with the first channel group's channel first)."""
+    spread = {label for label in classes.members if classes.spans_groups(label)}
+    calls = []
+    for number, cut in enumerate(cuts):
+        within = sorted(k for k in cut if classes.labels[number][k] not in spread)
+        if within:
+            calls.append((number, within))
+    lags: dict[int, int] = {}
+    for label in sorted(spread):
+        pieces: dict[int, list[int]] = {}
+        for number, k in classes.members[label]:
+            if k in cuts[number]:
+                pieces.setdefault(number, []).append(k)
+        while pieces:
+            number = next((n for n in pieces if _lags_fit(graph, groups[n], pieces[n], lags)), None)
+            if number is None:
+                raise CompressionError(
+                    "Torch-Pruning cannot cut, in any order, the zero input channels of a "
+                    "grouped conv fed by several layers (e.g. through torch.cat)"
+                )
+            for conv, (_, change) in _lag_changes(graph, groups[number], pieces[number]).items():
+                lags[conv] = lags.get(conv, 0) + change
+            calls.append((number, pieces.pop(number)))
+    return calls
+
+
+def _lags_fit(graph, group: CoupledGroup, positions: list[int], lags: dict[int, int]) -> bool:
+    """Whether cutting `positions` of `group` keeps every grouped conv's lag in range."""
+    return all(
+        0 <= lags.get(conv, 0) + change < groups
+        for conv, (groups, change) in _lag_changes(graph, group, positions).items()
+    )
 
 
 def compress(
@@ -221,9 +322,10 @@ def compress(
     modules = dict(model.named_modules())
     ignored = [modules[name] for name in ignored_layers if name in modules]
     groups = list(coupled_groups(graph, ignored))
+    classes = _SymmetryClasses.of(graph, groups)
     cuts = [
         _rounded(group, cut, round_to)
-        for group, cut in zip(groups, _cut_positions(graph, groups), strict=True)
+        for group, cut in zip(groups, _cut_positions(graph, groups, classes), strict=True)
     ]
     compression = Compression(replaced=replaced)
     for group, cut in zip(groups, cuts, strict=True):
@@ -233,10 +335,12 @@ def compress(
                 compression.kept_channels[names[id(module)]] = sorted(
                     channels[k] for k in range(group.width) if k not in cut
                 )
-    for group, cut in zip(groups, cuts, strict=True):
-        if not cut:
-            continue
-        root_channels = sorted(group.members[0][1][k] for k in cut)
+    removed: dict[int, list[int]] = {}  # group number -> root channels cut so far
+    for number, positions in _cut_calls(graph, groups, cuts, classes):
+        group, earlier = groups[number], removed.setdefault(number, [])
+        original = [group.members[0][1][k] for k in positions]
+        root_channels = sorted(c - sum(e < c for e in earlier) for c in original)
+        earlier.extend(original)
         root = group.root
         pruner = graph.get_pruner_of_module(root)
         try:

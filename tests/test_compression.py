@@ -237,3 +237,41 @@ def test_a_grouped_conv_after_a_concatenation_loses_its_channels_in_every_channe
     save_compressed(compressed, compression, input_shape=(3, 8, 8), folder=tmp_path)
     loaded, _ = load_compressed(tmp_path, GroupedAfterConcatenation)
     assert_same_function(compressed, loaded, (3, 8, 8))
+
+
+def grouped_pair() -> nn.Sequential:
+    """A conv feeding a groups=2 conv: the first's channels c and c + 8 are cut together."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1, groups=2), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    )  # fmt: skip
+
+
+def zero_conv_bn_channels(conv: nn.Module, bn: nn.Module, channels: list[int]) -> None:
+    zero_output_channels(conv, channels)
+    zero_output_channels(bn, channels)
+
+
+@pytest.mark.parametrize(
+    "round_to, cut",  # 8 zero channels (4 classes); kept counts reachable: 8, 10, 12, 14, 16
+    [(3, [2, 3, 10, 11]), (5, [1, 2, 3, 9, 10, 11]), (7, [3, 11]), (32, [])],
+)
+def test_round_to_puts_back_whole_classes_of_a_grouped_conv(round_to, cut):
+    model = randomize(grouped_pair(), seed=8)
+    zero_conv_bn_channels(model[0], model[1], [0, 1, 2, 3, 8, 9, 10, 11])
+    compressed, compression = compress(model, torch.zeros(2, 3, 8, 8), round_to=round_to)
+    assert_same_function(model, compressed, (3, 8, 8))
+    assert compression.kept_channels["0"] == [c for c in range(16) if c not in cut]
+    removed = len(cut) * (3 * 9 + 1 + 2) + 16 * len(cut) // 2 * 9  # rows of 0, 1; columns of 3
+    assert count_parameters(compressed) == count_parameters(model) - removed
+
+
+def test_a_dead_grouped_conv_keeps_one_zero_channel_per_channel_group():
+    model = randomize(grouped_pair(), seed=9)
+    zero_conv_bn_channels(model[3], model[4], list(range(16)))
+    compressed, compression = compress(model, torch.zeros(2, 3, 8, 8))
+    assert_same_function(model, compressed, (3, 8, 8))
+    assert compression.kept_channels["3"] == [0, 8]
+    removed = 14 * (8 * 9 + 1 + 2 + 10)  # rows of 3 (with bias) and 4, columns of the Linear
+    assert count_parameters(compressed) == count_parameters(model) - removed

@@ -15,7 +15,8 @@ Steps, on a copy in eval mode:
    only with its counterparts in every channel group, in whichever groups they lie (its input
    may be a torch.cat of several layers' outputs). A group keeps at least one position (a
    layer whose outputs are all zero keeps one zero channel: exact, and the graph stays
-   valid), and with `round_to` its kept count is rounded up to a multiple (zero channels).
+   valid), and with `round_to` its kept count is rounded up to a multiple (zero channels),
+   both in whole classes of a grouped conv's counterparts (`_rounded`).
 3. The copy's outputs are compared with the masked model's on random inputs; a difference
    above 1e-4 of the output scale (an operation that maps 0 to a nonzero value, e.g. a
    sigmoid, between a cut channel and its consumer) raises CompressionError: nothing is ever
@@ -227,19 +228,40 @@ def _cut_positions(
                     cut_inputs[id(module)] = {channels[k] for k in positions}
 
 
-def _rounded(group: CoupledGroup, cut: set[int], round_to: int | None) -> set[int]:
-    """`cut` less positions so that a position stays, and (round_to) the kept count is a
-    multiple of round_to where the width allows."""
-    cut = set(cut)
-    width = group.width
-    if len(cut) == width:
-        cut.discard(min(cut))
-    if round_to and round_to > 1:
-        kept = width - len(cut)
-        target = min(width, -(-kept // round_to) * round_to)
-        for k in sorted(cut, reverse=True)[: target - kept]:
-            cut.discard(k)
-    return cut
+def _rounded(
+    cuts: list[set[int]], classes: _SymmetryClasses, round_to: int | None
+) -> list[set[int]]:
+    """`cuts` less whole symmetry classes, put back (as zero channels) so that every group
+    keeps a position and, with round_to, a multiple of round_to positions: classes in order
+    of their first position until it is. Where no count up to the width is a multiple (a
+    width that is not, or a grouped conv's classes stepping over the multiples: with groups=2,
+    round_to=3 keeps 6, 12, ...), the group keeps all its positions. A class over several
+    groups is put back in all of them: repeated until no group changes."""
+    cuts = [set(cut) for cut in cuts]
+    changed = True
+    while changed:
+        changed = False
+        for number, cut in enumerate(cuts):
+            for label in _classes_put_back(cut, classes.labels[number], round_to):
+                for other, k in classes.members[label]:
+                    cuts[other].discard(k)
+                changed = True
+    return cuts
+
+
+def _classes_put_back(cut: set[int], labels: list[int], round_to: int | None) -> list[int]:
+    """The classes `_rounded` puts back into one group (`labels`: its positions' classes)."""
+    sizes: dict[int, int] = {}  # cut class -> its positions here, by first position
+    for k in sorted(cut):
+        sizes[labels[k]] = sizes.get(labels[k], 0) + 1
+    kept = len(labels) - len(cut)
+    put_back = []
+    for label, size in sizes.items():
+        if kept > 0 and (round_to is None or kept % round_to == 0):
+            break
+        put_back.append(label)
+        kept += size
+    return put_back
 
 
 def _lag_changes(graph, group: CoupledGroup, positions: list[int]) -> dict[int, tuple[int, int]]:
@@ -323,10 +345,7 @@ def compress(
     ignored = [modules[name] for name in ignored_layers if name in modules]
     groups = list(coupled_groups(graph, ignored))
     classes = _SymmetryClasses.of(graph, groups)
-    cuts = [
-        _rounded(group, cut, round_to)
-        for group, cut in zip(groups, _cut_positions(graph, groups, classes), strict=True)
-    ]
+    cuts = _rounded(_cut_positions(graph, groups, classes), classes, round_to)
     compression = Compression(replaced=replaced)
     for group, cut in zip(groups, cuts, strict=True):
         for dependency, channels in group.members:

@@ -350,8 +350,10 @@ def derive_structures(
         rows_t, owner_t = torch.tensor(rows), torch.tensor(owner)
         if len(set(rows)) != len(rows) or max(rows) >= parameters[full].shape[0]:
             raise ParameterError(
-                f"the dependency graph maps channels of {full} inconsistently (channel "
-                "shuffles and chunked channels are not supported): unsupported coupling"
+                f"the dependency graph maps channels of {full} inconsistently: channels "
+                "permuted or split (channel shuffles, chunks) or mixed along another axis "
+                "(a Linear over tokens after a transpose) are not supported; pass that "
+                "layer in ignored_layers"
             )
         slices.append(RowSlice(full, rows_t, owner_t, is_weight))
         per_row = parameters[full][0].numel()

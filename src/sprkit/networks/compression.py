@@ -308,8 +308,8 @@ def _cut_calls(
             number = next((n for n in pieces if _lags_fit(graph, groups[n], pieces[n], lags)), None)
             if number is None:
                 raise CompressionError(
-                    "Torch-Pruning cannot cut, in any order, the zero input channels of a "
-                    "grouped conv fed by several layers (e.g. through torch.cat)"
+                    "found no order in which Torch-Pruning cuts exactly the zero input channels "
+                    "of a grouped conv fed by several layers (e.g. through torch.cat)"
                 )
             for conv, (_, change) in _lag_changes(graph, groups[number], pieces[number]).items():
                 lags[conv] = lags.get(conv, 0) + change

@@ -30,6 +30,7 @@ import copy
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
@@ -40,13 +41,13 @@ from sprkit.networks.architectures import ShortcutBlock, folds_to_shortcut
 from sprkit.networks.graph import (
     ROOT_TYPES,
     CoupledGroup,
-    UnionFind,
     build_graph,
     channel_group_keys,
     coupled_groups,
     is_grouped_conv,
     is_out_channel,
     output_tensors,
+    position_classes,
 )
 
 _IDENTITY_TOLERANCE = 1e-4  # relative to the output scale (float32 rounding is ~1e-6)
@@ -140,13 +141,7 @@ class _SymmetryClasses:
     @classmethod
     def of(cls, graph, groups: Sequence[CoupledGroup]) -> _SymmetryClasses:
         offsets = [sum(group.width for group in groups[:number]) for number in range(len(groups))]
-        union = UnionFind(sum(group.width for group in groups))
-        first_with_key: dict[tuple, int] = {}
-        for group, offset in zip(groups, offsets, strict=True):
-            for k, keys in enumerate(channel_group_keys(graph, group)):
-                for key in keys:
-                    union.union(offset + k, first_with_key.setdefault(key, offset + k))
-        flat = union.labels()
+        flat = position_classes(groups, [partial(channel_group_keys, graph)])
         labels = [
             flat[offset : offset + g.width] for g, offset in zip(groups, offsets, strict=True)
         ]

@@ -13,7 +13,7 @@ pairs that carry the same signal and so can only be removed together.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -303,3 +303,21 @@ class UnionFind:
         """Set label of every element, numbered in order of first appearance."""
         numbering: dict[int, int] = {}
         return [numbering.setdefault(self.find(i), len(numbering)) for i in range(len(self.parent))]
+
+
+def position_classes(
+    groups: Sequence[CoupledGroup], keys_of: Sequence[Callable[[CoupledGroup], list[list[tuple]]]]
+) -> list[int]:
+    """Class label of every position of `groups` (flattened in order, offsets = running sum
+    of widths): positions that share a key of any of `keys_of` (e.g. channel_group_keys,
+    link_keys with the graph bound) can only be removed together."""
+    union = UnionFind(sum(group.width for group in groups))
+    first_with_key: dict[tuple, int] = {}
+    offset = 0
+    for group in groups:
+        for keys_per_position in (keys(group) for keys in keys_of):
+            for k, keys in enumerate(keys_per_position):
+                for key in keys:
+                    union.union(offset + k, first_with_key.setdefault(key, offset + k))
+        offset += group.width
+    return union.labels()

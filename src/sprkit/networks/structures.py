@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
@@ -41,6 +42,7 @@ from sprkit.networks.graph import (
     is_out_channel,
     link_keys,
     output_tensors,
+    position_classes,
 )
 
 GROUPINGS = ("graph", "layer")
@@ -284,14 +286,9 @@ def derive_structures(
         offsets.append(total)
         total += group.width
     # Positions forced together: grouped convs' channel groups, channel links.
-    union = UnionFind(total)
-    first_with_key: dict[tuple, int] = {}
-    for group, offset in zip(groups, offsets, strict=True):
-        for keys_per_position in (channel_group_keys(graph, group), link_keys(graph, group)):
-            for k, keys in enumerate(keys_per_position):
-                for key in keys:
-                    union.union(offset + k, first_with_key.setdefault(key, offset + k))
-    position_class = union.labels()
+    position_class = position_classes(
+        groups, [partial(channel_group_keys, graph), partial(link_keys, graph)]
+    )
 
     # Rows of every parameter, per position: (parameter name, row, producer, is_weight).
     owners: dict[tuple, int] = {}  # structure key -> id

@@ -49,6 +49,7 @@ from sprkit.atomic import write_atomically
 from sprkit.errors import CheckpointError, ParameterError, TrainingError, first_line
 from sprkit.networks import distributed
 from sprkit.networks.batches import AUGMENT_STREAM, EpochBatches, on_device, stream_generator
+from sprkit.networks.compression import check_round_to
 from sprkit.networks.graph import example_batch
 from sprkit.networks.measure import top_k_accuracies
 from sprkit.networks.penalties import PENALTIES, RANKED_BY_SCORE, SPRPenalty
@@ -141,8 +142,7 @@ class TrainConfig:
             raise ParameterError(f"keep_fraction must lie in (0, 1], got {self.keep_fraction}")
         if self.penalty not in PENALTIES:
             raise ParameterError(f"unknown penalty {self.penalty!r}; known: {', '.join(PENALTIES)}")
-        if self.round_to is not None and not self.round_to >= 1:
-            raise ParameterError(f"round_to must be >= 1, got {self.round_to}")
+        check_round_to(self.round_to)
         if self.target_macs is not None and not self.target_macs > 0:
             raise ParameterError(f"target_macs must be > 0, got {self.target_macs}")
         if self.grouping not in GROUPINGS:

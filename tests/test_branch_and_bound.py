@@ -14,6 +14,7 @@ import pytest
 import scipy.optimize
 from reference import scip_miqp, spread_data, spread_design
 
+from sprkit.errors import ParameterError, SolverError
 from sprkit.instances import hard_case, make_instance, save_instance, synthetic_instance
 from sprkit.optim import branch_and_bound
 from sprkit.optim.diagonal import ascend_diagonal
@@ -350,6 +351,28 @@ def test_time_limit_is_honoured_on_a_hard_instance(tmp_path, method):
     assert seconds < 1 + 4  # the limit plus imports and start-up, generously
 
 
+def test_time_limit_covers_the_pyomo_model_build(tmp_path):
+    """d = 500, c = 10: building the Pyomo model alone takes seconds; it stops at the limit."""
+    instance = synthetic_instance(100, rows_per_group=5, n=600, c=10, support=30, seed=3)
+    path = save_instance(tmp_path / "big.npz", instance)
+    args = ["solve", str(path), "--lam0", "0.05", "--lam2", "0.001", "--M", "5"]
+    args += ["--time-limit", "1", "--json", "--method", "pyomo:scip"]
+    completed, seconds = _run_cli(args, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert result["status"] == TIME_LIMIT and result["bound"] <= result["objective"]
+    assert seconds < 1 + 4  # the limit plus imports and start-up, generously
+
+
+def test_a_pyomo_solver_that_cannot_solve_a_miqp_is_a_solver_error():
+    """HiGHS (through Pyomo) has no MIQP: it ends 'unknown' with no solution, which used to
+    be reported as time_limit with the empty support."""
+    case = hard_case(6, correlation=0.5, snr=2.0, lam2=0.01, keep_fraction=0.5)
+    solver = ExactSolver(case.instance, case.M)
+    with pytest.raises(SolverError, match="did not solve the model"):
+        solver.solve(case.lam0, case.lam2, method="pyomo:highs", time_limit=20)
+
+
 def test_bounds_time_limit_says_what_did_not_converge(tmp_path):
     base = synthetic_instance(150, rows_per_group=2, n=400, c=3, support=40, seed=1)
     instance = make_instance(base.X * 1e6, base.Y, base.groups)
@@ -574,3 +597,29 @@ def test_only_new_factorizations_slow_the_growth_schedule_and_a_useful_growth_re
     assert schedule.interval == 2
     search._deduce(state, problem.M, bound, tight, shift)
     assert schedule.interval == 1
+
+
+def test_oa_certifies_an_optimum_far_below_the_objective_at_zero():
+    """Y almost in the span of a few columns, n < d, no ridge: the optimum is about 1e-4 of
+    the objective at W = 0. oa's master had an absolute feasibility tolerance in units of the
+    latter, so its bound stopped 1e-9 of it short (a gap near 1e-5) and oa stalled."""
+    rng = np.random.default_rng(121)
+    groups = np.repeat(np.arange(10), [2, 2, 2, 1, 2, 2, 2, 1, 2, 1])
+    X = rng.normal(size=(8, groups.size))
+    Y = X[:, [0, 4, 9]] @ rng.normal(size=(3, 3)) + 1e-3 * rng.normal(size=(8, 3))
+    lam0 = 2e-5 * float(np.sum(Y**2)) / 8
+    optimum, kept = _fits_by_enumeration(X, Y, groups, lam0, 0.0, 3.0)
+    assert optimum < 1e-3 * float(np.sum(Y**2)) / 8
+    for method in ("oa", "auto"):
+        result = ExactSolver(make_instance(X, Y, groups), 3.0).solve(
+            lam0, 0.0, method=method, time_limit=30
+        )
+        assert result.status == OPTIMAL, (method, result.gap)
+        assert result.objective == pytest.approx(optimum, rel=1e-6)
+        assert result.bound <= optimum * (1 + 1e-7)
+
+
+def test_an_unknown_branching_rule_is_a_parameter_error():
+    case = hard_case(6, correlation=0.5, snr=2.0, lam2=0.01, keep_fraction=0.5)
+    with pytest.raises(ParameterError, match="unknown branching rule 'xx'"):
+        ExactSolver(case.instance, case.M).solve(case.lam0, case.lam2, branching="xx")

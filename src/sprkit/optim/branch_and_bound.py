@@ -27,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 
+from sprkit.errors import ParameterError
 from sprkit.optim.diagonal import ascend_diagonal
 from sprkit.optim.local_search import local_search
 from sprkit.optim.node_relaxation import (
@@ -142,7 +143,9 @@ class BranchAndBound:
         """`windows`: run the window search on hard instances (off for the windows' own
         searches)."""
         if branching not in ("fractional", "pseudocost", "strong"):
-            raise ValueError(f"unknown branching rule {branching!r}")
+            raise ParameterError(
+                f"unknown branching rule {branching!r}; known: fractional, pseudocost, strong"
+            )
         self.problem = problem
         self.branching = branching
         self.windows = windows

@@ -46,15 +46,19 @@ def new_highs() -> highspy.Highs:
 
 
 class _Master:
-    """The master MILP in highspy: columns y_0..y_{G-1} (binary) and eta (last)."""
+    """The master MILP in highspy: columns y_0..y_{G-1} (binary) and eta (last), eta in
+    units of `scale` (the first incumbent's value): HiGHS compares cuts with eta in absolute
+    terms, so an optimum far below the solver units' objective at W = 0 would otherwise drown
+    in its feasibility tolerance."""
 
-    def __init__(self, n_groups: int, mip_gap: float) -> None:
+    def __init__(self, n_groups: int, mip_gap: float, scale: float) -> None:
         self.n_groups = n_groups
+        self.scale = scale
         self.highs = new_highs()
         self.highs.setOptionValue("mip_rel_gap", mip_gap)
         self.highs.setOptionValue("mip_abs_gap", 0.0)
-        # Cuts are compared with eta in absolute terms (objective near 1 in solver units): the
-        # default 1e-6 row tolerance would leave the bound too loose for a 1e-6 relative gap.
+        # Cuts are compared with eta in absolute terms (objective near 1 in `scale` units):
+        # the default 1e-6 row tolerance would leave the bound too loose for a 1e-6 gap.
         self.highs.setOptionValue("mip_feasibility_tolerance", 1e-9)
         self.highs.setOptionValue("primal_feasibility_tolerance", 1e-9)
         self.highs.setOptionValue("threads", 1)
@@ -79,12 +83,16 @@ class _Master:
     def add_cut(self, cut: Cut) -> None:
         index = np.arange(self.n_groups + 1, dtype=np.int32)
         self.highs.addRow(
-            cut.constant, highspy.kHighsInf, self.n_groups + 1, index, np.r_[cut.slopes, 1.0]
+            cut.constant / self.scale,
+            highspy.kHighsInf,
+            self.n_groups + 1,
+            index,
+            np.r_[cut.slopes / self.scale, 1.0],
         )
 
     def hint(self, support: np.ndarray, eta: float) -> None:
         solution = highspy.HighsSolution()
-        solution.col_value = list(np.r_[support.astype(float), eta])
+        solution.col_value = list(np.r_[support.astype(float), eta / self.scale])
         solution.value_valid = True
         self.highs.setSolution(solution)
 
@@ -99,7 +107,7 @@ class _Master:
         if info.primal_solution_status == int(highspy.SolutionStatus.kSolutionStatusFeasible):
             values = np.asarray(self.highs.getSolution().col_value)
             found.append(np.round(values[: self.n_groups]).astype(bool))
-        return float(info.mip_dual_bound), found
+        return float(info.mip_dual_bound) * self.scale, found
 
 
 @dataclass(frozen=True)
@@ -136,8 +144,7 @@ def outer_approximation(problem: ScaledProblem, *, tol: float, deadline: float) 
         deadline=min(deadline, start + _ROOT_TIME_SHARE * max(deadline - start, 0.0)),
     )
     cuts = [supports.cut_at(relaxed.W_dual)]
-    master = _Master(problem.n_groups, mip_gap=tol / 10.0)
-    master.add_cut(cuts[0])
+    master: _Master | None = None  # built once the first incumbent gives eta its scale
     bound = relaxed.lower
     incumbent: SupportSolution | None = None
     candidates = [relaxed.nonzero, relaxed.y >= 0.5]
@@ -151,7 +158,8 @@ def outer_approximation(problem: ScaledProblem, *, tol: float, deadline: float) 
             solution = supports.solve(support)
             if incumbent is None or solution.value < incumbent.value:
                 incumbent = solution
-            master.add_cut(solution.cut)
+            if master is not None:
+                master.add_cut(solution.cut)
             cuts.append(solution.cut)
         gap = relative_gap(incumbent.value, bound, GAP_FLOOR)
         if gap <= tol or time.perf_counter() >= deadline:
@@ -159,8 +167,14 @@ def outer_approximation(problem: ScaledProblem, *, tol: float, deadline: float) 
         if rounds and not new:  # HiGHS proposes only points already cut: bound is final
             stalled = True
             break
+        if master is None:
+            scale = max(abs(incumbent.value), GAP_FLOOR)
+            master = _Master(problem.n_groups, mip_gap=tol / 10.0, scale=scale)
+            for cut in cuts:
+                master.add_cut(cut)
         master.hint(incumbent.support, incumbent.value)
         master_bound, candidates = master.solve(deadline - time.perf_counter())
         bound = max(bound, master_bound)
         rounds += 1
-    return OAOutcome(incumbent, min(bound, incumbent.value), master.nodes, tuple(cuts), stalled)
+    nodes = 0 if master is None else master.nodes
+    return OAOutcome(incumbent, min(bound, incumbent.value), nodes, tuple(cuts), stalled)

@@ -27,6 +27,10 @@ from sprkit.optim.support import Cut
 from sprkit.params import SPRParams, structure_bounds
 
 
+class BuildOutOfTime(Exception):
+    """The model's construction went past its deadline (build_pyomo_model)."""
+
+
 def build_pyomo_model(
     instance: Instance,
     *,
@@ -34,8 +38,11 @@ def build_pyomo_model(
     lam2: float,
     M: float | np.ndarray,
     cuts: Iterable[Cut] = (),
+    deadline: float = np.inf,
 ) -> pyo.ConcreteModel:
-    """The MIQP of DESIGN.md section 1 for `instance` (structures in structure_ids order)."""
+    """The MIQP of DESIGN.md section 1 for `instance` (structures in structure_ids order).
+    Building the residual rows takes about d^2 c Pyomo terms (seconds at d ~ 500): past
+    `deadline` (time.perf_counter() seconds) it stops with BuildOutOfTime."""
     params = SPRParams(lam0, lam2)
     lam0, lam2 = params.lam0, params.lam2
     bounds = structure_bounds(M, instance.n_structures)
@@ -54,6 +61,8 @@ def build_pyomo_model(
 
     @model.Constraint(model.factor_rows, model.outputs)
     def residual_definition(m, i, k):
+        if time.perf_counter() > deadline:
+            raise BuildOutOfTime
         terms = sum(float(A[i, r]) * m.W[r, k] for r in range(instance.d) if A[i, r] != 0)
         return m.residual[i, k] == terms - float(B[i, k])
 
@@ -110,6 +119,10 @@ _OPTIONS = {
 }
 
 
+# Pyomo terminations of a solver stopped by a limit: no solution yet is not a failure then.
+_STOPPED_EARLY = ("maxTimeLimit", "maxIterations", "maxEvaluations", "userInterrupt")
+
+
 @contextlib.contextmanager
 def _pyomo_logging(level: int):
     """Pyomo's loggers (`pyomo.*`) at `level` for the block, restored after it."""
@@ -155,7 +168,20 @@ def solve_with_pyomo(
     model build. SolverError if the solver refuses the model."""
     start = time.perf_counter()
     opt = pyomo_solver(solver)
-    model = build_pyomo_model(instance, lam0=lam0, lam2=lam2, M=M)
+    try:  # Pyomo logs a rule's exception before passing it on: not an error here
+        with _pyomo_logging(logging.CRITICAL + 1):
+            model = build_pyomo_model(
+                instance, lam0=lam0, lam2=lam2, M=M, deadline=start + time_limit
+            )
+    except BuildOutOfTime:
+        return {
+            "kept": None,
+            "bound": -np.inf,
+            "nodes": None,
+            "termination": "maxTimeLimit",
+            "solve_seconds": 0.0,
+            "build_seconds": time.perf_counter() - start,
+        }
     built = time.perf_counter()
     names = _OPTIONS.get(solver, {})
     left = max(time_limit - (built - start), 1e-2)  # the build spent part of the limit
@@ -185,6 +211,12 @@ def solve_with_pyomo(
                 ]
             except Exception:  # noqa: BLE001 - no solution to load (time limit before any)
                 kept = None
+    termination = str(results.solver.termination_condition)
+    if kept is None and termination not in _STOPPED_EARLY:
+        raise SolverError(
+            f"{solver} did not solve the model (it ended with {termination!r}); "
+            "it needs a solver of mixed-integer quadratic programs, e.g. gurobi or scip"
+        )
     bound = results.problem.lower_bound
     solver_model = getattr(opt, "_solver_model", None)
     nodes = None
@@ -197,7 +229,7 @@ def solve_with_pyomo(
         "kept": kept,
         "bound": float(bound) if bound is not None else -np.inf,
         "nodes": nodes,
-        "termination": str(results.solver.termination_condition),
+        "termination": termination,
         "solve_seconds": solved - built,
         "build_seconds": built - start,
     }

@@ -17,6 +17,7 @@ from reference import scip_miqp, spread_data, spread_design
 from sprkit.errors import ParameterError, SolverError
 from sprkit.instances import hard_case, make_instance, save_instance, synthetic_instance
 from sprkit.optim import branch_and_bound
+from sprkit.optim.bounds import compute_bounds
 from sprkit.optim.diagonal import ascend_diagonal
 from sprkit.optim.mip import OPTIMAL, TIME_LIMIT, ExactSolver
 from sprkit.optim.node_relaxation import FREE, KEPT, REMOVED, NodeRelaxation, free_shift
@@ -386,6 +387,28 @@ def test_bounds_time_limit_says_what_did_not_converge(tmp_path):
     if not result["spr_converged"]:
         text, _ = _run_cli([*args, "--time-limit", "0.5"], timeout=60)
         assert "not converged" in text.stdout
+
+
+def test_bounds_stop_the_conic_relaxations_at_the_limit():
+    """d = 500, c = 10: compiling the conic models and Clarabel's first factorization check no
+    clock (a 1 s share took 25 s); the relaxations now stop at their share of the limit."""
+    instance = synthetic_instance(100, rows_per_group=5, n=600, c=10, support=30, seed=3)
+    start = time.perf_counter()
+    result = compute_bounds(instance, lam0=0.05, lam2=0.001, M=5.0, deadline=start + 2.0)
+    assert time.perf_counter() - start < 2.0 + 1.5
+    assert result["relaxation_status"]["perspective"] == "time_limit"
+    assert result["perspective"] is None
+
+
+def test_bounds_with_a_limit_equal_bounds_without_one():
+    """With time enough, the relaxations solved in a child process give the same values."""
+    case = hard_case(10, correlation=0.5, snr=2.0, lam2=0.01, keep_fraction=0.5, seed=4)
+    options = dict(lam0=case.lam0, lam2=case.lam2, M=case.M)
+    limited = compute_bounds(case.instance, **options, deadline=time.perf_counter() + 300)
+    free = compute_bounds(case.instance, **options)
+    for kind in ("bigm", "perspective"):
+        assert limited["relaxation_status"][kind] == free["relaxation_status"][kind] == "optimal"
+        assert limited[kind] == pytest.approx(free[kind], rel=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ times the natural size of W) are refused.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import cvxpy as cp
@@ -126,7 +127,9 @@ class RelaxationModel:
         regularization (measured: boxes 1e-6 to 350 in solver units failed, then solved to
         2e-10 of the SPR route's value)."""
         try:
-            self.problem.solve(solver=solver, **solver_options)
+            with warnings.catch_warnings():  # "may be inaccurate": the status says it
+                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                self.problem.solve(solver=solver, **solver_options)
         except cp.error.SolverError:
             if solver != "CLARABEL" or "static_regularization_constant" in solver_options:
                 raise

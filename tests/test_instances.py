@@ -1,5 +1,7 @@
 """Instance format: round trip, validation, generators."""
 
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -95,6 +97,12 @@ def test_loader_names_a_single_npy_array_and_object_arrays(tmp_path):
     np.savez(objects, X=X, Y=Y, groups=groups, extra=np.array([{"a": 1}], dtype=object))
     with pytest.raises(InstanceError, match="Python objects; refused"):
         load_instance(objects)
+    raw = tmp_path / "raw.npz"  # a zip whose members are not .npy files
+    with zipfile.ZipFile(raw, "w") as archive:
+        for key in ("X", "Y", "groups"):
+            archive.writestr(key, b"not an array")
+    with pytest.raises(InstanceError, match="X, Y, groups are not .npy arrays"):
+        load_instance(raw)
 
 
 @pytest.mark.parametrize("meta", ["[1, 2]", '"text"', "3"])

@@ -144,13 +144,17 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
         raise InstanceError(f"{path} is not an .npz archive (no zip header)")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
+            arrays = {key: archive[key] for key in archive.files}
     except ValueError as error:
         if "allow_pickle" in str(error):  # refused on purpose: unpickling can run code
             raise InstanceError(f"{path} holds arrays of Python objects; refused") from None
         raise InstanceError(f"{path} is not a readable .npz archive: {error}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as error:
         raise InstanceError(f"{path} is not a readable .npz archive: {error}") from None
+    not_arrays = [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]
+    if not_arrays:  # numpy hands a zip member that is not a .npy file over as raw bytes
+        raise InstanceError(f"{path}: member(s) {', '.join(not_arrays)} are not .npy arrays")
+    return arrays
 
 
 def load_instance(path: str | os.PathLike) -> Instance:

@@ -642,6 +642,21 @@ def test_oa_certifies_an_optimum_far_below_the_objective_at_zero():
         assert result.bound <= optimum * (1 + 1e-7)
 
 
+def test_scip_refusing_the_model_is_one_line(tmp_path):
+    """Data x 1e40: SCIP refuses the coefficients and printed its own line from C on stderr
+    before sprkit's."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(6), [1, 2, 1, 2, 1, 2])
+    X = rng.normal(size=(40, groups.size))
+    Y = X[:, :3] @ rng.normal(size=3)[:, None] + rng.normal(size=(40, 1))
+    path = save_instance(tmp_path / "big.npz", make_instance(X * 1e40, Y * 1e40, groups))
+    lam0 = 0.01 * float(np.sum((Y * 1e40) ** 2)) / 40
+    args = ["solve", str(path), "--lam0", repr(lam0), "--lam2", "0", "--M", "10"]
+    completed, _ = _run_cli([*args, "--method", "pyomo:scip"], timeout=60)
+    assert completed.returncode == 2
+    assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
+
+
 def test_an_unknown_branching_rule_is_a_parameter_error():
     case = hard_case(6, correlation=0.5, snr=2.0, lam2=0.01, keep_fraction=0.5)
     with pytest.raises(ParameterError, match="unknown branching rule 'xx'"):

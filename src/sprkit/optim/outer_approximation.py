@@ -14,8 +14,6 @@ no working lazy-constraint callback, so the master is re-solved round by round.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -25,6 +23,7 @@ import numpy as np
 from sprkit.optim.node_relaxation import FREE, NodeRelaxation
 from sprkit.optim.problem import ScaledProblem
 from sprkit.optim.result import GAP_FLOOR, relative_gap
+from sprkit.optim.silence import c_level_silence
 from sprkit.optim.support import Cut, SupportProblem, SupportSolution
 
 
@@ -32,15 +31,8 @@ def new_highs() -> highspy.Highs:
     """A silent Highs object. HiGHS prints a banner on stdout (C level) when the first object
     is built, before any option can be set; it would corrupt `--json` output, so stdout's file
     descriptor points to /dev/null for the duration of the constructor."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            highs = highspy.Highs()
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+    with c_level_silence((1,)):
+        highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     return highs
 

@@ -23,6 +23,7 @@ import pyomo.environ as pyo
 from sprkit.errors import ParameterError, SolverError
 from sprkit.instances.format import Instance
 from sprkit.optim.quadratic import compressed_least_squares
+from sprkit.optim.silence import c_level_silence
 from sprkit.optim.support import Cut
 from sprkit.params import SPRParams, structure_bounds
 
@@ -193,7 +194,8 @@ def solve_with_pyomo(
     for key, value in (options or {}).items():
         opt.options[key] = value
     try:
-        results = opt.solve(model, load_solutions=False, tee=False)
+        with c_level_silence():  # SCIP prints some errors from C, before Pyomo raises
+            results = opt.solve(model, load_solutions=False, tee=False)
     except Exception as error:  # noqa: BLE001 - each solver raises its own error types
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise SolverError(f"{solver} could not solve the model: {message}") from None

@@ -224,5 +224,5 @@ def test_parametrized_weights_are_refused_at_construction():
         nn.Flatten(),
         nn.Linear(16, 3),
     )
-    with pytest.raises(ParameterError, match="parametrized weight"):
+    with pytest.raises(ParameterError, match="parametrized or masked weight"):
         SPRPruner(model, torch.randn(2, 4, 10))

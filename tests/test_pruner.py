@@ -97,6 +97,10 @@ def test_top_level_import_and_clear_errors():
     for not_a_list in (first, ["fc"]):
         with pytest.raises(ParameterError, match="list of modules"):
             SPRPruner(model, torch.zeros(2, 20), ignored_layers=not_a_list)
+    listed = SPRPruner(model, torch.zeros(2, 20), ignored_layers=[first]).structures.n
+    for same in (nn.ModuleList([first]), (layer for layer in [first])):  # read once
+        assert SPRPruner(model, torch.zeros(2, 20), ignored_layers=same).structures.n == listed
+    assert listed < SPRPruner(model, torch.zeros(2, 20)).structures.n
     with pytest.raises(ParameterError, match="example_inputs"):
         SPRPruner(model, [1.0, 2.0])
     with pytest.raises(ParameterError, match="grouping"):

@@ -315,9 +315,9 @@ def position_classes(
     first_with_key: dict[tuple, int] = {}
     offset = 0
     for group in groups:
-        for keys_per_position in (keys(group) for keys in keys_of):
-            for k, keys in enumerate(keys_per_position):
-                for key in keys:
+        for keys_per_position in (key_function(group) for key_function in keys_of):
+            for k, position_keys in enumerate(keys_per_position):
+                for key in position_keys:
                     union.union(offset + k, first_with_key.setdefault(key, offset + k))
         offset += group.width
     return union.labels()

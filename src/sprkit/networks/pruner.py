@@ -66,9 +66,10 @@ class SPRPruner:
         self.example_inputs = example_inputs
         self.round_to = check_round_to(round_to)
         self.penalty_name = penalty
-        if isinstance(ignored_layers, nn.Module) or not all(
-            isinstance(layer, nn.Module) for layer in ignored_layers
-        ):
+        if isinstance(ignored_layers, nn.Module) and not isinstance(ignored_layers, nn.ModuleList):
+            raise ParameterError("ignored_layers must be a list of modules, e.g. [model.fc]")
+        ignored_layers = list(ignored_layers)  # a generator is read once
+        if not all(isinstance(layer, nn.Module) for layer in ignored_layers):
             raise ParameterError("ignored_layers must be a list of modules, e.g. [model.fc]")
         names = {id(module): name for name, module in model.named_modules()}
         unknown = [layer for layer in ignored_layers if id(layer) not in names]

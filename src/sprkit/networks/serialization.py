@@ -57,9 +57,10 @@ def save_compressed(
         write_atomically(
             folder / DESCRIPTION, lambda path: path.write_text(json.dumps(description))
         )
-    except OSError as error:
+    except (OSError, RuntimeError) as error:  # torch.save: RuntimeError on a failed write
+        reason = error.strerror if isinstance(error, OSError) else None
         raise OutputError(
-            f"cannot write the network to {folder}: {error.strerror or error}"
+            f"cannot write the network to {folder}: {reason or first_line(error)}"
         ) from None
 
 

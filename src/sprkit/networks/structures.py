@@ -257,9 +257,9 @@ def _owned_parameters(module: nn.Module, channels: int) -> list[tuple[str, nn.Pa
     old_style = hasattr(module, "weight_g") or hasattr(module, "weight_orig")  # hook-based
     if parametrize.is_parametrized(module) or old_style:
         raise ParameterError(
-            f"{type(module).__name__} with a parametrized weight (weight_norm, spectral_norm) "
-            "is not supported as an SPR structure; remove the parametrization first "
-            "(torch.nn.utils.parametrize.remove_parametrizations)"
+            f"{type(module).__name__} with a parametrized or masked weight (weight_norm, "
+            "spectral_norm, torch.nn.utils.prune) is not supported as an SPR structure; remove "
+            "it first (parametrize.remove_parametrizations, or prune.remove)"
         )
     return [
         (name, p)
@@ -432,7 +432,7 @@ def _essential_units(
     )
     try:
         return _data_flow(model, meta_inputs, slices, n, units)
-    except Exception:  # the meta device cannot run this forward; with values it may run
+    except (RuntimeError, NotImplementedError):  # what the meta device raises on values
         pass
     try:
         return _data_flow(model, example_inputs.detach().clone(), slices, n, units)

@@ -4,10 +4,12 @@ all within one deadline."""
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import time
 
 import numpy as np
 
+from sprkit.errors import first_line
 from sprkit.instances.format import Instance
 from sprkit.optim.mip import ExactSolver
 from sprkit.optim.spr_route import SPRRoute
@@ -43,24 +45,30 @@ def _relaxation_value(
     return (result.value, "optimal") if result.status == "optimal" else (None, result.status)
 
 
+_CHILD_GRACE = 0.25  # seconds for the child's start and answer beyond its own limit
+
+
 def _answer_into(send, *args) -> None:
-    """_relaxation_value in a child process: its answer, or its exception, into `send`."""
+    """_relaxation_value in a child process: ("value", its answer), or ("error", what it
+    raised, as text: an exception object may not survive pickling) into `send`."""
     try:
-        send.send(_relaxation_value(*args))
-    except BaseException as error:  # raised again in the parent
-        send.send(error)
+        send.send(("value", _relaxation_value(*args)))
+    except BaseException as error:  # noqa: BLE001 - raised again, as one line, in the parent
+        send.send(("error", f"{type(error).__name__}: {first_line(error)}"))
 
 
 def _relaxation_within(
     kind: str, instance: Instance, M, lam0: float, lam2: float, seconds: float
 ) -> tuple[float | None, str]:
-    """_relaxation_value stopped after `seconds` whatever it is doing: in a child process,
-    ended at the limit ("time_limit"). cvxpy's compilation and Clarabel's first
-    factorization check no clock (measured: 25 s for a 1 s limit at d = 801, c = 20)."""
+    """_relaxation_value stopped after `seconds` whatever it is doing: in a forked child
+    process (Linux; elsewhere in this process, with Clarabel's own limit only), ended at the
+    limit ("time_limit"). cvxpy's compilation and Clarabel's first factorization check no
+    clock (measured: 25 s for a 1 s limit at d = 801, c = 20)."""
     if seconds <= 0:
         return None, "time_limit"
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    if not sys.platform.startswith("linux"):  # fork is Linux's (unsafe on macOS); no child
+        return _relaxation_value(kind, instance, M, lam0, lam2, seconds)
+    context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
     args = (send, kind, instance, M, lam0, lam2, seconds)
     process = context.Process(target=_answer_into, args=args, daemon=True)
@@ -75,14 +83,15 @@ def _relaxation_within(
     finally:
         if process.is_alive():
             process.terminate()
+            process.join(1.0)
+        if process.is_alive():  # SIGTERM handled or deferred inside C code
+            process.kill()
         process.join()
         receive.close()
-    if isinstance(answer, BaseException):
-        raise answer
-    return answer
-
-
-_CHILD_GRACE = 0.25  # seconds for the child's start and answer beyond its own limit
+    what, payload = answer
+    if what == "error":
+        raise RuntimeError(f"{kind} relaxation failed: {payload}")
+    return payload
 
 
 def compute_bounds(

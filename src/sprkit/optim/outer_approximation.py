@@ -115,6 +115,7 @@ class OAOutcome:
 
 
 _ROOT_ITERATIONS = 20_000
+_SMALLEST_SCALE = 1e-9  # of eta, in solver units (loss at W = 0 is 1)
 _ROOT_TIME_SHARE = 0.1
 
 
@@ -160,7 +161,8 @@ def outer_approximation(problem: ScaledProblem, *, tol: float, deadline: float) 
             stalled = True
             break
         if master is None:
-            scale = max(abs(incumbent.value), GAP_FLOOR)
+            # floored so that cut coefficients stay far below HiGHS's largest matrix value
+            scale = max(abs(incumbent.value), _SMALLEST_SCALE)
             master = _Master(problem.n_groups, mip_gap=tol / 10.0, scale=scale)
             for cut in cuts:
                 master.add_cut(cut)

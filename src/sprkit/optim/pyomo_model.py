@@ -121,7 +121,13 @@ _OPTIONS = {
 
 
 # Pyomo terminations of a solver stopped by a limit: no solution yet is not a failure then.
-_STOPPED_EARLY = ("maxTimeLimit", "maxIterations", "maxEvaluations", "userInterrupt")
+_STOPPED_EARLY = (
+    "maxTimeLimit",
+    "maxIterations",
+    "maxEvaluations",
+    "userInterrupt",
+    "resourceInterrupt",
+)
 
 
 @contextlib.contextmanager
@@ -215,10 +221,10 @@ def solve_with_pyomo(
                 kept = None
     termination = str(results.solver.termination_condition)
     if kept is None and termination not in _STOPPED_EARLY:
-        raise SolverError(
-            f"{solver} did not solve the model (it ended with {termination!r}); "
-            "it needs a solver of mixed-integer quadratic programs, e.g. gurobi or scip"
-        )
+        hint = ""
+        if termination in ("unknown", "other"):
+            hint = "; it needs a solver of mixed-integer quadratic programs, e.g. gurobi or scip"
+        raise SolverError(f"{solver} did not solve the model (it ended with {termination!r}){hint}")
     bound = results.problem.lower_bound
     solver_model = getattr(opt, "_solver_model", None)
     nodes = None

@@ -124,17 +124,21 @@ class RelaxationModel:
 
     def _solve_once(self, solver: str, solver_options: dict) -> None:
         """One solve; Clarabel's numerical failure retried once with 10x its default static
-        regularization (measured: boxes 1e-6 to 350 in solver units failed, then solved to
-        2e-10 of the SPR route's value)."""
-        try:
-            with warnings.catch_warnings():  # "may be inaccurate": the status says it
-                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+        regularization, in the time left (measured: boxes 1e-6 to 350 in solver units
+        failed, then solved to 2e-10 of the SPR route's value)."""
+        start = time.perf_counter()
+        with warnings.catch_warnings():  # "may be inaccurate": the status says it
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+            try:
                 self.problem.solve(solver=solver, **solver_options)
-        except cp.error.SolverError:
-            if solver != "CLARABEL" or "static_regularization_constant" in solver_options:
-                raise
-            retry = {**solver_options, "static_regularization_constant": 1e-7}
-            self.problem.solve(solver=solver, **retry)
+            except cp.error.SolverError:
+                if solver != "CLARABEL" or "static_regularization_constant" in solver_options:
+                    raise
+                retry = {**solver_options, "static_regularization_constant": 1e-7}
+                if "time_limit" in retry:
+                    spent = time.perf_counter() - start
+                    retry["time_limit"] = max(retry["time_limit"] - spent, 1e-3)
+                self.problem.solve(solver=solver, **retry)
 
     def _objective_at(self, y: np.ndarray, lam0: float, lam2: float) -> float:
         """The objective (solver units) at the solver's W with its penalized rows clipped into

@@ -15,13 +15,14 @@ def c_level_silence(descriptors: tuple[int, ...] = (1, 2)) -> Iterator[None]:
     writes to them directly, past sys.stdout and sys.stderr."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = [os.dup(descriptor) for descriptor in descriptors]
+    saved: list[int] = []
     try:
+        saved.extend(os.dup(descriptor) for descriptor in descriptors)
         with open(os.devnull, "w") as devnull:
             for descriptor in descriptors:
                 os.dup2(devnull.fileno(), descriptor)
             yield
     finally:
-        for descriptor, copy in zip(descriptors, saved, strict=True):
+        for descriptor, copy in zip(descriptors, saved, strict=False):
             os.dup2(copy, descriptor)
             os.close(copy)

@@ -139,9 +139,9 @@ class SupportProblem:
         return self._cache[key]
 
     def improving(self, support: np.ndarray, value: float) -> SupportSolution | None:
-        """The solution of `support` if it can be below `value`; None, without the
-        box-constrained solve, when the ridge fit without the box (a lower bound: the box
-        only adds constraints) already reaches `value`."""
+        """The solution of `support` (cached, or solved); None, without the box-constrained
+        solve, when the ridge fit without the box (a lower bound: the box only adds
+        constraints) already reaches `value`. Callers compare the value themselves."""
         support = np.asarray(support, dtype=bool)
         key = self._key(support)
         if key in self._cache:

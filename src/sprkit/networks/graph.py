@@ -198,7 +198,10 @@ def reaches_outputs(graph: tp.DependencyGraph, group: tp.Group) -> bool:
 def carries_inputs(graph: tp.DependencyGraph, group: tp.Group) -> bool:
     """Whether a group's channels are the model input's own (TracedGraph): a member applied
     to the input that keeps its channels (an addition x + f(x), a BatchNorm, a depthwise
-    conv; not a conv or Linear layer, whose output channels are new)."""
+    conv, a concatenation; not a conv or Linear layer, whose output channels are new). A
+    concatenation torch.cat([x, f(x)]) holds f's channels beside the input's, but
+    Torch-Pruning's index mapping there misplaces the cut (measured: the cut model's outputs
+    changed), so f's channels are kept whole too."""
     consumers = getattr(graph, "input_consumers", frozenset())
     return any(
         dependency.target.grad_fn in consumers

@@ -216,11 +216,12 @@ def _cut_positions(
         if new == cut:
             return cut
         cut = new
+        cut_inputs = {}  # merged over the groups a linked module reads from
         for group, positions in zip(groups, cut, strict=True):
             for dependency, channels in group.members:
                 module = dependency.target.module
                 if id(module) in links and not is_out_channel(graph, dependency):
-                    cut_inputs[id(module)] = {channels[k] for k in positions}
+                    cut_inputs.setdefault(id(module), set()).update(channels[k] for k in positions)
 
 
 def _rounded(

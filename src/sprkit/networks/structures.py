@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from sprkit.errors import ParameterError
+from sprkit.errors import ParameterError, first_line
 from sprkit.networks.graph import (
     ROOT_TYPES,
     UnionFind,
@@ -439,7 +439,7 @@ def _essential_units(
     except Exception as error:  # the user's forward: one line, not a traceback
         raise ParameterError(
             "the model's forward failed while finding which structures keep its output "
-            f"alive: {type(error).__name__}: {error}"
+            f"alive: {type(error).__name__}: {first_line(error)}"
         ) from None
 
 

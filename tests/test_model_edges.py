@@ -226,3 +226,20 @@ def test_parametrized_weights_are_refused_at_construction():
     )
     with pytest.raises(ParameterError, match="parametrized or masked weight"):
         SPRPruner(model, torch.randn(2, 4, 10))
+
+
+def test_a_layer_torch_pruning_cannot_follow_is_one_parameter_error():
+    class ConvGRU(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(4, 16, 3, padding=1)
+            self.gru = nn.GRU(16, 12, batch_first=True)
+            self.fc = nn.Linear(12, 3)
+
+        def forward(self, x):
+            out, _ = self.gru(F.relu(self.conv(x)).transpose(1, 2))
+            return self.fc(out[:, -1])
+
+    with pytest.warns(UserWarning, match="Unwrapped parameters"):  # Torch-Pruning's own
+        with pytest.raises(ParameterError, match="could not follow the channels.*gru"):
+            SPRPruner(ConvGRU(), torch.randn(2, 4, 10))

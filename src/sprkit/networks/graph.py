@@ -20,7 +20,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from sprkit.errors import ParameterError
+from sprkit.errors import ParameterError, first_line
 from sprkit.networks.architectures import ResidualBias, ZeroPadShortcut
 
 ROOT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -224,11 +224,29 @@ def coupled_groups(
     """Every group rooted at the output channels of a conv or Linear layer, except those with
     an ignored member and those that are the model's outputs or carry its input."""
     ignored_modules = [m for layer in ignored for m in layer.modules()]
-    for group in graph.get_all_groups(ignored_layers=ignored_modules, root_module_types=ROOT_TYPES):
+    for group in _all_groups(graph, ignored_modules):
         if never_pruned(graph, group):
             continue
         members = [(dependency, [int(i) for i in idxs]) for dependency, idxs in group]
         yield CoupledGroup(group[0].dep.target.module, members)
+
+
+def _all_groups(graph: tp.DependencyGraph, ignored: Sequence[nn.Module]) -> list[tp.Group]:
+    """Torch-Pruning's groups rooted at conv and Linear layers; its failure to follow the
+    channels (e.g. through an nn.GRU, or an LSTM traced op by op in float64) is one
+    ParameterError naming the modules it has no pruning rule for."""
+    try:
+        return list(graph.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES))
+    except Exception as error:  # Torch-Pruning raises many kinds
+        names = {id(p): name for name, p in graph.model.named_parameters()}
+        unruled = sorted(
+            {names[id(p)].rpartition(".")[0] or names[id(p)] for p, _ in graph.unwrapped_parameters}
+        )
+        known = f" (no pruning rule for: {', '.join(unruled)})" if unruled else ""
+        raise ParameterError(
+            f"Torch-Pruning could not follow the channels through the model{known}: "
+            f"{type(error).__name__}: {first_line(error)}"
+        ) from None
 
 
 def is_depthwise(module: nn.Module) -> bool:

@@ -249,3 +249,58 @@ def test_a_prepared_prox_reused_with_warm_starts_equals_separate_calls():
 def test_a_bad_metric_is_one_clear_error(metric):
     with pytest.raises(ParameterError, match="metric"):
         RaggedProx(np.zeros(3, int), 1, step=1.0, lam0=0.1, lam2=0.1, M=1.0, metric=metric)
+
+
+def test_prox_with_a_ridge_and_box_per_entry_matches_cvxpy():
+    """RaggedProx(per_entry=True): argmin ||w - v||^2/(2 step) + sum_j z_j(w_j), z_j the
+    perspective of sum_k lam2_k w_k^2 with |w_k| <= M_k y_j (cvxpy's quad_over_lin per
+    entry); groups with unequal ridges (Newton) and one with equal ridges (closed form)."""
+    rng = np.random.default_rng(11)
+    sizes = [3, 2, 1, 4]
+    index = np.repeat(np.arange(len(sizes)), sizes)
+    cases = {"zero": 0, "interior": 0, "one": 0}
+    for trial in range(15):
+        v = rng.normal(size=index.size) * rng.uniform(0.05, 4)
+        lam2 = 10.0 ** rng.uniform(-3, 1, size=index.size)
+        lam2[index == 1] = lam2[index == 1][0]
+        M = rng.uniform(0.2, 3, size=index.size)
+        step, lam0 = rng.uniform(0.1, 2), rng.uniform(0.01, 2)
+        prox = RaggedProx(index, len(sizes), step=step, lam0=lam0, lam2=lam2, M=M, per_entry=True)
+        w, y = prox(v)
+        for group in range(len(sizes)):
+            entries = index == group
+            w_ref, y_ref = cp.Variable(sizes[group]), cp.Variable()
+            penalty = sum(
+                lam2[entries][k] * cp.quad_over_lin(w_ref[k], y_ref) for k in range(sizes[group])
+            )
+            objective = cp.sum_squares(w_ref - v[entries]) / (2 * step) + penalty + lam0 * y_ref
+            constraints = [cp.abs(w_ref) <= M[entries] * y_ref, y_ref >= 0, y_ref <= 1]
+            problem = cp.Problem(cp.Minimize(objective), constraints)
+            problem.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10)
+            mine = w[entries]
+            assert np.all(np.abs(mine) <= M[entries] * y[group] * (1 + 1e-12))
+            quadratic = np.sum(lam2[entries] * mine**2)
+            ours = np.sum((mine - v[entries]) ** 2) / (2 * step) + lam0 * y[group]
+            ours += quadratic / y[group] if y[group] > 0 else 0.0
+            assert ours <= problem.value + 1e-7 * max(1.0, abs(problem.value)), trial
+            assert ours == pytest.approx(problem.value, rel=1e-6, abs=1e-8)
+            cases["zero" if y[group] == 0 else "one" if y[group] == 1 else "interior"] += 1
+    assert all(count > 0 for count in cases.values()), cases
+
+
+def test_conjugate_with_a_ridge_and_box_per_entry_is_the_boxed_sup():
+    """z*(v) = max(0, sup_{|w_k| <= M_k} v'w - sum_k lam2_k w_k^2 - lam0): the sup is
+    attained at w_k = clip(v_k / (2 lam2_k), -M_k, M_k) (y = 0 or 1, the perspective being
+    homogeneous)."""
+    rng = np.random.default_rng(12)
+    sizes = [3, 1, 4]
+    index = np.repeat(np.arange(len(sizes)), sizes)
+    for _ in range(20):
+        v = rng.normal(size=index.size) * rng.uniform(0.1, 5)
+        lam2 = 10.0 ** rng.uniform(-3, 1, size=index.size)
+        M = rng.uniform(0.1, 3, size=index.size)
+        lam0 = rng.uniform(0, 1)
+        conj = spr_conjugate_ragged(v, index, len(sizes), lam0=lam0, lam2=lam2, M=M, per_entry=True)
+        best = np.clip(v / (2 * lam2), -M, M)
+        inner = np.bincount(index, weights=v * best - lam2 * best**2, minlength=len(sizes))
+        np.testing.assert_allclose(conj, np.maximum(0.0, inner - lam0), rtol=1e-12, atol=1e-14)

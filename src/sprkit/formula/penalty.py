@@ -258,6 +258,16 @@ def spr_penalty_ragged(
     ).value
 
 
+def entry_values(
+    value: np.ndarray | float, index: np.ndarray, n_groups: int, per_entry: bool
+) -> np.ndarray:
+    """`value` (a scalar, one per group, or with `per_entry` one per entry) per entry."""
+    value = np.asarray(value, dtype=np.float64)
+    if per_entry:
+        return np.broadcast_to(value, index.shape)
+    return np.broadcast_to(value, (n_groups,))[index]
+
+
 def spr_conjugate_ragged(
     duals: np.ndarray,
     group_index: np.ndarray,
@@ -266,9 +276,11 @@ def spr_conjugate_ragged(
     lam0: float,
     lam2: np.ndarray | float,
     M: np.ndarray | float,
+    per_entry: bool = False,
 ) -> np.ndarray:
     """Fenchel conjugate z*(v) of the exact form, per group, in float64 (`lam2` and `M`: a
-    scalar or one value per group).
+    scalar or one value per group; with `per_entry=True` one value per entry, the conjugate
+    of the perspective of sum_k lam2_k w_k^2 with box |w_k| <= M_k y).
 
     z*(v) = max(0, sum_k h(v_k) - lam0) with h(s) = s^2 / (4 lam2) for |s| <= 2 lam2 M and
     M |s| - lam2 M^2 beyond (a Huber function): substitute w = y u in the sup over (w, y).
@@ -276,8 +288,8 @@ def spr_conjugate_ragged(
     """
     duals = np.asarray(duals, dtype=np.float64)
     index = np.asarray(group_index, dtype=np.int64)
-    M_entry = np.broadcast_to(np.asarray(M, dtype=np.float64), (n_groups,))[index]
-    lam2_entry = np.broadcast_to(np.asarray(lam2, dtype=np.float64), (n_groups,))[index]
+    M_entry = entry_values(M, index, n_groups, per_entry)
+    lam2_entry = entry_values(lam2, index, n_groups, per_entry)
     magnitude = np.abs(duals)
     quadratic = magnitude <= 2.0 * lam2_entry * M_entry
     safe_lam2 = np.where(lam2_entry > 0, lam2_entry, 1.0)

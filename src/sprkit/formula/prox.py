@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sprkit.errors import ParameterError
+from sprkit.formula.penalty import entry_values
 
 _NEWTON_MAX_ITER = 100
 _NEWTON_STEP_TOL = 1e-13  # relative
@@ -94,12 +95,15 @@ class RaggedProx:
     """prox_{step * z} for fixed groups and parameters, prepared once for many calls.
 
     `group_index[k]` is the group (0..n_groups-1) of entry k; `lam2` and `M` are scalars or
-    one value per group. `metric` (optional, one positive weight p_k per entry) gives the
-    prox in the norm sum_k p_k w_k^2, argmin_w sum_k p_k (w_k - v_k)^2 / 2 + step z(w): in
-    u_k = sqrt(p_k) w_k it is the plain prox with entry-wise a_k = 2 step lam2 / p_k and box
-    sqrt(p_k) M, which is what a diagonally preconditioned proximal gradient step needs. What
-    does not depend on the point (entry-wise a and M, the terms of g at y = 0 and y = 1) is
-    computed once; the node relaxations call it at every step.
+    one value per group, or with `per_entry=True` one value per entry (the perspective of
+    sum_k lam2_k w_k^2 with box |w_k| <= M_k y, as the branch and bound's node relaxations
+    write it in a rotated frame). `metric` (optional, one positive weight p_k per entry)
+    gives the prox in the norm sum_k p_k w_k^2, argmin_w sum_k p_k (w_k - v_k)^2 / 2 +
+    step z(w): in u_k = sqrt(p_k) w_k it is the plain prox with entry-wise
+    a_k = 2 step lam2 / p_k and box sqrt(p_k) M, which is what a diagonally preconditioned
+    proximal gradient step needs. What does not depend on the point (entry-wise a and M,
+    the terms of g at y = 0 and y = 1) is computed once; the node relaxations call it at
+    every step.
     """
 
     def __init__(
@@ -112,19 +116,20 @@ class RaggedProx:
         lam2: np.ndarray | float,
         M: np.ndarray | float,
         metric: np.ndarray | None = None,
+        per_entry: bool = False,
     ) -> None:
         index = np.asarray(group_index, dtype=np.int64)
-        M_group = np.broadcast_to(np.asarray(M, dtype=np.float64), (n_groups,))
-        a_group = np.broadcast_to(2.0 * step * np.asarray(lam2, dtype=np.float64), (n_groups,))
         self._index, self._n_groups = index, n_groups
         self._root_metric = None if metric is None else np.sqrt(_checked_metric(metric, index))
-        self._M_entry = self._box = M_group[index]
-        self._a = a_group[index]
-        self._a_group = a_group
+        self._M_entry = self._box = entry_values(M, index, n_groups, per_entry)
+        self._a = 2.0 * step * entry_values(lam2, index, n_groups, per_entry)
         if self._root_metric is not None:
             self._M_entry = self._M_entry * self._root_metric
             self._a = self._a / self._root_metric**2
-            # the closed-form root needs one a per group: groups with unequal weights use Newton
+        if self._root_metric is None and not per_entry:
+            self._a_group = np.broadcast_to(2.0 * step * np.asarray(lam2, float), (n_groups,))
+        else:
+            # the closed-form root needs one a per group: groups with unequal a use Newton
             low = np.full(n_groups, np.inf)
             high = np.zeros(n_groups)
             np.minimum.at(low, index, self._a)

@@ -243,3 +243,45 @@ def test_a_layer_torch_pruning_cannot_follow_is_one_parameter_error():
     with pytest.warns(UserWarning, match="Unwrapped parameters"):  # Torch-Pruning's own
         with pytest.raises(ParameterError, match="could not follow the channels.*gru"):
             SPRPruner(ConvGRU(), torch.randn(2, 4, 10))
+
+
+class TiedLayers(nn.Module):
+    """Two Linear layers holding one weight (weight tying)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(8, 16), nn.Linear(16, 16), nn.Linear(16, 16)
+        self.c.weight = self.b.weight
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.c(F.relu(self.b(F.relu(self.a(x)))))))
+
+
+@pytest.mark.parametrize("ignored", [(), ("c",), ("b", "c")])
+def test_weight_tying_in_cut_layers_is_one_parameter_error(ignored):
+    """Torch-Pruning cuts one holder's copy of a tied weight (with b and c ignored, a's cut
+    gave the compressed model 539 parameters for the dense model's 483)."""
+    model = TiedLayers()
+    layers = [getattr(model, name) for name in ignored]
+    with pytest.raises(ParameterError, match="b.weight and c.weight are one parameter"):
+        SPRPruner(model, torch.randn(2, 8), ignored_layers=layers)
+
+
+def test_one_module_under_two_names_is_not_weight_tying():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.fc = nn.Linear(8, 16), nn.Linear(16, 16), nn.Linear(16, 3)
+            self.again = self.b
+
+        def forward(self, x):
+            return self.fc(F.relu(self.again(F.relu(self.b(F.relu(self.a(x)))))))
+
+    torch.manual_seed(0)
+    model = Twice().eval()
+    pruner = SPRPruner(model, torch.randn(2, 8))
+    pruner.prune(fraction=0.5)
+    small = pruner.compress()
+    _same(model, small, torch.randn(4, 8))
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())

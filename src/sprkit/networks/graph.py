@@ -224,11 +224,29 @@ def coupled_groups(
     """Every group rooted at the output channels of a conv or Linear layer, except those with
     an ignored member and those that are the model's outputs or carry its input."""
     ignored_modules = [m for layer in ignored for m in layer.modules()]
-    for group in _all_groups(graph, ignored_modules):
-        if never_pruned(graph, group):
-            continue
+    groups = [g for g in _all_groups(graph, ignored_modules) if not never_pruned(graph, g)]
+    _refuse_tied_parameters(graph.model, {id(dep.target.module) for g in groups for dep, _ in g})
+    for group in groups:
         members = [(dependency, [int(i) for i in idxs]) for dependency, idxs in group]
         yield CoupledGroup(group[0].dep.target.module, members)
+
+
+def _refuse_tied_parameters(model: nn.Module, cut: set[int]) -> None:
+    """ParameterError if a parameter held by several modules (weight tying) is held by one
+    whose channels are cut (`cut`: module ids): Torch-Pruning would cut one holder's copy
+    and untie the others (exact, but with more parameters than before)."""
+    holders: dict[int, dict[int, str]] = {}  # parameter -> holding module -> its name
+    for name, module in model.named_modules(remove_duplicate=False):
+        for local, parameter in module.named_parameters(recurse=False):
+            holders.setdefault(id(parameter), {}).setdefault(id(module), f"{name}.{local}")
+    for by_module in holders.values():
+        if len(by_module) > 1 and cut.intersection(by_module):
+            names = " and ".join(sorted(by_module.values()))
+            raise ParameterError(
+                f"{names} are one parameter (weight tying) in layers whose channels would be "
+                "cut; untie them (a copy each) or keep those layers and the layers feeding "
+                "them whole (ignored_layers)"
+            )
 
 
 def _all_groups(graph: tp.DependencyGraph, ignored: Sequence[nn.Module]) -> list[tp.Group]:

@@ -285,3 +285,28 @@ def test_one_module_under_two_names_is_not_weight_tying():
     small = pruner.compress()
     _same(model, small, torch.randn(4, 8))
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+class ReturnsNone(nn.Module):
+    """Returns (logits, None, {"aux": [...], "steps": 3}): not only tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 2)
+
+    def forward(self, x):
+        logits = self.fc(F.relu(self.conv(x)).mean((2, 3)))
+        return logits, None, {"aux": [x.mean()], "steps": 3}
+
+
+@pytest.mark.parametrize("penalty", ["spr", "tp_group_norm"])
+def test_outputs_holding_none_and_numbers_are_traced(penalty):
+    torch.manual_seed(0)
+    model = ReturnsNone().eval()
+    pruner = SPRPruner(model, torch.zeros(2, 3, 8, 8), penalty=penalty)
+    assert pruner.structures.n == 8
+    pruner.prune(fraction=0.5)
+    small, x = pruner.compress(), torch.randn(4, 3, 8, 8)
+    _same(lambda x: model(x)[0], lambda x: small(x)[0], x)
+    assert small(x)[1:] == (None, {"aux": [x.mean()], "steps": 3})
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())

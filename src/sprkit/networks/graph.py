@@ -129,9 +129,10 @@ def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> TracedGraph:
         traced_input = example_inputs.detach().requires_grad_(True)
     outputs: list = []
 
-    def record_outputs(output):
-        outputs.extend(t.grad_fn for t in output_tensors(output))
-        return output
+    def record_outputs(output):  # flat: Torch-Pruning's flattening fails on a None
+        tensors = output_tensors(output)
+        outputs.extend(t.grad_fn for t in tensors)
+        return tensors
 
     try:
         for parameter in frozen:

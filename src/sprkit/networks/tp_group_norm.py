@@ -29,6 +29,7 @@ from sprkit.networks.graph import (
     build_graph,
     is_grouped_conv,
     never_pruned,
+    output_tensors,
 )
 from sprkit.networks.structures import Structures
 from sprkit.params import check_lam
@@ -73,6 +74,7 @@ class TPGroupNormPenalty:
             reg=check_lam(lam),
             ignored_layers=[*ignored_layers, *output_layers(model, example_inputs)],
             customized_pruners=CUSTOM_PRUNERS,
+            output_transform=output_tensors,
         )
         # The groups GroupNormPruner regularizes, and the structure of each of their positions.
         self.groups = list(

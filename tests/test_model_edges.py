@@ -310,3 +310,12 @@ def test_outputs_holding_none_and_numbers_are_traced(penalty):
     _same(lambda x: model(x)[0], lambda x: small(x)[0], x)
     assert small(x)[1:] == (None, {"aux": [x.mean()], "steps": 3})
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+def test_a_parameter_aliased_on_the_model_is_named_plainly():
+    model = TiedLayers()
+    model.alias = model.b.weight  # an attribute of the model itself: a second holder
+    del model.c.weight
+    model.c.weight = nn.Parameter(torch.randn(16, 16))
+    with pytest.raises(ParameterError, match=r"^alias and b.weight are one parameter"):
+        SPRPruner(model, torch.randn(2, 8))

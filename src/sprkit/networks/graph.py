@@ -239,7 +239,8 @@ def _refuse_tied_parameters(model: nn.Module, cut: set[int]) -> None:
     holders: dict[int, dict[int, str]] = {}  # parameter -> holding module -> its name
     for name, module in model.named_modules(remove_duplicate=False):
         for local, parameter in module.named_parameters(recurse=False):
-            holders.setdefault(id(parameter), {}).setdefault(id(module), f"{name}.{local}")
+            full = f"{name}.{local}" if name else local
+            holders.setdefault(id(parameter), {}).setdefault(id(module), full)
     for by_module in holders.values():
         if len(by_module) > 1 and cut.intersection(by_module):
             names = " and ".join(sorted(by_module.values()))

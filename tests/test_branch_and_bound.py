@@ -142,6 +142,7 @@ def test_strengthened_relaxation_is_valid_tight_and_grows_down_the_tree(seed):
     problem, solutions = _enumerate(case, state)
     gram, rows_of = problem.reduced.gram, problem.row_structure
     shifts = free_shift(gram, rows_of, state)
+    assert shifts.shape == rows_of.shape  # one per row
     shift = float(shifts.max())
     assert np.all(shifts == shift)  # without a base diagonal: one scalar for all
     rows = np.flatnonzero(state[rows_of] != REMOVED)
@@ -171,12 +172,25 @@ def test_strengthened_relaxation_is_valid_tight_and_grows_down_the_tree(seed):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_root_diagonal_is_valid_and_raises_the_root_bound(seed):
-    """ascend_diagonal: its diagonal keeps G - D PSD; every node's shifts (the diagonal plus
-    the node's own delta) keep G - diag(free rows' shifts) PSD on the node's rows; the root
-    bound it certifies is at least the scalar shift's and below the MIP optimum (all supports
-    enumerated), and so is a node's, stopped early or not."""
-    case = _hard(seed, 8)
+@pytest.mark.parametrize("rows_per_group", [1, 2, 3])
+def test_root_form_is_valid_and_raises_the_root_bound(seed, rows_per_group):
+    """ascend_diagonal: its form (a diagonal per structure with one row each, else a matrix
+    per structure written in the frame of its eigenvectors) keeps G - E PSD; every node's
+    shifts (the form plus the node's own delta) keep G - diag(free rows' shifts) PSD on the
+    node's rows in the frame; the root bound it certifies is at least the scalar shift's and
+    below the MIP optimum (all supports enumerated), and so is a node's, stopped early or
+    not, in its frame, with W given back in the original rows."""
+    rng = np.random.default_rng(seed)
+    case = hard_case(
+        8,
+        correlation=0.8,
+        snr=float(rng.choice([1.0, 2.0])),
+        lam2=0.002,
+        keep_fraction=0.5,
+        c=int(rng.choice([1, 2])),
+        rows_per_group=rows_per_group,
+        seed=seed,
+    )
     G = case.instance.n_structures
     problem, solutions = _enumerate(case)
     gram, rows_of = problem.reduced.gram, problem.row_structure
@@ -188,7 +202,7 @@ def test_root_diagonal_is_valid_and_raises_the_root_bound(seed):
     scalar = relaxation.solve(
         root_state, problem.M, warm, tol=1e-10, shift=free_shift(gram, rows_of, root_state)
     )
-    diagonal, ascended = ascend_diagonal(
+    form, ascended = ascend_diagonal(
         relaxation,
         root_state,
         problem.M,
@@ -198,26 +212,36 @@ def test_root_diagonal_is_valid_and_raises_the_root_bound(seed):
         max_iter=5000,
         deadline=np.inf,
     )
-    if diagonal is None:  # no step improved: the scalar root comes back
-        assert ascended is scalar
-        return
-    assert np.all(diagonal >= 0)
-    assert np.linalg.eigvalsh(gram - np.diag(diagonal[rows_of]))[0] >= -1e-12 * lam_max
+    assert form is not None, "no step of the ascent raised the root bound"
+    assert (form.frame is None) == (rows_per_group == 1)
+    framed = form.gram(problem)
+    if form.frame is not None:
+        rotation = form.frame.rotation
+        np.testing.assert_allclose(rotation.T @ rotation, np.eye(len(rows_of)), atol=1e-12)
+        same = rows_of[:, None] == rows_of[None, :]
+        assert np.all(rotation[~same] == 0)  # rows turn only within their structure
+        np.testing.assert_allclose(framed, rotation.T @ gram @ rotation, atol=1e-12 * lam_max)
+    assert np.all(form.base >= 0)
+    assert np.linalg.eigvalsh(framed - np.diag(form.base))[0] >= -1e-12 * lam_max
     assert scalar.lower < ascended.lower <= best * (1 + 1e-9)
-    rng = np.random.default_rng(seed)
     state = root_state.copy()
     state[rng.choice(G, 3, replace=False)] = [REMOVED, KEPT, FREE]
     _, node_solutions = _enumerate(case, state)
     node_best = min(s.value for s in node_solutions)
-    shifts = free_shift(gram, rows_of, state, diagonal)
-    free = state == FREE
-    assert np.all(shifts[free] >= diagonal[free])
+    shifts = free_shift(framed, rows_of, state, form.base)
+    free_rows = state[rows_of] == FREE
+    assert np.all(shifts[free_rows] >= form.base[free_rows])
     rows = np.flatnonzero(state[rows_of] != REMOVED)
-    shifted = gram - np.diag(np.where(free[rows_of], shifts[rows_of], 0.0))
+    shifted = framed - np.diag(np.where(free_rows, shifts, 0.0))
     assert np.linalg.eigvalsh(shifted[np.ix_(rows, rows)])[0] >= -1e-12 * lam_max
     for iterations in (5, 50, 5000):
-        node = relaxation.solve(state, problem.M, warm, max_iter=iterations, shift=shifts)
+        node = relaxation.solve(
+            state, problem.M, warm, max_iter=iterations, shift=shifts, frame=form.frame
+        )
         assert node.lower <= node_best * (1 + 1e-9)
+    # solved to its tolerance, in the original rows (removed rows zero)
+    assert node.upper - node.lower <= 1e-8 * abs(node.upper)
+    assert np.all(node.W[state[rows_of] == REMOVED] == 0)
 
 
 def test_fit_growth_bounds_every_support_below_the_level():

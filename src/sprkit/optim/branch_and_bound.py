@@ -28,12 +28,13 @@ from typing import Literal
 import numpy as np
 
 from sprkit.errors import ParameterError
-from sprkit.optim.diagonal import ascend_diagonal
+from sprkit.optim.diagonal import StrengthenedForm, ascend_diagonal
 from sprkit.optim.local_search import local_search
 from sprkit.optim.node_relaxation import (
     FREE,
     KEPT,
     REMOVED,
+    Frame,
     NodeBound,
     NodeRelaxation,
     free_shift,
@@ -172,7 +173,7 @@ class BranchAndBound:
         self.pseudocosts = _PseudoCosts(groups)
         self._growth_cache: OrderedDict[bytes, QuadraticGrowth | None] = OrderedDict()
         self._growth_schedule = _Backoff()
-        self.diagonal: np.ndarray | None = None  # of the strengthened form (optim.diagonal)
+        self.form: StrengthenedForm | None = None  # chosen at the root (optim.diagonal)
         self.incumbent: SupportSolution | None = None
         self.nodes = 0
 
@@ -208,10 +209,17 @@ class BranchAndBound:
     # -- deductions ---------------------------------------------------------------------------
 
     def _shift(self, state: np.ndarray) -> np.ndarray:
-        """The shifts of the node's strengthened relaxation (node_relaxation.free_shift, on
-        top of the root's diagonal once it is chosen)."""
+        """The shifts of the node's strengthened relaxation, per row (node_relaxation.
+        free_shift, on top of the root's form once it is chosen, in its frame)."""
         problem = self.problem
-        return free_shift(problem.reduced.gram, problem.row_structure, state, self.diagonal)
+        if self.form is None:
+            return free_shift(problem.reduced.gram, problem.row_structure, state)
+        gram = self.form.gram(problem)
+        return free_shift(gram, problem.row_structure, state, self.form.base)
+
+    @property
+    def _frame(self) -> Frame | None:
+        return None if self.form is None else self.form.frame
 
     def _deduce(
         self, state: np.ndarray, M: np.ndarray, bound: NodeBound, level: float, shift: np.ndarray
@@ -315,6 +323,7 @@ class BranchAndBound:
                     max_iter=_STRONG_ITERATIONS,
                     deadline=deadline,
                     shift=self._shift(child),
+                    frame=self._frame,
                 )
                 gain = probe.lower - bound.lower
                 change = bound.y[j] if direction == 0 else 1.0 - bound.y[j]
@@ -360,7 +369,7 @@ class BranchAndBound:
         """Choose the diagonal of the strengthened form from the root (`state`, `M`, `root`
         after the root presolve); returns the root bound it certifies (-inf if none), a
         bound on every node of the tree."""
-        self.diagonal, ascended = ascend_diagonal(
+        self.form, ascended = ascend_diagonal(
             self.relaxation,
             state,
             M,
@@ -370,7 +379,7 @@ class BranchAndBound:
             max_iter=_ROOT_ITERATIONS,
             deadline=deadline,
         )
-        if self.diagonal is None:
+        if self.form is None:
             return -np.inf
         self._offer(ascended.nonzero | (state == KEPT))
         return ascended.lower
@@ -439,6 +448,7 @@ class BranchAndBound:
                         max_iter=_NODE_ITERATIONS,
                         deadline=deadline,
                         shift=shift,
+                        frame=self._frame,
                     )
                     self.nodes += 1
                     if time.perf_counter() >= deadline and bound.lower < level:

@@ -16,10 +16,12 @@ y -> const - <W, G W> - sum_j y_j s_j underestimates the MIP objective over the 
 subtree (its minimum over the node's y-box is D), which the search uses for reduced-cost
 fixing.
 
-Strengthened form: with `shift` = delta_j >= 0 per structure the node is written with Gram
-G - diag(delta of the free structures' rows) and ridge lam2 + delta_j on the free structures,
-the same objective at every point of the node, and a stronger relaxation while that Gram stays
-positive semidefinite (`free_shift`, docs/mip.md).
+Strengthened form: with `shift` = delta_r >= 0 per row the node is written with Gram
+G - diag(delta of the free structures' rows) and ridge lam2 + delta_r on the free rows, the
+same objective at every point of the node, and a stronger relaxation while that Gram stays
+positive semidefinite (`free_shift`, docs/mip.md). In a `Frame` (an orthogonal change of each
+structure's rows) the same is done on the rotated rows, which moves a full matrix per
+structure into its penalty.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import scipy.linalg
 from sprkit.formula import (
     Case,
     RaggedProx,
+    SPRClosedForm,
     group_reductions,
     spr_conjugate_ragged,
     spr_from_reductions,
@@ -64,6 +67,27 @@ class NodeBound:
     @property
     def relative_gap(self) -> float:
         return (self.upper - self.lower) / max(abs(self.upper), 1e-300)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """An orthogonal change of each structure's rows, w_j = R_j u_j, in which node relaxations
+    are written: `rotation` R (rows x rows, block diagonal over the structures), `gram`
+    R' G R, `cross` R' B, and `box` per row: |u_k| <= box_k M_j y_j holds at every point of
+    the MIP (box_k = ||R e_k||_1, since |w| <= M_j y_j entry-wise), so the relaxation with
+    that box is valid; it is the MIP's box when R_j is the identity."""
+
+    rotation: np.ndarray
+    gram: np.ndarray
+    cross: np.ndarray
+    box: np.ndarray
+
+    @classmethod
+    def rotate(cls, problem: ScaledProblem, rotation: np.ndarray) -> Frame:
+        reduced = problem.reduced
+        gram = rotation.T @ reduced.gram @ rotation
+        gram = 0.5 * (gram + gram.T)
+        return cls(rotation, gram, rotation.T @ reduced.cross, np.abs(rotation).sum(axis=0))
 
 
 class NodeRelaxation:
@@ -111,14 +135,16 @@ class NodeRelaxation:
         max_iter: int = 5000,
         deadline: float = np.inf,
         shift: np.ndarray | float = 0.0,
+        frame: Frame | None = None,
     ) -> NodeBound:
         """Relaxation of the node (`state` per structure: FREE, REMOVED or KEPT; `M` per
-        structure), in its strengthened form when `shift` (a scalar or one value per
-        structure) is positive (module docstring; at most `free_shift` of the node). Stops
-        when the certificate reaches `prune_at` (the node can be pruned), when the relative
-        gap is <= `tol`, when it is <= `loose_tol` and the objective is already below
-        `prune_at` (the node must be branched on anyway; default: `tol`), at `max_iter` or at
-        `deadline` (time.perf_counter() seconds)."""
+        structure), in its strengthened form when `shift` (a scalar or one value per row, in
+        `frame` if one is given: plain steps only) is positive (module docstring; at most
+        `free_shift` of the node). Stops when the certificate reaches `prune_at` (the node
+        can be pruned), when the relative gap is <= `tol`, when it is <= `loose_tol` and the
+        objective is already below `prune_at` (the node must be branched on anyway; default:
+        `tol`), at `max_iter` or at `deadline` (time.perf_counter() seconds). W and W_dual
+        come back in the original rows."""
         loose_tol = tol if loose_tol is None else loose_tol
         problem = self.problem
         reduced = problem.reduced
@@ -131,48 +157,45 @@ class NodeRelaxation:
             return NodeBound(
                 value, value, W_full, nothing, nothing > 0, W_full, nothing - problem.lam0, 0
             )
+        if frame is not None and self.metric is not None:
+            raise ValueError("a frame needs plain proximal-gradient steps (no metric)")
         free_group = state == FREE
         kept_group = state == KEPT
-        shift = np.broadcast_to(np.asarray(shift, dtype=np.float64), (groups,))
-        gram = self._gram(rows, free_group, shift)
-        cross = reduced.cross[rows]
-        c = cross.shape[1]
-        entry_group = np.repeat(problem.row_structure[rows], c)
-        kept_entry = kept_group[entry_group]
-        M_entry = M[entry_group]
+        form = _Form.of(problem, rows, state, M, shift, frame)
+        gram = self._gram(rows, free_group, form.shift, frame)
+        cross = (reduced.cross if frame is None else frame.cross)[rows]
+        entry_group, kept_entry, M_entry = form.entry_group, form.kept_entry, form.box
         lam0, lam2, step = problem.lam0, problem.lam2, self.step
         metric = None if self.metric is None else self.metric[rows]
-        metric_entry = 1.0 if metric is None else np.repeat(metric, c)
+        metric_entry = 1.0 if metric is None else np.repeat(metric, cross.shape[1])
         shrink = 1.0 / (1.0 + 2.0 * step * lam2 / metric_entry)
-        free_lam2 = lam2 + shift
 
         def evaluate(x: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
             """(objective, certificate, slopes, gram @ x) at x."""
             gram_x = gram @ x
-            flat = x.ravel()
-            sq_norm, max_abs = group_reductions(flat, entry_group, groups)
-            closed = spr_from_reductions(
-                sq_norm, max_abs, lam0=lam0, lam2=free_lam2, M=M, outside="exact", check_M=False
-            )
+            sq_norm, closed = form.closed_form(x.ravel(), lam0)
             penalty = np.where(kept_group, lam2 * sq_norm + lam0, 0.0)
             penalty = penalty + np.where(free_group, closed.value, 0.0)
             objective = float(np.sum(x * gram_x)) - 2.0 * float(np.sum(x * cross))
             objective += reduced.const + float(np.sum(penalty))
-            certificate, slopes = self._certificate(x, gram_x, cross, entry_group, state, M, shift)
+            certificate, slopes = self._certificate(x, gram_x, cross, state, form)
             return objective, certificate, slopes, closed
 
+        # the free structures' prox; the kept ones' is a shrink-and-clip
+        free_entry = ~kept_entry
         prox = RaggedProx(
-            entry_group,
+            entry_group[free_entry],
             groups,
             step=step,
             lam0=lam0,
-            lam2=free_lam2,
-            M=M,
-            metric=None if metric is None else metric_entry,
+            lam2=form.ridge[free_entry],
+            M=M_entry[free_entry],
+            metric=None if metric is None else metric_entry[free_entry],
+            per_entry=True,
         )
         row_metric = 1.0 if metric is None else metric[:, None]
-        x = warm_start[rows].copy()
-        x[np.abs(x) > M[problem.row_structure[rows]][:, None]] = 0.0  # outside a tightened box
+        x = warm_start[rows].copy() if frame is None else frame.rotation[:, rows].T @ warm_start
+        x[np.abs(x) > form.row_box[:, None]] = 0.0  # outside a tightened box
         best_x = best_dual_x = x
         best_upper, best_lower, best_slopes = np.inf, -np.inf, None
         best_closed = None
@@ -198,10 +221,8 @@ class NodeRelaxation:
             iteration += 1
             gradient = 2.0 * (gram @ momentum_point - cross)
             target = (momentum_point - step * gradient / row_metric).ravel()
-            flat, y_groups = prox(target, y_groups)
-            flat = np.where(
-                kept_entry, np.minimum(np.maximum(target * shrink, -M_entry), M_entry), flat
-            )
+            flat = np.minimum(np.maximum(target * shrink, -M_entry), M_entry)
+            flat[free_entry], y_groups = prox(target[free_entry], y_groups)
             x_new = flat.reshape(x.shape)
             if np.sum(row_metric * (momentum_point - x_new) * (x_new - x)) > 0:  # restart
                 theta = 1.0
@@ -211,6 +232,8 @@ class NodeRelaxation:
         W_full[rows] = best_x
         W_dual = np.zeros_like(W_full)
         W_dual[rows] = best_dual_x
+        if frame is not None:
+            W_full, W_dual = frame.rotation @ W_full, frame.rotation @ W_dual
         y = np.where(kept_group, 1.0, np.where(free_group, best_closed.indicator, 0.0))
         nonzero = np.where(free_group, best_closed.case != Case.ZERO, kept_group)
         return NodeBound(best_lower, best_upper, W_full, y, nonzero, W_dual, best_slopes, iteration)
@@ -218,23 +241,23 @@ class NodeRelaxation:
     def certificate(
         self, state: np.ndarray, M: np.ndarray, W: np.ndarray, shift: np.ndarray | float = 0.0
     ) -> tuple[float, np.ndarray]:
-        """(D(W), slopes s_j) of the node's relaxation (form `shift`) at W (all penalized
-        rows; removed rows ignored)."""
+        """(D(W), slopes s_j) of the node's relaxation (form `shift`, per row or a scalar)
+        at W (all penalized rows; removed rows ignored)."""
         problem = self.problem
         rows = np.flatnonzero(state[problem.row_structure] != REMOVED)
         x = W[rows]
-        shift = np.broadcast_to(np.asarray(shift, dtype=np.float64), (problem.n_groups,))
-        gram_x = self._gram(rows, state == FREE, shift) @ x
-        entry_group = np.repeat(problem.row_structure[rows], x.shape[1])
-        cross = problem.reduced.cross[rows]
-        return self._certificate(x, gram_x, cross, entry_group, state, M, shift)
+        form = _Form.of(problem, rows, state, M, shift, None)
+        gram_x = self._gram(rows, state == FREE, form.shift, None) @ x
+        return self._certificate(x, gram_x, problem.reduced.cross[rows], state, form)
 
-    def _gram(self, rows: np.ndarray, free_group: np.ndarray, shift: np.ndarray) -> np.ndarray:
-        """G on `rows`, less the shift (per structure) on the diagonal of the free rows."""
-        gram = self.problem.reduced.gram[np.ix_(rows, rows)]
-        row_structure = self.problem.row_structure[rows]
-        free_rows = np.flatnonzero(free_group[row_structure] & (shift[row_structure] > 0))
-        gram[free_rows, free_rows] -= shift[row_structure[free_rows]]
+    def _gram(
+        self, rows: np.ndarray, free_group: np.ndarray, shift: np.ndarray, frame: Frame | None
+    ) -> np.ndarray:
+        """G (in `frame`) on `rows`, less the shift (one value per row of `rows`) on the
+        diagonal of the free rows."""
+        gram = (self.problem.reduced.gram if frame is None else frame.gram)[np.ix_(rows, rows)]
+        free_rows = np.flatnonzero(free_group[self.problem.row_structure[rows]] & (shift > 0))
+        gram[free_rows, free_rows] -= shift[free_rows]
         return gram
 
     def _certificate(
@@ -242,28 +265,110 @@ class NodeRelaxation:
         x: np.ndarray,
         gram_x: np.ndarray,
         cross: np.ndarray,
-        entry_group: np.ndarray,
         state: np.ndarray,
-        M: np.ndarray,
-        shift: np.ndarray,
+        form: _Form,
     ) -> tuple[float, np.ndarray]:
         """The Fenchel certificate D and its slopes at x (rows of the structures not removed,
-        gram_x = G' x on those rows, G' the Gram of the form `shift`, one value per
-        structure)."""
+        gram_x = G' x on those rows, G' the Gram of the form `form`)."""
         problem = self.problem
         duals = 2.0 * (cross - gram_x).ravel()
-        groups = problem.n_groups
-        psi = spr_conjugate_ragged(duals, entry_group, groups, lam0=0.0, lam2=problem.lam2, M=M)
-        if np.any(shift > 0):  # the free structures' conjugate has the ridge lam2 + shift
-            free_psi = spr_conjugate_ragged(
-                duals, entry_group, groups, lam0=0.0, lam2=problem.lam2 + shift, M=M
-            )
-            psi = np.where(state == FREE, free_psi, psi)
+        psi = spr_conjugate_ragged(
+            duals,
+            form.entry_group,
+            problem.n_groups,
+            lam0=0.0,
+            lam2=form.ridge,
+            M=form.box,
+            per_entry=True,
+        )
         slopes = psi - problem.lam0
         certificate = problem.reduced.const - float(np.sum(x * gram_x))
         certificate -= float(np.sum(slopes[state == KEPT]))
         certificate -= float(np.sum(np.maximum(slopes[state == FREE], 0.0)))
         return certificate, slopes
+
+
+@dataclass(frozen=True)
+class _Form:
+    """A node's penalty on the rows of the structures not removed, one value per entry (rows
+    times outputs, row-major): ridge (lam2, plus the shift on free rows) and box (M_j times
+    the frame's factor), with the rows' shift and box. The closed form depends on
+    sum_k ridge_k w_k^2 and max_k |w_k| / box_k only: it is evaluated as reference_j * sq_j
+    with reference_j the group's largest ridge (`ratio` = ridge / reference per entry, None
+    where all are 1) and box_j, the group's largest box (`scale` = box_j / box per entry)."""
+
+    entry_group: np.ndarray
+    kept_entry: np.ndarray
+    ridge: np.ndarray
+    box: np.ndarray
+    shift: np.ndarray
+    row_box: np.ndarray
+    reference: np.ndarray
+    group_box: np.ndarray
+    ratio: np.ndarray | None
+    scale: np.ndarray | None
+
+    @classmethod
+    def of(
+        cls,
+        problem: ScaledProblem,
+        rows: np.ndarray,
+        state: np.ndarray,
+        M: np.ndarray,
+        shift: np.ndarray | float,
+        frame: Frame | None,
+    ) -> _Form:
+        groups = problem.n_groups
+        row_group = problem.row_structure[rows]
+        row_shift = np.broadcast_to(
+            np.asarray(shift, dtype=np.float64), problem.row_structure.shape
+        )[rows]
+        row_ridge = problem.lam2 + np.where(state[row_group] == FREE, row_shift, 0.0)
+        row_box = M[row_group] * (1.0 if frame is None else frame.box[rows])
+        reference = np.zeros(groups)
+        np.maximum.at(reference, row_group, row_ridge)
+        group_box = np.ones(groups)
+        group_box[row_group] = 0.0
+        np.maximum.at(group_box, row_group, row_box)
+        row_ratio = np.where(reference[row_group] > 0, row_ridge, 1.0) / np.where(
+            reference[row_group] > 0, reference[row_group], 1.0
+        )
+        row_scale = group_box[row_group] / row_box
+        outputs = problem.reduced.cross.shape[1]
+        entry_group = np.repeat(row_group, outputs)
+        return cls(
+            entry_group,
+            state[entry_group] == KEPT,
+            np.repeat(row_ridge, outputs),
+            np.repeat(row_box, outputs),
+            row_shift,
+            row_box,
+            reference,
+            group_box,
+            None if np.all(row_ratio == 1.0) else np.repeat(row_ratio, outputs),
+            None if np.all(row_scale == 1.0) else np.repeat(row_scale, outputs),
+        )
+
+    def closed_form(self, flat: np.ndarray, lam0: float) -> tuple[np.ndarray, SPRClosedForm]:
+        """(sum of squares per group, the closed form per group) at the flat point."""
+        index, groups = self.entry_group, self.reference.size
+        if self.ratio is None and self.scale is None:
+            sq_norm, max_abs = group_reductions(flat, index, groups)
+        else:
+            weights = flat * flat if self.ratio is None else self.ratio * flat * flat
+            sq_norm = np.bincount(index, weights=weights, minlength=groups)
+            scaled = flat if self.scale is None else flat * self.scale
+            _, max_abs = group_reductions(scaled, index, groups)
+        closed = spr_from_reductions(
+            sq_norm,
+            max_abs,
+            lam0=lam0,
+            lam2=self.reference,
+            M=self.group_box,
+            outside="exact",
+            check_M=False,
+        )
+        return sq_norm, closed
 
 
 _EIGEN_MARGIN = 1e-9  # relative to lambda_max(G): rounding of the eigenvalue computation
@@ -275,15 +380,15 @@ def free_shift(
     state: np.ndarray,
     base: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The node's strengthened form, one shift per structure: `base` (per structure, with
-    G - diag(base) positive semidefinite on the rows of the structures not removed at the
-    root; default 0) plus delta, the smallest eigenvalue of the Schur complement of the kept
-    rows in G - diag(base of the free rows) restricted to the rows not removed, less a
-    rounding margin. Shifts are read on free structures only. Falls back to the scalar rule
-    (base 0) where delta comes out negative, and to 0 where the kept block cannot be
-    factored. delta never decreases from a node to its children (docs/mip.md)."""
-    groups = state.size
-    zero = np.zeros(groups)
+    """The node's strengthened form, one shift per row: `base` (per row, with G - diag(base)
+    positive semidefinite on the rows of the structures not removed at the root; default 0)
+    plus delta, the smallest eigenvalue of the Schur complement of the kept rows in
+    G - diag(base of the free rows) restricted to the rows not removed, less a rounding
+    margin. `gram` is G in the frame the node is solved in (a Frame's, or the original).
+    Shifts are read on free rows only. Falls back to the scalar rule (base 0) where delta
+    comes out negative, and to 0 where the kept block cannot be factored. delta never
+    decreases from a node to its children (docs/mip.md)."""
+    zero = np.zeros(row_structure.size)
     row_state = state[row_structure]
     free = np.flatnonzero(row_state == FREE)
     if free.size == 0:
@@ -291,7 +396,7 @@ def free_shift(
     kept = np.flatnonzero(row_state == KEPT)
     schur = gram[np.ix_(free, free)]
     if base is not None:
-        schur = schur - np.diag(base[row_structure[free]])
+        schur = schur - np.diag(base[free])
     if kept.size:
         try:
             factor = scipy.linalg.cho_factor(gram[np.ix_(kept, kept)], check_finite=False)

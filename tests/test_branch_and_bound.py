@@ -295,6 +295,39 @@ def test_improving_turns_down_only_supports_whose_box_free_fit_reaches_the_value
     assert binding >= len(solutions) // 2
 
 
+def test_a_fit_cut_short_by_the_deadline_is_feasible_not_exact_and_not_cached():
+    """A box-constrained fit at a passed deadline: W_P inside the box on the support, its
+    value recomputed from the data and not below the exact fit's (enumeration's), flagged
+    not exact and not cached (the same support solved later, in time, is exact)."""
+    case = _hard(1, 7)
+    case = dataclasses.replace(case, M=case.M * 0.05)  # the box binds
+    problem, solutions = _enumerate(case)
+    reduced = problem.reduced
+    late = SupportProblem(
+        reduced, problem.row_structure, problem.M, lam0=problem.lam0, lam2=problem.lam2
+    )
+    late.deadline = time.perf_counter() - 1.0
+    checked = 0
+    for solution in solutions:
+        cut_short = late.solve(solution.support)
+        W_P = cut_short.W_P
+        outside = ~solution.support[problem.row_structure]
+        assert np.all(W_P[outside] == 0)
+        assert np.all(np.abs(W_P) <= problem.M[problem.row_structure][:, None])
+        loss = reduced.loss(W_P)
+        value = loss + problem.lam2 * np.sum(W_P**2) + problem.lam0 * solution.support.sum()
+        assert cut_short.value == pytest.approx(value, rel=1e-12)
+        assert cut_short.value >= solution.value * (1 - 1e-12)
+        if not cut_short.exact:
+            checked += 1
+            assert not late.known(solution.support)
+    assert checked >= len(solutions) // 2
+    late.deadline = np.inf
+    support = solutions[-1].support
+    assert late.solve(support).exact and late.known(support)
+    assert late.solve(support).value == pytest.approx(solutions[-1].value, rel=1e-12)
+
+
 @pytest.mark.parametrize("method", ["bnb", "oa"])
 @pytest.mark.parametrize("x_scale, y_scale", [(1e4, 1e-3), (1e-80, 1e-80)])
 def test_units_do_not_change_the_answer(method, x_scale, y_scale):

@@ -386,6 +386,7 @@ class BranchAndBound:
 
     def run(self, *, tol: float, deadline: float) -> SearchOutcome:
         problem = self.problem
+        self.supports.deadline = deadline
         groups = problem.n_groups
         state = np.full(groups, FREE, dtype=np.int8)
         M = problem.M.copy()

@@ -122,7 +122,12 @@ _ROOT_TIME_SHARE = 0.1
 def outer_approximation(problem: ScaledProblem, *, tol: float, deadline: float) -> OAOutcome:
     """Outer approximation to relative gap <= tol, or the best so far at `deadline`."""
     supports = SupportProblem(
-        problem.reduced, problem.row_structure, problem.M, lam0=problem.lam0, lam2=problem.lam2
+        problem.reduced,
+        problem.row_structure,
+        problem.M,
+        lam0=problem.lam0,
+        lam2=problem.lam2,
+        deadline=deadline,
     )
     state = np.full(problem.n_groups, FREE, dtype=np.int8)
     # The root relaxation only seeds the first cut (valid at any W, so stopping it early is

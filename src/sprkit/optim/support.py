@@ -15,6 +15,7 @@ relaxation's dual bound, so the SPR route's solution yields the root cut.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,12 +58,15 @@ def dual_cut(
 
 @dataclass(frozen=True)
 class SupportSolution:
-    """Exact optimum of the fixed-support problem: value v(y) and the penalized rows W_P."""
+    """Optimum of the fixed-support problem: value v(y) and the penalized rows W_P; `exact`
+    is False for a fit cut short by the deadline (a feasible W_P of that support, its value
+    an upper bound on v(y))."""
 
     support: np.ndarray
     value: float
     W_P: np.ndarray
     cut: Cut
+    exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,9 @@ def _cholesky(matrix: np.ndarray) -> np.ndarray | None:
 
 
 class SupportProblem:
-    """Fixed-support solves and cuts for one instance and one (lam0, lam2, M)."""
+    """Fixed-support solves and cuts for one instance and one (lam0, lam2, M). `deadline`
+    (time.perf_counter() seconds, may be set later): a box-constrained fit still running
+    then finishes its columns with the fit without the box clipped into it (not exact)."""
 
     def __init__(
         self,
@@ -106,7 +112,9 @@ class SupportProblem:
         *,
         lam0: float,
         lam2: float,
+        deadline: float = np.inf,
     ) -> None:
+        self.deadline = deadline
         self.reduced = reduced
         self.row_structure = row_structure  # structure position of each penalized row
         self.bounds = bounds
@@ -134,9 +142,14 @@ class SupportProblem:
         """min over W with rows outside `support` (bool per structure) at zero, cached."""
         support = np.asarray(support, dtype=bool)
         key = self._key(support)
-        if key not in self._cache:
-            self._cache[key] = self._solution(support, self._factor(support))
-        return self._cache[key]
+        if key in self._cache:
+            return self._cache[key]
+        return self._cached(key, self._solution(support, self._factor(support)))
+
+    def _cached(self, key: bytes, solution: SupportSolution) -> SupportSolution:
+        if solution.exact:
+            self._cache[key] = solution
+        return solution
 
     def improving(self, support: np.ndarray, value: float) -> SupportSolution | None:
         """The solution of `support` (cached, or solved); None, without the box-constrained
@@ -153,17 +166,16 @@ class SupportProblem:
         if free_value >= value:
             self._free_values[key] = free_value
             return None
-        self._cache[key] = self._solution(support, factored)
-        return self._cache[key]
+        return self._cached(key, self._solution(support, factored))
 
     def _solution(self, support: np.ndarray, factored: _Factored | None) -> SupportSolution:
-        W_P = self._fit(factored)
+        W_P, exact = self._fit(factored)
         value = (
             self.reduced.loss(W_P)
             + self.lam2 * float(np.sum(W_P * W_P))
             + self.lam0 * int(support.sum())
         )
-        return SupportSolution(support, value, W_P, self.cut_at(W_P))
+        return SupportSolution(support, value, W_P, self.cut_at(W_P), exact)
 
     def _factor(self, support: np.ndarray) -> _Factored | None:
         """The ridge fit of the kept rows without the box (None for the empty support).
@@ -198,23 +210,25 @@ class SupportProblem:
         free_value = self.reduced.const - float(np.sum(T * T)) + self.lam0 * int(support.sum())
         return _Factored(rows, jacobi, A, T, unconstrained, free_value)
 
-    def _fit(self, factored: _Factored | None) -> np.ndarray:
-        """Ridge fit of the kept rows inside the box |w| <= M, one column at a time if the
-        box binds (bounded-variable least squares, an exact active-set method)."""
+    def _fit(self, factored: _Factored | None) -> tuple[np.ndarray, bool]:
+        """(W_P, exact): ridge fit of the kept rows inside the box |w| <= M, one column at a
+        time if the box binds (bounded-variable least squares, an exact active-set method);
+        columns left at the deadline get the fit without the box, clipped (not exact)."""
         W_P = np.zeros_like(self.reduced.cross)
         if factored is None:
-            return W_P
+            return W_P, True
         rows, jacobi, A, T = factored.rows, factored.jacobi, factored.A, factored.T
         row_bound = self.bounds[self.row_structure[rows]] * jacobi
         limit = self.bounds[self.row_structure[rows]][:, None]
+        # the box holds exactly after unscaling (x / s could exceed M by an ulp)
+        W_P[rows] = np.clip(factored.unconstrained / jacobi[:, None], -limit, limit)
         if np.all(np.abs(factored.unconstrained) <= row_bound[:, None]):
-            # the box holds exactly after unscaling (x / s could exceed M by an ulp)
-            W_P[rows] = np.clip(factored.unconstrained / jacobi[:, None], -limit, limit)
-            return W_P
+            return W_P, True
         for column in range(T.shape[1]):
+            if time.perf_counter() >= self.deadline:
+                return W_P, False
             fitted = scipy.optimize.lsq_linear(
                 A, T[:, column], bounds=(-row_bound, row_bound), method="bvls", tol=1e-14
             )
-            W_P[rows, column] = fitted.x / jacobi
-        W_P[rows] = np.clip(W_P[rows], -limit, limit)
-        return W_P
+            W_P[rows, column] = np.clip(fitted.x / jacobi, -limit[:, 0], limit[:, 0])
+        return W_P, True

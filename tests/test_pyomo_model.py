@@ -57,3 +57,22 @@ def test_pyomo_scip_method_agrees_with_branch_and_bound():
     assert scip.kept == ours.kept
     assert scip.objective == pytest.approx(ours.objective, rel=1e-7)
     assert scip.bound <= scip.objective and ours.bound <= ours.objective
+
+
+def test_an_optimum_of_zero_up_to_rounding_is_certified():
+    """Y explained exactly by a free row (a bias column): keeping nothing is optimal, with an
+    objective that is rounding (~1e-30). The gap is floored at 1e-12 of the objective at
+    W = 0, free rows included (here 9), not of the rounding: SCIP's answer, bound 0, is
+    optimal (it was 'stalled' with gap 1), and so is bnb's."""
+    import numpy as np
+
+    from sprkit.instances.format import make_instance
+
+    rng = np.random.default_rng(0)
+    X = np.hstack([rng.normal(size=(30, 6)), np.ones((30, 1))])
+    instance = make_instance(X, np.full((30, 2), 3.0), np.append(np.arange(6), -1))
+    for method in ("pyomo:scip", "bnb"):
+        result = ExactSolver(instance, 5.0).solve(0.1, 0.01, method=method, time_limit=60)
+        assert result.status == "optimal", method
+        assert result.kept == []
+        assert 0.0 <= result.objective <= 1e-20

@@ -169,10 +169,12 @@ class ExactSolver:
             self.instance.loss(W) + lam2 * float(np.sum(W_P * W_P)) + lam0 * int(support.sum())
         )
         # Every term of the objective is >= 0, so 0 is a valid bound; a gap is relative to the
-        # objective, floored at 1e-12 of the objective at W_P = 0 (a zero optimum, Y in the
-        # span of the kept columns with lam0 = lam2 = 0, is then certified).
+        # objective, floored at 1e-12 of the objective at W = 0, free rows included (a zero
+        # optimum, Y in the span of the kept columns with lam0 = lam2 = 0, or of the free
+        # rows alone, is then certified: the rounding left there is not the problem's scale).
         bound = min(max(bound, 0.0), objective)
-        gap = relative_gap(objective, bound, GAP_FLOOR * max(self.reduced.const, 0.0))
+        at_zero = float(np.sum(self.instance.Y * self.instance.Y)) / self.instance.n
+        gap = relative_gap(objective, bound, GAP_FLOOR * max(self.reduced.const, at_zero))
         return MIPResult(
             status=OPTIMAL if gap <= tol else fallback,
             objective=float(objective),

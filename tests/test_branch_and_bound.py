@@ -14,7 +14,7 @@ import pytest
 import scipy.optimize
 from reference import scip_miqp, spread_data, spread_design
 
-from sprkit.errors import ParameterError, SolverError
+from sprkit.errors import InstanceError, ParameterError, SolverError
 from sprkit.instances import hard_case, make_instance, save_instance, synthetic_instance
 from sprkit.optim import branch_and_bound
 from sprkit.optim.bounds import compute_bounds
@@ -369,6 +369,36 @@ def test_data_near_the_float_limit_is_solved_like_its_twin_in_unit_scale(method)
     assert ours.status == twin.status == OPTIMAL
     assert ours.kept == twin.kept and len(ours.kept) > 0
     assert ours.objective == pytest.approx(twin.objective * 1e170, rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["bnb", "oa"])
+def test_dead_columns_tiny_columns_and_subnormal_penalties_solve_quietly(method):
+    """Valid extremes, solved without a RuntimeWarning, as brute force says: every penalized
+    column zero (keep nothing), columns times 1e-100 (a ridge of 1e198 in solver units: keep
+    nothing), lam0 = lam2 = 1e-320 (keep everything, the plain least-squares fit, inside the
+    box); and columns times 1e-160, whose squares leave float64's normal range: one
+    InstanceError naming it (was an internal LinAlgError)."""
+    rng = np.random.default_rng(0)
+    X, Y, groups = rng.normal(size=(30, 6)), rng.normal(size=(30, 2)), np.arange(6)
+    at_zero = float(np.sum(Y * Y)) / 30
+    fit = np.linalg.lstsq(X, Y, rcond=None)[0]
+    least_squares = float(np.sum((Y - X @ fit) ** 2)) / 30
+    cases = [
+        (np.zeros_like(X), 0.1, 0.01, [], at_zero),
+        (X * 1e-100, 0.1, 0.01, [], at_zero),
+        (X, 1e-320, 1e-320, list(range(6)), least_squares),
+    ]
+    for data, lam0, lam2, kept, objective in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            result = ExactSolver(make_instance(data, Y, groups), 5.0).solve(
+                lam0, lam2, method=method
+            )
+        assert result.status == OPTIMAL
+        assert result.kept == kept
+        assert result.objective == pytest.approx(objective, rel=1e-9)
+    with pytest.raises(InstanceError, match="normal range"):
+        ExactSolver(make_instance(X * 1e-160, Y, groups), 5.0).solve(0.1, 0.01, method=method)
 
 
 def test_badly_scaled_small_instance_is_certified_like_brute_force():

@@ -293,7 +293,9 @@ def spr_conjugate_ragged(
     magnitude = np.abs(duals)
     quadratic = magnitude <= 2.0 * lam2_entry * M_entry
     safe_lam2 = np.where(lam2_entry > 0, lam2_entry, 1.0)
-    huber = np.where(
-        quadratic, duals**2 / (4.0 * safe_lam2), M_entry * magnitude - lam2_entry * M_entry**2
-    )
+    # a subnormal lam2 overflows the quadratic branch where it is not taken (|v| > 2 lam2 M)
+    with np.errstate(over="ignore"):
+        huber = np.where(
+            quadratic, duals**2 / (4.0 * safe_lam2), M_entry * magnitude - lam2_entry * M_entry**2
+        )
     return np.maximum(0.0, np.bincount(index, weights=huber, minlength=n_groups) - lam0)

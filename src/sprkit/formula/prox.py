@@ -53,7 +53,11 @@ class _SlopeTerms:
     def at(cls, y: np.ndarray | float, a: np.ndarray | float, M_entry: np.ndarray) -> _SlopeTerms:
         shifted = y + a
         safe = np.where(shifted > 0, shifted, 1.0)
-        return cls(M_entry * shifted, M_entry * (y + 0.5 * a), 2.0 * safe**2, safe)
+        # a ridge beyond 1e154 in solver units (tiny columns of X) squares to inf: the term
+        # -|v|^2 a / (2 (y + a)^2) is then 0, its limit
+        with np.errstate(over="ignore"):
+            denominator = 2.0 * safe**2
+        return cls(M_entry * shifted, M_entry * (y + 0.5 * a), denominator, safe)
 
     def entries(
         self, magnitude: np.ndarray, a: np.ndarray | float, M_entry: np.ndarray

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from sprkit.errors import InstanceError
 from sprkit.optim.quadratic import ReducedLeastSquares
 
 
@@ -74,8 +75,15 @@ def scale_problem(
     lam0: float,
     lam2: float,
 ) -> ScaledProblem:
-    """The reduced quadratic of an instance in solver units (module docstring)."""
+    """The reduced quadratic of an instance in solver units (module docstring); InstanceError
+    where the data's scale leaves float64 there (columns of X whose mean square is below the
+    smallest normal float, or penalties overflowing in solver units)."""
     mean_diagonal = float(np.mean(np.diag(reduced.gram))) if reduced.gram.size else 0.0
+    if 0 < mean_diagonal < np.finfo(np.float64).tiny:
+        raise InstanceError(
+            f"the penalized columns of X have a mean square of {mean_diagonal:.3g}, below "
+            "float64's normal range: rescale X"
+        )
     mean_diagonal = mean_diagonal if mean_diagonal > 0 else 1.0
     f_scale = reduced.const if reduced.const > 0 else 1.0
     root_f, root_diagonal = np.sqrt(f_scale), np.sqrt(mean_diagonal)
@@ -85,11 +93,18 @@ def scale_problem(
         cross=reduced.cross / root_f / root_diagonal,
         const=reduced.const / f_scale,
     )
+    lam0_scaled, lam2_scaled = lam0 / f_scale, lam2 / mean_diagonal
+    if not (np.isfinite(lam0_scaled) and np.isfinite(lam2_scaled)):
+        raise InstanceError(
+            f"lam0 = {lam0:g} and lam2 = {lam2:g} overflow float64 against the data's scale "
+            f"(loss at W = 0: {f_scale:.3g}, mean square of the penalized columns: "
+            f"{mean_diagonal:.3g}): rescale X and Y"
+        )
     return ScaledProblem(
         reduced=scaled,
         row_structure=row_structure,
-        lam0=lam0 / f_scale,
-        lam2=lam2 / mean_diagonal,
+        lam0=lam0_scaled,
+        lam2=lam2_scaled,
         M=np.asarray(M, dtype=np.float64) / root_f * root_diagonal,
         w_scale=float(root_f / root_diagonal),
         f_scale=f_scale,

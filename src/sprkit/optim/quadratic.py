@@ -84,8 +84,11 @@ class ReducedLeastSquares:
     def lipschitz(self) -> float:
         """Lipschitz constant of grad L = 2 (gram W - cross): twice the top eigenvalue."""
         size = self.gram.shape[0]
-        top = scipy.linalg.eigh(self.gram, eigvals_only=True, subset_by_index=[size - 1, size - 1])
-        return float(2.0 * max(top[0], 1e-300))
+        top = float(
+            scipy.linalg.eigh(self.gram, eigvals_only=True, subset_by_index=[size - 1, size - 1])[0]
+        )
+        # gram = 0 (every penalized column zero): the gradient is constant, any step serves
+        return 2.0 * top if top > 0 else 2.0
 
 
 def least_squares_bound(instance: Instance, scale: float = 2.0) -> float:

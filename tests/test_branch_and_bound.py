@@ -748,3 +748,22 @@ def test_an_unknown_branching_rule_is_a_parameter_error():
     case = hard_case(6, correlation=0.5, snr=2.0, lam2=0.01, keep_fraction=0.5)
     with pytest.raises(ParameterError, match="unknown branching rule 'xx'"):
         ExactSolver(case.instance, case.M).solve(case.lam0, case.lam2, branching="xx")
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(time_limit="5"), "time_limit must be a finite number"),
+        (dict(time_limit=None), "time_limit must be a finite number"),
+        (dict(time_limit=True), "time_limit must be a finite number"),
+        (dict(tol="1e-6"), "tol must be a number in"),
+        (dict(method=None), "unknown method None"),
+        (dict(method=3), "unknown method 3"),
+    ],
+)
+def test_solver_arguments_of_the_wrong_type_are_parameter_errors(arguments, message):
+    """The Python API's arguments, typed wrong: one ParameterError (were raw TypeError and
+    AttributeError)."""
+    case = hard_case(6, correlation=0.5, snr=2.0, lam2=0.01, keep_fraction=0.5)
+    with pytest.raises(ParameterError, match=message):
+        ExactSolver(case.instance, case.M).solve(case.lam0, case.lam2, **arguments)

@@ -43,7 +43,10 @@ _FLAT = 1e-9  # ridge + shift below this share of the mean curvature: `auto` pic
 
 def check_method(method: str) -> str:
     """The method name, validated (ParameterError naming the choices)."""
-    if method in ("auto", "bnb", "oa") or (method.startswith("pyomo:") and len(method) > 6):
+    named = isinstance(method, str) and (
+        method in ("auto", "bnb", "oa") or (method.startswith("pyomo:") and len(method) > 6)
+    )
+    if named:
         return method
     raise ParameterError(f"unknown method {method!r}: choose auto, bnb, oa or pyomo:<solver>")
 
@@ -57,6 +60,11 @@ def _flat_relaxation(problem: ScaledProblem) -> bool:
     shift = free_shift(problem.reduced.gram, problem.row_structure, state)
     mean_curvature = float(np.mean(np.diag(problem.reduced.gram)))
     return problem.lam2 + float(np.max(shift)) <= _FLAT * mean_curvature
+
+
+def _is_number(value: object) -> bool:
+    """A real number (not a string, not a bool)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 class ExactSolver:
@@ -86,10 +94,12 @@ class ExactSolver:
         params = SPRParams(lam0, lam2)
         lam0, lam2 = params.lam0, params.lam2
         method = check_method(method)
-        if not 0 < tol < 1:
-            raise ParameterError(f"tol must lie in (0, 1), got {tol}")
-        if not (np.isfinite(time_limit) and time_limit > 0):
-            raise ParameterError(f"time_limit must be finite and > 0 seconds, got {time_limit}")
+        if not (_is_number(tol) and 0 < tol < 1):
+            raise ParameterError(f"tol must be a number in (0, 1), got {tol!r}")
+        if not (_is_number(time_limit) and np.isfinite(time_limit) and time_limit > 0):
+            raise ParameterError(
+                f"time_limit must be a finite number > 0 (seconds), got {time_limit!r}"
+            )
         deadline = start + time_limit
         # The exact methods factor matrices of at most a few hundred rows, thousands of times:
         # BLAS threads cost more than they give there (and spin against other processes).

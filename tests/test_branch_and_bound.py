@@ -244,6 +244,49 @@ def test_root_form_is_valid_and_raises_the_root_bound(seed, rows_per_group):
     assert np.all(node.W[state[rows_of] == REMOVED] == 0)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_enumerating_a_node_finds_its_best_support(seed):
+    """BranchAndBound._enumerate from the worst incumbent (the empty support): every support
+    of the node offered, the incumbent ends at the node's optimum (all supports solved
+    here one by one), and the node is reported closed."""
+    case = _hard(seed, 9)
+    G = case.instance.n_structures
+    state = np.full(G, FREE, dtype=np.int8)
+    state[np.random.default_rng(seed).choice(G, 2, replace=False)] = [REMOVED, KEPT]
+    problem, solutions = _enumerate(case, state)
+    search = branch_and_bound.BranchAndBound(problem)
+    search._offer(np.zeros(G, dtype=bool))
+    assert search._enumerate(state, deadline=np.inf)
+    best = min(solutions, key=lambda solution: solution.value)
+    assert search.incumbent.value == pytest.approx(best.value, rel=1e-12)
+    assert not search._enumerate(state, deadline=time.perf_counter() - 1.0)
+
+
+def test_small_instances_with_slow_relaxations_are_enumerated():
+    """Fewer samples than rows and no ridge (a flat relaxation that converges slowly), and
+    columns over 12 orders of magnitude with a strong ridge: bnb and auto certify the
+    optimum of brute force (all supports) within the limit (on the first, bnb had bound 0
+    after 30 s)."""
+    rng = np.random.default_rng(156)
+    flat = make_instance(rng.normal(size=(5, 10)), rng.normal(size=(5, 8)), np.arange(10))
+    X = rng.normal(size=(118, 9)) * 10.0 ** rng.uniform(-6, 6, size=9)
+    spread = make_instance(X, X @ rng.normal(size=(9, 3)) + rng.normal(size=(118, 3)), np.arange(9))
+    cases = [
+        (flat, 0.01 * float(np.mean(flat.Y**2)), 0.0, 10.0),
+        (spread, 0.05 * float(np.mean(spread.Y**2)), 1.0, 1e7),
+    ]
+    for instance, lam0, lam2, M in cases:
+        case = dataclasses.make_dataclass("Case", ["instance", "lam0", "lam2", "M"])(
+            instance, lam0, lam2, M
+        )
+        problem, solutions = _enumerate(case)
+        best = min(solution.value for solution in solutions) * problem.f_scale
+        for method in ("bnb", "auto"):
+            result = ExactSolver(instance, M).solve(lam0, lam2, method=method, time_limit=30)
+            assert result.status == OPTIMAL, method
+            assert result.objective == pytest.approx(best, rel=1e-6)
+
+
 def test_fit_growth_bounds_every_support_below_the_level():
     """The presolve before any relaxation: ellipsoids of the unconstrained fits."""
     case = _hard(3, 7)

@@ -61,6 +61,9 @@ _USEFUL_TIGHTENING = 0.99  # a node growth is useful if it fixes or cuts an M_j 
 # The root diagonal (optim.diagonal) costs 10-25 root solves: it is chosen once the search has
 # solved this many nodes, so that instances certified in fewer do not pay for it.
 _ASCENT_AFTER_NODES = 100
+# A node with at most this many free structures is enumerated where that is cheaper than its
+# relaxation (BranchAndBound._enumerates).
+ENUMERATE_FREE = 16
 # Window search (optim.window_search) runs once the search has solved this many nodes (the
 # grid instances bnb certifies need at most 719), for at most this share of the time left.
 _WINDOWS_AFTER_NODES = 1000
@@ -176,16 +179,50 @@ class BranchAndBound:
         self.form: StrengthenedForm | None = None  # chosen at the root (optim.diagonal)
         self.incumbent: SupportSolution | None = None
         self.nodes = 0
+        self._fit_seconds, self._fits = 0.0, 0
+        self.enumerated = 0  # nodes closed by enumerating their supports
 
     # -- incumbents ---------------------------------------------------------------------------
 
-    def _offer(self, support: np.ndarray) -> None:
+    def _offer(self, support: np.ndarray) -> SupportSolution | None:
+        """Offer a support as incumbent; returns its solution (None if turned down without a
+        solve: its box-free fit reaches the incumbent). Times the fits (_enumerates)."""
+        start = time.perf_counter()
         if self.incumbent is None:
-            self.incumbent = self.supports.solve(support)
-            return
-        solution = self.supports.improving(support, self.incumbent.value)
-        if solution is not None and solution.value < self.incumbent.value:
-            self.incumbent = solution
+            solution = self.incumbent = self.supports.solve(support)
+        else:
+            solution = self.supports.improving(support, self.incumbent.value)
+            if solution is not None and solution.value < self.incumbent.value:
+                self.incumbent = solution
+        self._fit_seconds += time.perf_counter() - start
+        self._fits += 1
+        return solution
+
+    def _enumerates(self, state: np.ndarray, node_seconds: float) -> bool:
+        """Whether the node's subtree is cheaper to enumerate than to branch: at most
+        ENUMERATE_FREE free structures, and 2^free fits (at the mean fit time so far) cost
+        no more than the node's relaxation did (slow relaxations: no ridge and fewer
+        samples than rows, columns in very different units)."""
+        free = int(np.sum(state == FREE))
+        mean_fit = self._fit_seconds / max(self._fits, 1)
+        return free <= ENUMERATE_FREE and 2.0**free * mean_fit <= node_seconds
+
+    def _enumerate(self, state: np.ndarray, deadline: float) -> bool:
+        """Offer every support of the node (its kept structures, any subset of its free
+        ones); True when all were done, which closes the node: each support's value is then
+        at least the incumbent (solved exactly, or turned down by its box-free fit, a lower
+        bound on it). False at the deadline or when a fit was cut short there."""
+        free = np.flatnonzero(state == FREE)
+        choices = (np.arange(2**free.size)[:, None] >> np.arange(free.size)) & 1
+        support = state == KEPT
+        for count, choice in enumerate(choices.astype(bool)):
+            if count % 64 == 0 and time.perf_counter() >= deadline:
+                return False
+            support[free] = choice
+            solution = self._offer(support.copy())
+            if solution is not None and not solution.exact:
+                return False
+        return True
 
     def _search_windows(self, tol: float, deadline: float) -> None:
         """Improve the incumbent by window search within _WINDOWS_SHARE of the time left."""
@@ -395,6 +432,7 @@ class BranchAndBound:
         self._offer(np.ones(groups, dtype=bool))
         state, M = self._presolve(state, M, self._level(tol))
         shift = self._shift(state)
+        root_start = time.perf_counter()
         root = self.relaxation.solve(
             state,
             M,
@@ -404,6 +442,7 @@ class BranchAndBound:
             deadline=deadline,
             shift=shift,
         )
+        root_seconds = time.perf_counter() - root_start
         self.nodes = 1
         self._offer(root.nonzero | (state == KEPT))
         self._offer((root.y >= 0.5) | (state == KEPT))
@@ -435,8 +474,10 @@ class BranchAndBound:
                 level = self._level(tol)
                 if node.bound >= level:
                     break
+                node_start = time.perf_counter()
                 if first is not None:
                     bound, shift, first = first, first_shift, None
+                    node_start -= root_seconds
                 else:
                     shift = self._shift(node.state)
                     bound = self.relaxation.solve(
@@ -470,6 +511,10 @@ class BranchAndBound:
                 state, M = deduced
                 if not np.any(state == FREE):
                     self._offer(state == KEPT)
+                    break
+                node_seconds = time.perf_counter() - node_start
+                if self._enumerates(state, node_seconds) and self._enumerate(state, deadline):
+                    self.enumerated += 1
                     break
                 j = self._choose(node, bound, state, M, tol, deadline)
                 children = []

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from sprkit.errors import ParameterError
 from sprkit.instances.format import Instance
-from sprkit.optim.branch_and_bound import BranchAndBound, Branching
+from sprkit.optim.branch_and_bound import ENUMERATE_FREE, BranchAndBound, Branching
 from sprkit.optim.node_relaxation import FREE, free_shift
 from sprkit.optim.outer_approximation import outer_approximation
 from sprkit.optim.problem import ScaledProblem, scale_problem
@@ -121,7 +121,8 @@ class ExactSolver:
             return self._solve_pyomo(method, lam0, lam2, tol, deadline, start, solver_options)
         problem = scale_problem(self.reduced, self.row_structure, self.bounds, lam0=lam0, lam2=lam2)
         only_oa = method == "oa"
-        flat = method == "auto" and _flat_relaxation(problem)
+        # small instances: bnb enumerates where its relaxation is slow (branch_and_bound)
+        flat = method == "auto" and problem.n_groups > ENUMERATE_FREE and _flat_relaxation(problem)
         cuts: tuple[Cut, ...] = ()
         incumbent, lower, nodes, stalled = None, -np.inf, 0, False
         if only_oa or flat:

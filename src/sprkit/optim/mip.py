@@ -15,6 +15,7 @@ Whatever the method, the returned objective is recomputed from the data at the i
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -210,14 +211,23 @@ class ExactSolver:
         start: float,
         options: dict | None,
     ) -> MIPResult:
-        """The Pyomo model handed to an installed solver; its kept set refitted exactly."""
+        """The Pyomo model handed to an installed solver, in units where the penalized
+        columns of X have mean square 1 and so has Y (X / a, Y / b, W' = W a / b: an exact
+        change of units, lam2' = lam2 / a^2, lam0' = lam0 / b^2, M' = M a / b, objective /
+        b^2), so that the solver's absolute tolerances do not meet the data's units; its kept
+        set refitted exactly in the instance's units."""
         from sprkit.optim.pyomo_model import solve_with_pyomo
 
+        instance = self.instance
+        penalized = instance.X[:, instance.groups >= 0]
+        a = float(np.sqrt(np.mean(penalized * penalized))) if penalized.size else 1.0
+        b = float(np.sqrt(np.mean(instance.Y * instance.Y)))
+        a, b = (a if a > 0 else 1.0), (b if b > 0 else 1.0)
         answer = solve_with_pyomo(
-            self.instance,
-            lam0=lam0,
-            lam2=lam2,
-            M=self.bounds,
+            replace(instance, X=instance.X / a, Y=instance.Y / b),
+            lam0=lam0 / b**2,
+            lam2=lam2 / a**2,
+            M=self.bounds * (a / b),
             solver=method.split(":", 1)[1],
             tol=tol,
             time_limit=max(deadline - time.perf_counter(), 1e-3),
@@ -231,7 +241,7 @@ class ExactSolver:
         return self._result(
             fit.W_P,
             support,
-            answer["bound"],
+            answer["bound"] * b**2,
             lam0=lam0,
             lam2=lam2,
             tol=tol,

@@ -11,15 +11,20 @@ The perspective terms are written per row as rotated second-order cones
 structure share its y, so sum_r q_r = ||w_j||^2 / y_j at the optimum), and the loss in its
 compressed form ||A W - B||^2 + const (thin QR of X), so the model size does not grow with n.
 
-Units. The conic solver sees the problem in units where the objective at W = 0 is 1 and
-every column of A has squared norm 1 (each row r of W scaled by its own t_r, on top of one
-w_scale for all, so that columns of X in different units do not reach the solver as an
-ill-conditioned problem): W_r = w_scale t_r W'_r, objective = f_scale objective',
-lam0' = lam0 / f_scale, lam2' = lam2 w_scale^2 / f_scale (times t_r^2 on row r),
-M'_r = M / (w_scale t_r) (an exact change of variables). Its tolerances then mean the same on
-any data: Y x 1e6 with M = 1e7 is the same problem as Y with M = 10. Parameters beyond
-LARGEST_SCALED in these units (lam0 or lam2 that outweigh the whole loss 1e8 times, an M 1e8
-times the natural size of W) are refused.
+Units. The conic solver sees the problem in units where every column of A has squared norm
+1 (each row r of W scaled by its own t_r, on top of one w_scale for all, so that columns of X
+in different units do not reach the solver as an ill-conditioned problem) and the objective
+is divided by f_scale: the loss at W = 0, or a given estimate of the optimum (clipped to
+[SMALLEST_UNIT, 1] times that loss), so that the solver's tolerances are relative to the
+optimum even when it is far below the loss at W = 0 (measured: n = 4 < d = 7, lam0 = 0,
+lam2 = 1e-8, an optimum 3.6e-8 of that loss: big-M and perspective values 2.1e-4 and 6.7e-4
+above it, reported optimal, with the loss as unit; 9e-12 and 4e-11 with the SPR route's value
+as estimate). W_r = w_scale t_r W'_r (w_scale from the loss at W = 0),
+objective = f_scale objective', lam0' = lam0 / f_scale, lam2' = lam2 w_scale^2 / f_scale
+(times t_r^2 on row r), M'_r = M / (w_scale t_r) (an exact change of variables). Its
+tolerances then mean the same on any data: Y x 1e6 with M = 1e7 is the same problem as Y with
+M = 10. Parameters beyond LARGEST_SCALED in units where the loss at W = 0 is 1 (lam0 or lam2
+that outweigh the whole loss 1e8 times, an M 1e8 times the natural size of W) are refused.
 """
 
 from __future__ import annotations
@@ -76,7 +81,8 @@ class RelaxationModel:
     lam2: cp.Parameter
     root_lam2: cp.Parameter
     w_scale: float
-    f_scale: float
+    f_scale: float  # the objective's unit: estimate of the optimum, or the loss at W = 0
+    at_zero: float  # the loss at W = 0 (objective units)
     row_scale: np.ndarray
     loss: cp.Expression
     penalized: np.ndarray  # rows of W in structures
@@ -98,8 +104,8 @@ class RelaxationModel:
             "lam0": params.lam0 / self.f_scale,
             "lam2": params.lam2 * self.w_scale**2 / self.f_scale,
         }
-        for name, value in scaled.items():
-            _check_scaled(name, value, getattr(params, name))
+        for name, value in scaled.items():  # checked in units where the loss at W = 0 is 1
+            _check_scaled(name, value * self.f_scale / self.at_zero, getattr(params, name))
         self.lam0.value, self.lam2.value = scaled["lam0"], scaled["lam2"]
         self.root_lam2.value = np.sqrt(scaled["lam2"])
         if solver == "CLARABEL":  # the gap relative to the optimum, however small it is
@@ -155,12 +161,14 @@ class RelaxationModel:
 
 
 # Clarabel's default absolute gap (1e-8) is loose for optima far below the objective at
-# W = 0 (1 in solver units); the relative gap is tightened with it (measured: big-M and
-# perspective values 3e-7 above the MIP optimum with the defaults, 6e-9 with these).
+# W = 0 (1 in solver units without an estimate of the optimum); the relative gap is tightened
+# with it (measured: big-M and perspective values 3e-7 above the MIP optimum with the
+# defaults, 6e-9 with these).
 _CLARABEL_GAPS = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-10}
 
 
 LARGEST_SCALED = 1e8
+SMALLEST_UNIT = 1e-12  # the smallest unit of objective, relative to the loss at W = 0
 
 
 def _check_scaled(name: str, scaled: float, given: float) -> None:
@@ -174,12 +182,21 @@ def _check_scaled(name: str, scaled: float, given: float) -> None:
 
 
 def _units(A: np.ndarray, B: np.ndarray, const: float) -> tuple[float, float]:
-    """(w_scale, f_scale) of the module docstring's solver units."""
-    f_scale = float(np.sum(B * B)) + const
-    f_scale = f_scale if f_scale > 0 else 1.0
+    """(w_scale, loss at W = 0) of the module docstring's solver units."""
+    at_zero = float(np.sum(B * B)) + const
+    at_zero = at_zero if at_zero > 0 else 1.0
     mean_column = float(np.mean(np.sum(A * A, axis=0)))
-    w_scale = np.sqrt(f_scale / mean_column) if mean_column > 0 else 1.0
-    return float(w_scale), f_scale
+    w_scale = np.sqrt(at_zero / mean_column) if mean_column > 0 else 1.0
+    return float(w_scale), at_zero
+
+
+def _objective_unit(at_zero: float, estimate: float | None) -> float:
+    """f_scale: the estimate of the optimum (objective units) kept within
+    [SMALLEST_UNIT * at_zero, at_zero] (the optimum is at most the loss at W = 0), or
+    `at_zero` without one."""
+    if estimate is None or not np.isfinite(estimate) or estimate <= 0:
+        return at_zero
+    return float(np.clip(estimate, SMALLEST_UNIT * at_zero, at_zero))
 
 
 def _row_scales(A: np.ndarray) -> np.ndarray:
@@ -192,9 +209,12 @@ def _row_scales(A: np.ndarray) -> np.ndarray:
     return np.where(norms > 0, np.sqrt(mean / np.where(norms > 0, norms, 1.0)), 1.0)
 
 
-def _build(instance: Instance, M: float | np.ndarray, kind: str) -> RelaxationModel:
+def _build(
+    instance: Instance, M: float | np.ndarray, kind: str, estimate: float | None
+) -> RelaxationModel:
     A, B, const = compressed_least_squares(instance)
-    w_scale, f_scale = _units(A, B, const)
+    w_scale, at_zero = _units(A, B, const)
+    f_scale = _objective_unit(at_zero, estimate)
     row_scale = _row_scales(A)
     penalized = np.flatnonzero(instance.groups >= 0)
     row_structure = instance.row_structure[penalized]
@@ -203,7 +223,7 @@ def _build(instance: Instance, M: float | np.ndarray, kind: str) -> RelaxationMo
     if bounds.size:
         largest = int(np.argmax(bounds))
         _check_scaled("M", bounds[largest], given[row_structure[largest]])
-    A = A * (w_scale / np.sqrt(f_scale)) * row_scale[None, :]
+    A = A * (w_scale / np.sqrt(f_scale)) * row_scale[None, :]  # w_scale: from at_zero
     B, const = B / np.sqrt(f_scale), const / f_scale
     ridge_scale = row_scale[penalized][:, None]  # ||w_r||^2 = w_scale^2 t_r^2 ||w'_r||^2
     p, c, G = penalized.size, instance.c, instance.n_structures
@@ -242,6 +262,7 @@ def _build(instance: Instance, M: float | np.ndarray, kind: str) -> RelaxationMo
         root_lam2=root_lam2,
         w_scale=w_scale,
         f_scale=f_scale,
+        at_zero=at_zero,
         row_scale=row_scale,
         loss=loss,
         penalized=penalized,
@@ -250,11 +271,17 @@ def _build(instance: Instance, M: float | np.ndarray, kind: str) -> RelaxationMo
     )
 
 
-def bigm_relaxation(instance: Instance, M: float | np.ndarray) -> RelaxationModel:
-    """The big-M relaxation (y relaxed to [0, 1], objective unchanged)."""
-    return _build(instance, M, "bigm")
+def bigm_relaxation(
+    instance: Instance, M: float | np.ndarray, *, estimate: float | None = None
+) -> RelaxationModel:
+    """The big-M relaxation (y relaxed to [0, 1], objective unchanged). `estimate`: of its
+    optimum (objective units), the solver's unit of objective (module docstring)."""
+    return _build(instance, M, "bigm", estimate)
 
 
-def perspective_relaxation(instance: Instance, M: float | np.ndarray) -> RelaxationModel:
-    """The perspective relaxation (lam2 ||w_j||^2 replaced by its perspective)."""
-    return _build(instance, M, "perspective")
+def perspective_relaxation(
+    instance: Instance, M: float | np.ndarray, *, estimate: float | None = None
+) -> RelaxationModel:
+    """The perspective relaxation (lam2 ||w_j||^2 replaced by its perspective). `estimate`:
+    as for bigm_relaxation."""
+    return _build(instance, M, "perspective", estimate)

@@ -678,7 +678,8 @@ def test_a_zero_optimum_is_certified():
 
 def test_a_flat_relaxation_is_certified_by_auto():
     """lam2 = 0 with fewer samples than rows (singular Gram): the perspective relaxation is
-    the big-M one and bnb alone stalled (60 % gap at 30 s); auto runs oa first."""
+    the big-M one and bnb's branching alone stalled (60 % gap at 30 s). Up to 16 structures
+    auto runs bnb, which enumerates such a node's supports; beyond, it runs oa first."""
     rng = np.random.default_rng(3)
     groups = np.repeat(np.arange(8), 3)
     X = rng.normal(size=(14, groups.size))
@@ -686,9 +687,14 @@ def test_a_flat_relaxation_is_certified_by_auto():
     lam0 = 1e-3 * float(np.sum(Y**2)) / 14
     optimum, _ = _fits_by_enumeration(X, Y, groups, lam0, 0.0, 100.0)
     result = ExactSolver(make_instance(X, Y, groups), 100.0).solve(lam0, 0.0, time_limit=60)
-    assert result.status == OPTIMAL and result.method in ("oa", "oa+bnb")
+    assert result.status == OPTIMAL and result.method == "bnb"
     assert result.objective == pytest.approx(optimum, rel=1e-6)
     assert result.bound <= optimum * (1 + 1e-7)
+    wide = np.repeat(np.arange(20), 2)
+    X = rng.normal(size=(14, wide.size))
+    Y = X[:, :9] @ rng.normal(size=(9, 1)) + 0.3 * rng.normal(size=(14, 1))
+    result = ExactSolver(make_instance(X, Y, wide), 100.0).solve(lam0, 0.0, time_limit=2)
+    assert result.method in ("oa", "oa+bnb")
 
 
 def test_oa_with_no_ridge_and_a_huge_box_finds_the_optimum():

@@ -262,6 +262,51 @@ def test_enumerating_a_node_finds_its_best_support(seed):
     assert not search._enumerate(state, deadline=time.perf_counter() - 1.0)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_leaf_whose_fit_was_cut_short_stays_open(seed, monkeypatch):
+    """Every fit whose box binds comes back cut short (as at the deadline: the box-free fit
+    clipped, not exact), enumeration off: a leaf solved so must stay open, so the bound
+    stays below the optimum of brute force (a leaf was closed on its inexact value, and the
+    bound of a run that ended 'optimal' came out above the optimum)."""
+    support_module = branch_and_bound.SupportProblem
+    exact_fit = support_module._fit
+
+    def cut_short(self, factored):
+        W_P, exact = exact_fit(self, factored)
+        if factored is None or np.all(
+            np.abs(factored.unconstrained)
+            <= (self.bounds[self.row_structure[factored.rows]] * factored.jacobi)[:, None]
+        ):
+            return W_P, exact
+        W_P[factored.rows] = np.clip(
+            factored.unconstrained / factored.jacobi[:, None],
+            -self.bounds[self.row_structure[factored.rows]][:, None],
+            self.bounds[self.row_structure[factored.rows]][:, None],
+        )
+        return W_P, False
+
+    rng = np.random.default_rng(9000 + seed)
+    case = hard_case(
+        8,
+        correlation=0.8,
+        snr=5.0,
+        lam2=0.002,
+        keep_fraction=0.6,
+        c=int(rng.choice([1, 3])),
+        rows_per_group=2,
+        M=0.4,
+        seed=seed,
+    )
+    problem, solutions = _enumerate(case)
+    optimum = min(solution.value for solution in solutions) * problem.f_scale
+    monkeypatch.setattr(support_module, "_fit", cut_short)
+    monkeypatch.setattr(branch_and_bound.BranchAndBound, "_enumerates", lambda *_: False)
+    result = ExactSolver(case.instance, case.M).solve(
+        case.lam0, case.lam2, method="bnb", time_limit=3
+    )
+    assert result.bound <= optimum * (1 + 1e-9)
+
+
 def test_small_instances_with_slow_relaxations_are_enumerated():
     """Fewer samples than rows and no ridge (a flat relaxation that converges slowly), and
     columns over 12 orders of magnitude with a strong ridge: bnb and auto certify the

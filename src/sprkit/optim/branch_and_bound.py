@@ -510,7 +510,9 @@ class BranchAndBound:
                     break
                 state, M = deduced
                 if not np.any(state == FREE):
-                    self._offer(state == KEPT)
+                    leaf = self._offer(state == KEPT)
+                    if leaf is not None and not leaf.exact:  # cut short by the deadline
+                        heapq.heappush(heap, node)
                     break
                 node_seconds = time.perf_counter() - node_start
                 if self._enumerates(state, node_seconds) and self._enumerate(state, deadline):

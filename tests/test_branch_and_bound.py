@@ -824,15 +824,16 @@ def test_oa_certifies_an_optimum_far_below_the_objective_at_zero():
 
 
 def test_scip_refusing_the_model_is_one_line(tmp_path):
-    """Data x 1e40: SCIP refuses the coefficients and printed its own line from C on stderr
-    before sprkit's."""
+    """A box of 1e30, beyond SCIP's infinity (1e20): SCIP refuses the model ("error in input
+    data") and printed its own line from C on stderr before sprkit's. (Data x 1e40 was the
+    example until the model was handed over in normalized units, which SCIP solves.)"""
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(6), [1, 2, 1, 2, 1, 2])
     X = rng.normal(size=(40, groups.size))
     Y = X[:, :3] @ rng.normal(size=3)[:, None] + rng.normal(size=(40, 1))
-    path = save_instance(tmp_path / "big.npz", make_instance(X * 1e40, Y * 1e40, groups))
-    lam0 = 0.01 * float(np.sum((Y * 1e40) ** 2)) / 40
-    args = ["solve", str(path), "--lam0", repr(lam0), "--lam2", "0", "--M", "10"]
+    path = save_instance(tmp_path / "big.npz", make_instance(X, Y, groups))
+    lam0 = 0.01 * float(np.sum(Y**2)) / 40
+    args = ["solve", str(path), "--lam0", repr(lam0), "--lam2", "0", "--M", "1e30"]
     completed, _ = _run_cli([*args, "--method", "pyomo:scip"], timeout=60)
     assert completed.returncode == 2
     assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr

@@ -192,9 +192,7 @@ def solve_with_pyomo(
     built = time.perf_counter()
     names = _OPTIONS.get(solver, {})
     left = max(time_limit - (built - start), 1e-2)  # the build spent part of the limit
-    # half the tolerance, as bnb's pruning level: the gap recomputed after the exact refit of
-    # the kept set then stays within tol (at tol itself, solvers stopped at 1-2e-6: stalled)
-    for key, value in (("time", left), ("gap", 0.5 * tol), ("abs_gap", 0.0)):
+    for key, value in (("time", left), ("gap", tol), ("abs_gap", 0.0)):
         if names.get(key):
             opt.options[names[key]] = value
     if "quiet" in names:

@@ -180,7 +180,6 @@ class BranchAndBound:
         self.incumbent: SupportSolution | None = None
         self.nodes = 0
         self._fit_seconds, self._fits = 0.0, 0
-        self.enumerated = 0  # nodes closed by enumerating their supports
 
     # -- incumbents ---------------------------------------------------------------------------
 
@@ -516,7 +515,6 @@ class BranchAndBound:
                     break
                 node_seconds = time.perf_counter() - node_start
                 if self._enumerates(state, node_seconds) and self._enumerate(state, deadline):
-                    self.enumerated += 1
                     break
                 j = self._choose(node, bound, state, M, tol, deadline)
                 children = []

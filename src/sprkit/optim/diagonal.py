@@ -90,8 +90,11 @@ def ascend_diagonal(
         and relaxation.metric is None
         and problem.lam2 > 0
     )
-    same = root_structure[:, None] == root_structure[None, :]
-    part = np.zeros((rows.size, rows.size)) if matrices else np.zeros(problem.n_groups)
+    if matrices:  # each structure's block of the rows, and the matrix part on them
+        same = root_structure[:, None] == root_structure[None, :]
+        part = np.zeros((rows.size, rows.size))
+    else:
+        part = np.zeros(problem.n_groups)
     best_form, best, current = None, root, root
     idle = 0
     for step in range(_STEPS):

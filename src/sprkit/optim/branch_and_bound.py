@@ -61,6 +61,7 @@ _USEFUL_TIGHTENING = 0.99  # a node growth is useful if it fixes or cuts an M_j 
 # The root diagonal (optim.diagonal) costs 10-25 root solves: it is chosen once the search has
 # solved this many nodes, so that instances certified in fewer do not pay for it.
 _ASCENT_AFTER_NODES = 100
+_ASCENT_TOL = 1e-8  # its root solves: the barrier's steps compare values this close
 # A node with at most this many free structures is enumerated where that is cheaper than its
 # relaxation (BranchAndBound._enumerates).
 ENUMERATE_FREE = 16
@@ -411,7 +412,7 @@ class BranchAndBound:
             M,
             root,
             level=self._level(tol),
-            tol=_LOOSE_TOL * 0.1,
+            tol=_ASCENT_TOL,
             max_iter=_ROOT_ITERATIONS,
             deadline=deadline,
         )

@@ -62,6 +62,7 @@ _USEFUL_TIGHTENING = 0.99  # a node growth is useful if it fixes or cuts an M_j 
 # solved this many nodes, so that instances certified in fewer do not pay for it.
 _ASCENT_AFTER_NODES = 100
 _ASCENT_TOL = 1e-8  # its root solves: the barrier's steps compare values this close
+_ASCENT_SHARE = 0.1  # of the time left, at most
 # A node with at most this many free structures is enumerated where that is cheaper than its
 # relaxation (BranchAndBound._enumerates).
 ENUMERATE_FREE = 16
@@ -406,6 +407,7 @@ class BranchAndBound:
         """Choose the diagonal of the strengthened form from the root (`state`, `M`, `root`
         after the root presolve); returns the root bound it certifies (-inf if none), a
         bound on every node of the tree."""
+        now = time.perf_counter()
         self.form, ascended = ascend_diagonal(
             self.relaxation,
             state,
@@ -414,7 +416,7 @@ class BranchAndBound:
             level=self._level(tol),
             tol=_ASCENT_TOL,
             max_iter=_ROOT_ITERATIONS,
-            deadline=deadline,
+            deadline=now + _ASCENT_SHARE * (deadline - now) if np.isfinite(deadline) else deadline,
         )
         if self.form is None:
             return -np.inf

@@ -53,6 +53,7 @@ _PATIENCE = 10  # steps without a useful gain before stopping
 _USEFUL_GAIN = 0.01  # a gain counts when it closes this share of the gap left to the level
 _TRIES = 6  # step sizes tried (halving) before the barrier weight is halved
 _REFUSALS = 3  # weights halved in a row without a step before the ascent stops
+_START_GAP = 0.1  # the most of the root's value the ascent counts on closing
 _MARGIN = 1e-12  # smallest pivot^2 / largest diagonal of a Cholesky factor counted as definite
 
 
@@ -111,8 +112,8 @@ def ascend_diagonal(
         relaxation, state, M, current=root, form=form, tol=tol, max_iter=max_iter, deadline=deadline
     )
     best_form, best = (form, current) if current.lower > root.lower else (None, root)
-    # barrier weight: its term's duality gap (weight x rows) starts at the root's gap
-    weight = max(level - best.lower, 0.0) / rows.size
+    # barrier weight: its term's duality gap (weight x rows) starts at the gap left
+    weight = _gap_left(level, best.lower) / rows.size
     step_size, idle, refused = None, 0, 0
     for step in range(_STEPS):
         if best.lower >= level or time.perf_counter() >= deadline or idle >= _PATIENCE:
@@ -157,10 +158,15 @@ def ascend_diagonal(
         if step % _MU_HALVES_EVERY == _MU_HALVES_EVERY - 1:
             weight *= 0.5
         gain = current.lower - best.lower
-        idle = 0 if gain > _USEFUL_GAIN * (level - best.lower) else idle + 1
+        idle = 0 if gain > _USEFUL_GAIN * _gap_left(level, best.lower) else idle + 1
         if gain > 0:
             best_form, best = form, current
     return best_form, best
+
+
+def _gap_left(level: float, lower: float) -> float:
+    """The gap the ascent may close: to the level, at most _START_GAP of the bound's value."""
+    return max(min(level - lower, _START_GAP * abs(lower)), 0.0)
 
 
 def _solve(relaxation, state, M, *, current, form, tol, max_iter, deadline) -> NodeBound:

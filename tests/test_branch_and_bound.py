@@ -721,6 +721,31 @@ def test_a_zero_optimum_is_certified():
         assert result.objective <= 1e-20 * float(np.sum(Y**2))
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 8])
+def test_a_tiny_optimum_with_collinear_columns_is_not_overclaimed(seed):
+    """Y explained exactly by structures 0-3, two of whose columns are collinear up to 1e-7,
+    lam0 = 1e-13 of the loss at W = 0: the optimum is 4 lam0 (keeping fewer structures
+    leaves a loss of order 1). The bound and the fits are computed in float64 to about eps
+    of that loss; a bound 1e-16 of it above 4 lam0 was reported `optimal` when the gap floor
+    was 1e-12 of it. Reported bounds are at most the optimum; an `optimal` objective is
+    within tol of it, relative to max(optimum, 1e-8 of the loss at W = 0)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((40, 10))
+    X[:, 3] = X[:, 0] + 1e-7 * rng.standard_normal(40)
+    W = rng.standard_normal((10, 2))
+    W[8:] = 0.0
+    Y = X @ W
+    at_zero = float(np.mean(np.sum(Y**2, axis=1)))
+    lam0 = 1e-13 * at_zero
+    optimum = 4 * lam0
+    instance = make_instance(X, Y, np.repeat(np.arange(5), 2))
+    for method in ("bnb", "auto"):
+        result = ExactSolver(instance, 100.0).solve(lam0, 0.0, method=method, time_limit=30)
+        assert result.bound <= optimum, method
+        if result.status == OPTIMAL:
+            assert result.objective - optimum <= 1e-6 * max(optimum, 1e-8 * at_zero), method
+
+
 def test_a_flat_relaxation_is_certified_by_auto():
     """lam2 = 0 with fewer samples than rows (singular Gram): the perspective relaxation is
     the big-M one and bnb's branching alone stalled (60 % gap at 30 s). Up to 16 structures

@@ -28,6 +28,7 @@ from sprkit.optim.outer_approximation import outer_approximation
 from sprkit.optim.problem import ScaledProblem, scale_problem
 from sprkit.optim.quadratic import ReducedLeastSquares
 from sprkit.optim.result import (
+    BOUND_ROUNDING,
     GAP_FLOOR,
     OPTIMAL,
     STALLED,
@@ -181,12 +182,14 @@ class ExactSolver:
             self.instance.loss(W) + lam2 * float(np.sum(W_P * W_P)) + lam0 * int(support.sum())
         )
         # Every term of the objective is >= 0, so 0 is a valid bound; a gap is relative to the
-        # objective, floored at 1e-12 of the objective at W = 0, free rows included (a zero
-        # optimum, Y in the span of the kept columns with lam0 = lam2 = 0, or of the free
-        # rows alone, is then certified: the rounding left there is not the problem's scale).
+        # objective, floored at GAP_FLOOR of the objective at W = 0, free rows included (a
+        # zero optimum, Y in the span of the kept columns with lam0 = lam2 = 0, or of the free
+        # rows alone, is then certified: the rounding left there is not the problem's scale),
+        # and the bound is lowered by its rounding at that scale (result.BOUND_ROUNDING).
+        at_zero = max(self.reduced.const, float(np.sum(self.instance.Y**2)) / self.instance.n)
+        bound -= BOUND_ROUNDING * np.finfo(np.float64).eps * at_zero
         bound = min(max(bound, 0.0), objective)
-        at_zero = float(np.sum(self.instance.Y * self.instance.Y)) / self.instance.n
-        gap = relative_gap(objective, bound, GAP_FLOOR * max(self.reduced.const, at_zero))
+        gap = relative_gap(objective, bound, GAP_FLOOR * at_zero)
         return MIPResult(
             status=OPTIMAL if gap <= tol else fallback,
             objective=float(objective),

@@ -879,6 +879,7 @@ def test_an_unknown_branching_rule_is_a_parameter_error():
         (dict(tol="1e-6"), "tol must be a number in"),
         (dict(method=None), "unknown method None"),
         (dict(method=3), "unknown method 3"),
+        (dict(method="oa", branching="foo"), "unknown branching rule 'foo'"),
     ],
 )
 def test_solver_arguments_of_the_wrong_type_are_parameter_errors(arguments, message):
@@ -887,3 +888,17 @@ def test_solver_arguments_of_the_wrong_type_are_parameter_errors(arguments, mess
     case = hard_case(6, correlation=0.5, snr=2.0, lam2=0.01, keep_fraction=0.5)
     with pytest.raises(ParameterError, match=message):
         ExactSolver(case.instance, case.M).solve(case.lam0, case.lam2, **arguments)
+
+
+@pytest.mark.parametrize("M", ["1", True, None, b"2", ["1", "2"]])
+def test_an_m_that_is_not_a_number_is_a_parameter_error(M):
+    """M = "1" and M = True were converted to 1.0, M = None to nan ("must be finite")."""
+    case = hard_case(6, correlation=0.5, snr=2.0, lam2=0.01, keep_fraction=0.5)
+    with pytest.raises(ParameterError, match="M must be a number or an array of numbers"):
+        ExactSolver(case.instance, M)
+
+
+def test_an_instance_that_is_not_an_instance_is_a_parameter_error():
+    """A file name in place of the instance was a raw AttributeError."""
+    with pytest.raises(ParameterError, match="instance must be an sprkit Instance"):
+        ExactSolver("instance.npz", 1.0)

@@ -38,11 +38,16 @@ def _checked_scalar(name: str, value: object, *, positive: bool = False) -> floa
 
 
 def checked_M(M: object) -> float | np.ndarray:
-    """M as a float or a read-only 1-D float64 array, each value finite, > 0 and <= LARGEST."""
+    """M as a float or a read-only 1-D float64 array, each value finite, > 0 and <= LARGEST
+    (numbers only: a string, a bool or None is a ParameterError, not converted)."""
     try:
-        values = np.asarray(M, dtype=np.float64)
+        values = np.asarray(M)
+        numeric = not isinstance(M, (str, bytes)) and values.dtype.kind in "iuf"
+        values = values.astype(np.float64)
     except (TypeError, ValueError):
-        raise ParameterError(f"M must be a number or an array of numbers, got {M!r}") from None
+        numeric = False
+    if not numeric:
+        raise ParameterError(f"M must be a number or an array of numbers, got {M!r}")
     if values.ndim == 0:
         return _checked_scalar("M", values, positive=True)
     if values.ndim != 1 or values.size == 0:

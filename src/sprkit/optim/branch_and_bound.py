@@ -72,6 +72,14 @@ _WINDOWS_AFTER_NODES = 1000
 _WINDOWS_SHARE = 0.25
 
 
+def check_branching(branching: object) -> None:
+    """ParameterError unless `branching` names a rule (Branching)."""
+    if branching not in ("fractional", "pseudocost", "strong"):
+        raise ParameterError(
+            f"unknown branching rule {branching!r}; known: fractional, pseudocost, strong"
+        )
+
+
 @dataclass(order=True)
 class _Node:
     bound: float
@@ -148,10 +156,7 @@ class BranchAndBound:
     ) -> None:
         """`windows`: run the window search on hard instances (off for the windows' own
         searches)."""
-        if branching not in ("fractional", "pseudocost", "strong"):
-            raise ParameterError(
-                f"unknown branching rule {branching!r}; known: fractional, pseudocost, strong"
-            )
+        check_branching(branching)
         self.problem = problem
         self.branching = branching
         self.windows = windows

@@ -22,7 +22,12 @@ from threadpoolctl import threadpool_limits
 
 from sprkit.errors import ParameterError
 from sprkit.instances.format import Instance
-from sprkit.optim.branch_and_bound import ENUMERATE_FREE, BranchAndBound, Branching
+from sprkit.optim.branch_and_bound import (
+    ENUMERATE_FREE,
+    BranchAndBound,
+    Branching,
+    check_branching,
+)
 from sprkit.optim.node_relaxation import FREE, free_shift
 from sprkit.optim.outer_approximation import outer_approximation
 from sprkit.optim.problem import ScaledProblem, scale_problem
@@ -73,6 +78,11 @@ class ExactSolver:
     """Certified solution of the MIP for one instance and M, for any (lam0, lam2)."""
 
     def __init__(self, instance: Instance, M: float | np.ndarray) -> None:
+        if not isinstance(instance, Instance):
+            raise ParameterError(
+                "instance must be an sprkit Instance (sprkit.instances.load_instance reads a "
+                f"file), got {type(instance).__name__}"
+            )
         self.instance = instance
         self.bounds = structure_bounds(M, instance.n_structures)
         self.reduced = ReducedLeastSquares.from_instance(instance)
@@ -96,6 +106,7 @@ class ExactSolver:
         params = SPRParams(lam0, lam2)
         lam0, lam2 = params.lam0, params.lam2
         method = check_method(method)
+        check_branching(branching)  # also where `bnb` does not run
         if not (_is_number(tol) and 0 < tol < 1):
             raise ParameterError(f"tol must be a number in (0, 1), got {tol!r}")
         if not (_is_number(time_limit) and np.isfinite(time_limit) and time_limit > 0):

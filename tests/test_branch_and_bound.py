@@ -746,6 +746,31 @@ def test_a_tiny_optimum_with_collinear_columns_is_not_overclaimed(seed):
             assert result.objective - optimum <= 1e-6 * max(optimum, 1e-8 * at_zero), method
 
 
+def test_an_offset_the_free_rows_absorb_does_not_loosen_the_gap():
+    """Y + 1e8 beside a free intercept: the same problem as Y, but the objective at W = 0
+    (1e16) is not its scale. With the gap floored at 1e-8 of that, a search stopped after
+    3 ms was reported `optimal` 9.5 % above the optimum, with bound 0. An `optimal` result
+    must be within tol of the optimum (enumeration on the data without the offset), and no
+    bound above it."""
+    case = hard_case(
+        10, correlation=0.8, snr=1.0, lam2=0.0005, keep_fraction=0.5, c=1, rows_per_group=2,
+        seed=4,
+    )  # fmt: skip
+    plain = case.instance
+    X = np.hstack([plain.X, np.ones((plain.n, 1))])
+    groups = np.append(plain.groups, -1)
+    optimum, _ = _fits_by_enumeration(X, plain.Y, groups, case.lam0, case.lam2, case.M)
+    shifted = make_instance(X, plain.Y + 1e8, groups)
+    for limit in (0.003, 0.01, 60.0):
+        result = ExactSolver(shifted, case.M).solve(
+            case.lam0, case.lam2, method="bnb", time_limit=limit
+        )
+        assert result.bound <= optimum * (1 + 1e-9), limit
+        if result.status == OPTIMAL:
+            assert result.objective <= optimum * (1 + 2e-6), limit
+    assert result.status == OPTIMAL
+
+
 def test_a_flat_relaxation_is_certified_by_auto():
     """lam2 = 0 with fewer samples than rows (singular Gram): the perspective relaxation is
     the big-M one and bnb's branching alone stalled (60 % gap at 30 s). Up to 16 structures

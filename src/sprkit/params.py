@@ -20,9 +20,16 @@ from sprkit.errors import ParameterError
 LARGEST = 1e100
 
 
+def _not_a_number(value: object) -> bool:
+    """Values float() would convert but that are not numbers: strings, bools, None."""
+    return value is None or isinstance(value, (str, bytes, bool, np.bool_))
+
+
 def _checked_scalar(name: str, value: object, *, positive: bool = False) -> float:
     """`value` as a float in [0, LARGEST] (or (0, LARGEST] when `positive`)."""
     try:
+        if _not_a_number(value):
+            raise TypeError
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ParameterError(f"{name} must be a number, got {value!r}") from None
@@ -41,13 +48,13 @@ def checked_M(M: object) -> float | np.ndarray:
     """M as a float or a read-only 1-D float64 array, each value finite, > 0 and <= LARGEST
     (numbers only: a string, a bool or None is a ParameterError, not converted)."""
     try:
-        values = np.asarray(M)
-        numeric = not isinstance(M, (str, bytes)) and values.dtype.kind in "iuf"
-        values = values.astype(np.float64)
+        raw = np.asarray(M)
+        objects = raw.dtype.kind == "O" and any(map(_not_a_number, raw.flat))
+        if _not_a_number(M) or raw.dtype.kind in "bSUV" or objects:
+            raise TypeError
+        values = raw.astype(np.float64)
     except (TypeError, ValueError):
-        numeric = False
-    if not numeric:
-        raise ParameterError(f"M must be a number or an array of numbers, got {M!r}")
+        raise ParameterError(f"M must be a number or an array of numbers, got {M!r}") from None
     if values.ndim == 0:
         return _checked_scalar("M", values, positive=True)
     if values.ndim != 1 or values.size == 0:

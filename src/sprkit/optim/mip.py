@@ -193,14 +193,18 @@ class ExactSolver:
             self.instance.loss(W) + lam2 * float(np.sum(W_P * W_P)) + lam0 * int(support.sum())
         )
         # Every term of the objective is >= 0, so 0 is a valid bound; a gap is relative to the
-        # objective, floored at GAP_FLOOR of the objective at W = 0, free rows included (a
-        # zero optimum, Y in the span of the kept columns with lam0 = lam2 = 0, or of the free
-        # rows alone, is then certified: the rounding left there is not the problem's scale),
-        # and the bound is lowered by its rounding at that scale (result.BOUND_ROUNDING).
-        at_zero = max(self.reduced.const, float(np.sum(self.instance.Y**2)) / self.instance.n)
-        bound -= BOUND_ROUNDING * np.finfo(np.float64).eps * at_zero
+        # objective, floored at GAP_FLOOR of the problem's scale: the objective at W = 0 with
+        # the free rows fitted (an offset the free rows absorb is not the problem's scale), at
+        # least eps of the objective at W = 0 (a zero optimum, Y in the span of the kept
+        # columns with lam0 = lam2 = 0, or of the free rows alone, is then certified: the
+        # rounding left there is not the problem's scale). The bound is lowered by its
+        # rounding: the fitted constant is exact to about eps sqrt(at_zero x scale).
+        eps = np.finfo(np.float64).eps
+        at_zero = float(np.sum(self.instance.Y**2)) / self.instance.n
+        scale = max(self.reduced.const, eps * at_zero)
+        bound -= BOUND_ROUNDING * eps * np.sqrt(max(at_zero, scale) * scale)
         bound = min(max(bound, 0.0), objective)
-        gap = relative_gap(objective, bound, GAP_FLOOR * at_zero)
+        gap = relative_gap(objective, bound, GAP_FLOOR * scale)
         return MIPResult(
             status=OPTIMAL if gap <= tol else fallback,
             objective=float(objective),

@@ -11,14 +11,14 @@ from sprkit.optim.support import Cut
 OPTIMAL = "optimal"  # relative gap <= tol
 TIME_LIMIT = "time_limit"  # stopped at the time limit with the best incumbent and bound
 STALLED = "stalled"  # the method cannot close the gap further (numerical tolerance reached)
-# Gaps are relative to the objective, floored at this share of the objective at W = 0 (1 in
-# solver units), so that a zero optimum can be certified. Bounds and fits are computed in
-# float64 from the Gram matrix, to about eps times that objective: the floor keeps
-# tol x floor (1e-14 at tol = 1e-6) well above it; at 1e-12 an optimum of 4e-13 was claimed
-# optimal with a bound 1e-16 above it.
+# Gaps are relative to the objective, floored at this share of the problem's scale (the
+# objective at W = 0 with the free rows fitted; 1 in solver units), so that a zero optimum can
+# be certified. Bounds and fits are computed in float64 from the Gram matrix, to about eps
+# times that scale: the floor keeps tol x floor (1e-14 at tol = 1e-6) well above it; at 1e-12
+# an optimum of 4e-13 was claimed optimal with a bound 1e-16 above it.
 GAP_FLOOR = 1e-8
-# Reported bounds are lowered by this many eps of the objective at W = 0: the rounding of
-# their Gram-matrix form, so that a bound is never above the optimum by rounding.
+# Reported bounds are lowered by this many times their rounding (ExactSolver._result), so that
+# a bound is never above the optimum by rounding.
 BOUND_ROUNDING = 8.0
 
 

@@ -58,7 +58,7 @@ _STRONG_DEPTH = 4  # strong branching at depths 0..4, pseudo-costs (seeded by it
 _GROWTH_CACHE = 16  # node growths kept (one P x P matrix each)
 _BACKOFF_LIMIT = 64  # largest interval, in offers, between two new node growths
 _USEFUL_TIGHTENING = 0.99  # a node growth is useful if it fixes or cuts an M_j by 1 %
-# The root diagonal (optim.diagonal) costs 10-25 root solves: it is chosen once the search has
+# The root diagonal (optim.diagonal) costs 10-60 root solves: it is chosen once the search has
 # solved this many nodes, so that instances certified in fewer do not pay for it.
 _ASCENT_AFTER_NODES = 100
 _ASCENT_TOL = 1e-8  # its root solves: the barrier's steps compare values this close

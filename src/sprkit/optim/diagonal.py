@@ -14,7 +14,8 @@ the ascent follows the path of bound(D) + mu log det(G - D) (a log barrier, grad
 -mu diag((G - D)^-1)) from half the scalar shift, with backtracking steps and mu halved on
 a schedule and whenever no step improves (the barrier's maximizer for that mu is reached).
 A uniform pull-back into the cone instead (the previous rule) stalled early: root gaps of
-the 200-structure instances 0.33-0.54 % against 0.27-0.41 % (docs/mip.md). The best D met
+instances 21 and 24 (200 structures) 0.54 and 0.33 % against 0.43 and 0.29 %, and the
+best D's 4.04 % on instance 18, 5.55 % against 4.91 % (docs/mip.md). The best D met
 is kept for the whole tree (every node adds its own scalar on top,
 `node_relaxation.free_shift`, which also re-checks positivity). The maximal-trace diagonal,
 by contrast, gave weaker root bounds than the scalar shift at 200 structures
@@ -82,11 +83,11 @@ def ascend_diagonal(
     deadline: float,
 ) -> tuple[StrengthenedForm | None, NodeBound]:
     """(form, root bound with it): the best form met by the ascent (module docstring) and
-    the root relaxation solved with it; (None, `root`) when no step improved on `root`
-    (solved with the scalar shift). A diagonal per structure, or a matrix per structure
-    where some structure has several rows (plain steps and a ridge: the frame's relaxation
-    needs both). `level`: the pruning level (the ascent stops once the root reaches it);
-    `tol`, `max_iter`: of each root solve."""
+    the root relaxation solved with it; (None, `root`) when no form met (the starting half
+    shift included) improved on `root` (solved with the scalar shift). A diagonal per
+    structure, or a matrix per structure where some structure has several rows (plain steps
+    and a ridge: the frame's relaxation needs both). `level`: the pruning level (the ascent
+    stops once the root reaches it); `tol`, `max_iter`: of each root solve."""
     problem = relaxation.problem
     gram, row_structure = problem.reduced.gram, problem.row_structure
     rows = np.flatnonzero(state[row_structure] != REMOVED)

@@ -104,13 +104,13 @@ def add_cut(model: pyo.ConcreteModel, cut: Cut) -> None:
     )
 
 
-# Option names of the solvers whose time limit, gap and log sprkit knows how to set. SCIP's
-# log must be switched off: Pyomo's SCIP interface captures it through a pipe, and a long run
-# blocks writing to it.
 # Seconds Pyomo takes to hand a model to the solver, per second of building it (measured
 # 1.2 with SCIP on 200 structures x 3 rows, 5 outputs, n = 300: 4.2 s to build, 5.1 s to
 # hand over), reserved from the time limit.
 _HANDOVER_PER_BUILD = 1.5
+# Option names of the solvers whose time limit, gap and log sprkit knows how to set. SCIP's
+# log must be switched off: Pyomo's SCIP interface captures it through a pipe, and a long run
+# blocks writing to it.
 _OPTIONS = {
     "gurobi": {"time": "TimeLimit", "gap": "MIPGap", "abs_gap": "MIPGapAbs"},
     "scip": {

@@ -129,6 +129,8 @@ def ascend_diagonal(
         accepted = None
         for _ in range(_TRIES):
             candidate = geometry.project(part + step_size * direction)
+            if np.array_equal(candidate, part):  # the step only pushed against E >= 0
+                break
             inside = _Barrier.at(root_gram, candidate)
             if inside is not None:
                 form = geometry.form(problem, rows, candidate)

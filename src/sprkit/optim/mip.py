@@ -202,7 +202,7 @@ class ExactSolver:
         eps = np.finfo(np.float64).eps
         at_zero = float(np.sum(self.instance.Y**2)) / self.instance.n
         scale = max(self.reduced.const, eps * at_zero)
-        bound -= BOUND_ROUNDING * eps * np.sqrt(max(at_zero, scale) * scale)
+        bound -= BOUND_ROUNDING * eps * np.sqrt(max(at_zero, scale)) * np.sqrt(scale)  # no overflow
         bound = min(max(bound, 0.0), objective)
         gap = relative_gap(objective, bound, GAP_FLOOR * scale)
         return MIPResult(

@@ -40,12 +40,19 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT handled as in a terminal. A suite run as a background job of a
+    non-interactive shell inherits SIGINT ignored, and so would every command it starts."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _child(argv, **options) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "sprkit", *map(str, argv)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
         **options,
     )
 

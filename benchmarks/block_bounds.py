@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mip_hard import grid, make_case  # noqa: E402
 
 from sprkit.optim.mip import ExactSolver  # noqa: E402
-from sprkit.optim.problem import ScaledProblem, scale_problem  # noqa: E402
+from sprkit.optim.problem import ScaledProblem  # noqa: E402
 
 RULES = ("scalar", "diagonal", "row diagonal", "structure matrix", "pairs")
 _FIRST_STEP, _DECAY = 2.0, 0.8  # as sprkit.optim.diagonal
@@ -212,9 +212,7 @@ def main() -> None:
             case = make_case(specs[index])
             solver = ExactSolver(case.instance, case.M)
             result = solver.solve(case.lam0, case.lam2, method="bnb", time_limit=args.limit)
-            problem = scale_problem(
-                solver.reduced, solver.row_structure, solver.bounds, lam0=case.lam0, lam2=case.lam2
-            )
+            problem = solver.scaled_problem(case.lam0, case.lam2)
             incumbent = result.objective / problem.f_scale
             for rule in args.rules:
                 bound, seconds = climb(problem, rule, args.steps)

@@ -34,7 +34,7 @@ from mip_hard import grid, make_case  # noqa: E402
 
 from sprkit.optim.branch_and_bound import BranchAndBound  # noqa: E402
 from sprkit.optim.mip import ExactSolver  # noqa: E402
-from sprkit.optim.problem import ScaledProblem, scale_problem  # noqa: E402
+from sprkit.optim.problem import ScaledProblem  # noqa: E402
 from sprkit.optim.window_search import window_problem, windows  # noqa: E402
 
 
@@ -99,9 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     case = make_case(grid([20, 30, 50, 100, 200], 5, 2026)[args.instance])
     solver = ExactSolver(case.instance, case.M)
-    problem = scale_problem(
-        solver.reduced, solver.row_structure, solver.bounds, lam0=case.lam0, lam2=case.lam2
-    )
+    problem = solver.scaled_problem(case.lam0, case.lam2)
     result = solver.solve(case.lam0, case.lam2, method="bnb", time_limit=args.limit)
     support = np.isin(case.instance.structure_ids, list(result.kept))
     every = windows(problem, args.size)

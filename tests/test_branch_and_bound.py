@@ -22,11 +22,8 @@ from sprkit.optim.diagonal import ascend_diagonal
 from sprkit.optim.mip import OPTIMAL, TIME_LIMIT, ExactSolver
 from sprkit.optim.node_relaxation import FREE, KEPT, REMOVED, NodeRelaxation, free_shift
 from sprkit.optim.presolve import QuadraticGrowth, reduced_cost_fixings
-from sprkit.optim.problem import scale_problem
-from sprkit.optim.quadratic import ReducedLeastSquares
 from sprkit.optim.spr_route import SPRRoute
 from sprkit.optim.support import SupportProblem
-from sprkit.params import structure_bounds
 
 
 def _hard(seed: int, structures: int):
@@ -60,20 +57,11 @@ def test_hard_regime_agrees_with_scip(seed):
 
 def _enumerate(case, state=None):
     """Scaled problem, exact fits of every support consistent with `state` (brute force)."""
-    instance = case.instance
-    reduced = ReducedLeastSquares.from_instance(instance)
-    row_structure = instance.row_structure[reduced.penalized_rows]
-    problem = scale_problem(
-        reduced,
-        row_structure,
-        structure_bounds(case.M, instance.n_structures),
-        lam0=case.lam0,
-        lam2=case.lam2,
-    )
+    problem = ExactSolver(case.instance, case.M).scaled_problem(case.lam0, case.lam2)
     supports = SupportProblem(
-        problem.reduced, row_structure, problem.M, lam0=problem.lam0, lam2=problem.lam2
+        problem.reduced, problem.row_structure, problem.M, lam0=problem.lam0, lam2=problem.lam2
     )
-    G = instance.n_structures
+    G = case.instance.n_structures
     state = np.full(G, FREE, dtype=np.int8) if state is None else state
     solutions = []
     for bits in itertools.product([False, True], repeat=G):

@@ -15,10 +15,8 @@ import pytest
 
 from sprkit.instances import hard_case
 from sprkit.optim.diagonal import ascend_diagonal
+from sprkit.optim.mip import ExactSolver
 from sprkit.optim.node_relaxation import FREE, NodeRelaxation, free_shift
-from sprkit.optim.problem import scale_problem
-from sprkit.optim.quadratic import ReducedLeastSquares
-from sprkit.params import structure_bounds
 
 
 def _problem(seed: int, rows_per_group: int):
@@ -33,15 +31,7 @@ def _problem(seed: int, rows_per_group: int):
         rows_per_group=rows_per_group,
         seed=seed,
     )
-    instance = case.instance
-    reduced = ReducedLeastSquares.from_instance(instance)
-    return scale_problem(
-        reduced,
-        instance.row_structure[reduced.penalized_rows],
-        structure_bounds(case.M, instance.n_structures),
-        lam0=case.lam0,
-        lam2=case.lam2,
-    )
+    return ExactSolver(case.instance, case.M).scaled_problem(case.lam0, case.lam2)
 
 
 def _shor_value(problem) -> float:

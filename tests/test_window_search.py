@@ -9,7 +9,6 @@ import pytest
 from sprkit.instances import hard_case
 from sprkit.optim import branch_and_bound
 from sprkit.optim.mip import OPTIMAL, ExactSolver
-from sprkit.optim.problem import scale_problem
 from sprkit.optim.support import SupportProblem
 from sprkit.optim.window_search import window_problem, window_search, windows
 
@@ -35,9 +34,7 @@ def _problem(seed: int, structures: int, M: float):
         seed=seed,
     )
     solver = ExactSolver(case.instance, case.M)
-    problem = scale_problem(
-        solver.reduced, solver.row_structure, solver.bounds, lam0=case.lam0, lam2=case.lam2
-    )
+    problem = solver.scaled_problem(case.lam0, case.lam2)
     return problem, _supports(problem)
 
 

@@ -88,6 +88,10 @@ class ExactSolver:
         self.reduced = ReducedLeastSquares.from_instance(instance)
         self.row_structure = instance.row_structure[self.reduced.penalized_rows]
 
+    def scaled_problem(self, lam0: float, lam2: float) -> ScaledProblem:
+        """The MIP in solver units (sprkit.optim.problem), as the native methods solve it."""
+        return scale_problem(self.reduced, self.row_structure, self.bounds, lam0=lam0, lam2=lam2)
+
     def solve(
         self,
         lam0: float,
@@ -132,7 +136,7 @@ class ExactSolver:
     ) -> MIPResult:
         if method.startswith("pyomo:"):
             return self._solve_pyomo(method, lam0, lam2, tol, deadline, start, solver_options)
-        problem = scale_problem(self.reduced, self.row_structure, self.bounds, lam0=lam0, lam2=lam2)
+        problem = self.scaled_problem(lam0, lam2)
         only_oa = method == "oa"
         # small instances: bnb enumerates where its relaxation is slow (branch_and_bound)
         flat = method == "auto" and problem.n_groups > ENUMERATE_FREE and _flat_relaxation(problem)

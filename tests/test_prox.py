@@ -304,3 +304,28 @@ def test_conjugate_with_a_ridge_and_box_per_entry_is_the_boxed_sup():
         best = np.clip(v / (2 * lam2), -M, M)
         inner = np.bincount(index, weights=v * best - lam2 * best**2, minlength=len(sizes))
         np.testing.assert_allclose(conj, np.maximum(0.0, inner - lam0), rtol=1e-12, atol=1e-14)
+
+
+def test_one_entry_per_group_matches_the_segment_sums():
+    """With one entry per group (RaggedProx skips its segment sums) the prox is the one
+    computed with the sums (the same groups declared among one more, empty, group), and
+    each group's value is at most its best on a dense grid of y; every case is met (w = 0,
+    y interior with and without the box active, y = 1)."""
+    rng = np.random.default_rng(11)
+    groups = 60
+    index = np.arange(groups)
+    v = rng.normal(size=groups) * rng.uniform(0.01, 2, groups)
+    lam2 = rng.uniform(1e-4, 0.5, groups)
+    M = np.where(rng.random(groups) < 0.3, rng.uniform(0.01, 0.2, groups), 4.0)
+    options = dict(step=0.3, lam0=0.01, lam2=lam2, M=M, per_entry=True)
+    w, y = RaggedProx(index, groups, **options)(v)
+    w_sums, y_sums = RaggedProx(index, groups + 1, **options)(v)
+    np.testing.assert_array_equal(w, w_sums)
+    np.testing.assert_array_equal(y, y_sums[:groups])
+    interior = (y > 0) & (y < 1)
+    assert np.any(y == 0) and np.any(y == 1) and np.any(interior)
+    boxed = np.isclose(np.abs(w), M * y)
+    assert np.any(interior & boxed) and np.any(interior & ~boxed)
+    for j in range(groups):
+        value = _prox_objective(w[j : j + 1], v[j : j + 1], 0.3, 0.01, lam2[j], M[j])
+        assert value <= _best_on_a_y_grid(v[j : j + 1], 0.3, 0.01, lam2[j], M[j]) + 1e-12

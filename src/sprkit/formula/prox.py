@@ -140,6 +140,12 @@ class RaggedProx:
             np.maximum.at(high, index, self._a)
             self._a_group = np.where(low == high, high, np.nan)
         self._t_lam0 = step * lam0
+        # one entry per group, in order (one row, one output per structure): segment sums are
+        # the entries themselves, and the bincounts are skipped (a call is a few dozen numpy
+        # operations on short arrays: their overhead, not arithmetic, is its cost)
+        self._singletons = index.size == n_groups and bool(
+            np.array_equal(index, np.arange(n_groups))
+        )
         # g at both ends in one pass: entries stacked [y = 0; y = 1], groups [0, G) and [G, 2G)
         self._ends_index = np.concatenate([index, index + n_groups])
         self._ends_a = np.tile(self._a, 2)
@@ -158,13 +164,24 @@ class RaggedProx:
         magnitude = np.abs(values)
         both = np.concatenate([magnitude, magnitude])
         _, terms = self._ends.entries(both, self._ends_a, self._ends_M)
-        ends = self._t_lam0 + np.bincount(self._ends_index, weights=terms, minlength=2 * n_groups)
+        if not self._singletons:
+            terms = np.bincount(self._ends_index, weights=terms, minlength=2 * n_groups)
+        ends = self._t_lam0 + terms
         slope_at_zero, slope_at_one = ends[:n_groups], ends[n_groups:]
         y = np.where(slope_at_one <= 0, 1.0, 0.0)
         active = (slope_at_zero < 0) & (slope_at_one > 0)
-        if np.any(active):
+        if active.any():
             _interior_roots(
-                y, active, magnitude, index, M_entry, y_start, self._t_lam0, self._a_group, a
+                y,
+                active,
+                magnitude,
+                index,
+                M_entry,
+                y_start,
+                self._t_lam0,
+                self._a_group,
+                a,
+                self._singletons,
             )
         y_entry = y[index]
         shifted = y_entry + a
@@ -219,20 +236,29 @@ def _interior_roots(
     t_lam0: float,
     a_group: np.ndarray,
     a_entry: np.ndarray,
+    singletons: bool,
 ) -> None:
     """Fill in, in place, y of the `active` groups with the root of g in (0, 1) (module
     docstring: closed form where nothing is clipped at the root and the group has one a,
-    Newton on the rest; `a_group` is NaN for groups whose entries have unequal a)."""
+    Newton on the rest; `a_group` is NaN for groups whose entries have unequal a;
+    `singletons`: `index` is 0, 1, ..., one entry per group)."""
     n_groups = y.size
-    sq_norm = np.bincount(index, weights=magnitude * magnitude, minlength=n_groups)
+    squares = magnitude * magnitude
+    sq_norm = squares if singletons else np.bincount(index, weights=squares, minlength=n_groups)
     with np.errstate(divide="ignore", invalid="ignore"):
         root = np.sqrt(a_group * sq_norm / (2.0 * t_lam0)) - a_group
-        clipped_at_root = magnitude > M_entry * (root + a_group)[index]
+        shifted_root = root + a_group
+        if not singletons:
+            shifted_root = shifted_root[index]
+        clipped_at_root = magnitude > M_entry * shifted_root
     closed = active & (root > 0.0) & (root < 1.0)
-    closed &= np.bincount(index, weights=clipped_at_root, minlength=n_groups) == 0
+    if singletons:
+        closed &= ~clipped_at_root
+    else:
+        closed &= np.bincount(index, weights=clipped_at_root, minlength=n_groups) == 0
     y[closed] = root[closed]
     hard = active & ~closed
-    if not np.any(hard):
+    if not hard.any():
         return
     # Newton on the hard groups only, renumbered 0..k-1. Left of the root it climbs
     # monotonically; right of it, the tangent of the concave g crosses zero left of the root,

@@ -181,11 +181,13 @@ class NodeRelaxation:
             certificate, slopes = self._certificate(x, gram_x, cross, state, form)
             return objective, certificate, slopes, closed
 
-        # the free structures' prox; the kept ones' is a shrink-and-clip
+        # the free structures' prox, on the free structures numbered 0..k-1 (with one entry
+        # each, RaggedProx skips its segment sums); the kept ones' is a shrink-and-clip
         free_entry = ~kept_entry
+        free_number = np.cumsum(free_group) - 1
         prox = RaggedProx(
-            entry_group[free_entry],
-            groups,
+            free_number[entry_group[free_entry]],
+            int(np.count_nonzero(free_group)),
             step=step,
             lam0=lam0,
             lam2=form.ridge[free_entry],
@@ -224,10 +226,15 @@ class NodeRelaxation:
             flat = np.minimum(np.maximum(target * shrink, -M_entry), M_entry)
             flat[free_entry], y_groups = prox(target[free_entry], y_groups)
             x_new = flat.reshape(x.shape)
-            if np.sum(row_metric * (momentum_point - x_new) * (x_new - x)) > 0:  # restart
+            moved = x_new - x
+            if metric is None:
+                restart = np.vdot(momentum_point - x_new, moved) > 0
+            else:
+                restart = np.sum(row_metric * (momentum_point - x_new) * moved) > 0
+            if restart:
                 theta = 1.0
             theta_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * theta * theta))
-            momentum_point = x_new + ((theta - 1.0) / theta_new) * (x_new - x)
+            momentum_point = x_new + ((theta - 1.0) / theta_new) * moved
             x, theta = x_new, theta_new
         W_full[rows] = best_x
         W_dual = np.zeros_like(W_full)

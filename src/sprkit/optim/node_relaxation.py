@@ -227,6 +227,7 @@ class NodeRelaxation:
             flat[free_entry], y_groups = prox(target[free_entry], y_groups)
             x_new = flat.reshape(x.shape)
             moved = x_new - x
+            # adaptive restart: the momentum points against the step just taken
             if metric is None:
                 restart = np.vdot(momentum_point - x_new, moved) > 0
             else:

@@ -9,7 +9,8 @@ import pytest
 from reference import scip_miqp
 
 from sprkit.app.cli import main
-from sprkit.instances import save_instance, synthetic_instance
+from sprkit.errors import ParameterError
+from sprkit.instances import hard_case, save_instance, synthetic_instance
 from sprkit.optim import SPRRoute, bigm_relaxation, perspective_relaxation
 from sprkit.optim.mip import OPTIMAL, TIME_LIMIT, ExactSolver
 from sprkit.optim.quadratic import ReducedLeastSquares
@@ -140,3 +141,53 @@ def test_bounds_with_mip_adds_the_exact_optimum(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["bigm"] <= result["perspective"] * (1 + 1e-7) <= result["mip"] * (1 + 2e-7)
     assert result["mip_status"] == OPTIMAL and "mip" in result["seconds"]
+
+
+def test_log_reports_the_search_about_once_a_second_with_valid_bounds():
+    """solve(log=...) with bnb: the first line at once, then about one a second; nodes count
+    up; every line's bound is at most the final objective and its objective at least the
+    final bound (both enclose the optimum); gap = (objective - bound) / objective."""
+    case = hard_case(
+        100, correlation=0.8, snr=2.0, lam2=0.05, keep_fraction=0.1, c=1, seed=18
+    )  # mip_hard's instance 18: not certified in 60 s
+    lines = []
+    result = ExactSolver(case.instance, case.M).solve(
+        case.lam0, case.lam2, method="bnb", time_limit=2.5, log=lines.append
+    )
+    assert result.status == TIME_LIMIT and len(lines) >= 2
+    seconds = np.array([line.seconds for line in lines])
+    assert seconds[0] < 1.0 and np.all(np.diff(seconds) >= 1.0) and seconds[-1] <= 2.5
+    assert np.all(np.diff([line.nodes for line in lines]) >= 0) and lines[-1].nodes > 1
+    slack = 1e-12 * result.objective
+    for line in lines:
+        assert line.open_nodes >= 1
+        assert line.bound <= line.objective and line.bound <= result.objective + slack
+        assert line.objective >= result.bound - slack
+        assert line.gap == pytest.approx((line.objective - line.bound) / line.objective)
+    assert lines[-1].objective >= result.objective - slack
+
+
+def test_log_of_oa_and_of_the_command(tmp_path, capsys):
+    """oa logs its rounds (no open nodes); `sprkit solve --log --json` keeps stdout one JSON
+    object and writes a header and the lines to stderr; a log that is not callable is a
+    ParameterError."""
+    instance, lam0, lam2, M = _random_case(7)
+    lines = []
+    result = ExactSolver(instance, M).solve(lam0, lam2, method="oa", log=lines.append)
+    assert result.status == OPTIMAL and len(lines) >= 1
+    assert all(line.open_nodes is None and line.bound <= line.objective for line in lines)
+    assert lines[0].objective >= result.objective - 1e-12 * result.objective
+    with pytest.raises(ParameterError, match="log must be callable"):
+        ExactSolver(instance, M).solve(lam0, lam2, log="progress.txt")
+    path = save_instance(tmp_path / "i.npz", instance)
+    arguments = ["solve", str(path), "--lam0", str(lam0), "--lam2", str(lam2), "--M", str(M)]
+    assert main([*arguments, "--json", "--log"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["status"] == OPTIMAL
+    header, *rows = captured.err.strip().splitlines()
+    assert header.split() == ["seconds", "nodes", "open", "objective", "bound", "gap"]
+    assert len(rows) >= 1
+    for row in rows:
+        seconds, nodes, open_nodes, objective, bound, gap = row.split()
+        assert float(seconds) >= 0 and int(nodes) >= 0 and int(open_nodes) >= 1
+        assert float(bound) <= float(objective) and float(gap) >= 0

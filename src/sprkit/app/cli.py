@@ -20,10 +20,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sprkit.atomic import check_output_file, check_output_folder
 from sprkit.errors import CheckpointError, RunExistsError, SprkitInputError, TrainingError
 from sprkit.params import SPRParams, check_alpha
+
+if TYPE_CHECKING:
+    from sprkit.optim.result import Progress
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("fractional", "pseudocost", "strong"),
         default="fractional",
         help="branching rule of bnb",
+    )
+    solve.add_argument(
+        "--log",
+        action="store_true",
+        help="print the search's progress to stderr about once a second (bnb, oa, auto)",
     )
 
     instance = commands.add_parser("instance", help="write an instance .npz")
@@ -270,6 +279,27 @@ def _bounds(args: argparse.Namespace) -> None:
     )
 
 
+class _ProgressLines:
+    """A solve's Progress as lines on stderr (stdout keeps the result, or its JSON), a header
+    before the first; times in seconds since the solve started."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def __call__(self, progress: Progress) -> None:
+        if not self.started:
+            self.started = True
+            header = f"{'seconds':>9} {'nodes':>9} {'open':>9} {'objective':>17} {'bound':>17}"
+            print(f"{header} {'gap':>9}", file=sys.stderr)
+        open_nodes = "-" if progress.open_nodes is None else str(progress.open_nodes)
+        print(
+            f"{progress.seconds:9.1f} {progress.nodes:9d} {open_nodes:>9} "
+            f"{progress.objective:17.10g} {progress.bound:17.10g} {progress.gap:9.3g}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _solve(args: argparse.Namespace) -> None:
     from sprkit.optim.mip import ExactSolver
 
@@ -282,6 +312,7 @@ def _solve(args: argparse.Namespace) -> None:
         time_limit=max(remaining, 1e-3),
         method=args.method,
         branching=args.branching,
+        log=_ProgressLines() if args.log else None,
     )
     if args.json:
         print(json.dumps(result.as_dict()))

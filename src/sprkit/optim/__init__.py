@@ -4,7 +4,7 @@ from sprkit.optim.bounds import compute_bounds
 from sprkit.optim.mip import METHODS, ExactSolver
 from sprkit.optim.problem import ScaledProblem, scale_problem
 from sprkit.optim.quadratic import ReducedLeastSquares, compressed_least_squares
-from sprkit.optim.result import MIPResult
+from sprkit.optim.result import MIPResult, Progress
 from sprkit.optim.spr_route import SPRResult, SPRRoute, lambda_max
 
 _RELAXATIONS = (
@@ -19,6 +19,7 @@ __all__ = [
     "METHODS",
     "ExactSolver",
     "MIPResult",
+    "Progress",
     "ReducedLeastSquares",
     "ScaledProblem",
     "SPRResult",

@@ -41,7 +41,7 @@ from sprkit.optim.node_relaxation import (
 )
 from sprkit.optim.presolve import QuadraticGrowth, reduced_cost_fixings
 from sprkit.optim.problem import ScaledProblem
-from sprkit.optim.result import GAP_FLOOR
+from sprkit.optim.result import GAP_FLOOR, SearchProgress
 from sprkit.optim.support import SupportProblem, SupportSolution
 from sprkit.optim.window_search import window_search
 
@@ -428,7 +428,11 @@ class BranchAndBound:
         self._offer(ascended.nonzero | (state == KEPT))
         return ascended.lower
 
-    def run(self, *, tol: float, deadline: float) -> SearchOutcome:
+    def run(
+        self, *, tol: float, deadline: float, progress: SearchProgress | None = None
+    ) -> SearchOutcome:
+        """Search to relative gap tol/2 below the incumbent, or until `deadline`
+        (time.perf_counter() seconds); `progress` is called before every node."""
         problem = self.problem
         self.supports.deadline = deadline
         groups = problem.n_groups
@@ -479,6 +483,10 @@ class BranchAndBound:
                     heapq.heappush(heap, node)
                     break
                 level = self._level(tol)
+                if progress is not None:
+                    open_bound = heap[0].bound if heap else np.inf
+                    lower = min(open_bound, node.bound, level)
+                    progress(self.nodes, len(heap) + 1, lower, self.incumbent.value)
                 if node.bound >= level:
                     break
                 node_start = time.perf_counter()

@@ -15,6 +15,7 @@ Whatever the method, the returned objective is recomputed from the data at the i
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -39,6 +40,7 @@ from sprkit.optim.result import (
     STALLED,
     TIME_LIMIT,
     MIPResult,
+    Progress,
     relative_gap,
 )
 from sprkit.optim.support import Cut, SupportProblem
@@ -46,6 +48,7 @@ from sprkit.params import SPRParams, structure_bounds
 
 METHODS = ("auto", "bnb", "oa", "pyomo:<solver>")
 _FLAT = 1e-9  # ridge + shift below this share of the mean curvature: `auto` picks `oa`
+_LOG_EVERY = 1.0  # seconds between two lines of a solve's log
 
 
 def check_method(method: str) -> str:
@@ -72,6 +75,29 @@ def _flat_relaxation(problem: ScaledProblem) -> bool:
 def _is_number(value: object) -> bool:
     """A real number (not a string, not a bool)."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+class _ProgressLog:
+    """A native method's progress (SearchProgress, solver units) handed on as Progress
+    lines in the instance's units, at most one every _LOG_EVERY seconds (the first at once)."""
+
+    def __init__(
+        self, log: Callable[[Progress], None], problem: ScaledProblem, start: float, floor: float
+    ) -> None:
+        self.log, self.problem, self.start, self.floor = log, problem, start, floor
+        self.nodes_before = 0  # nodes of a method run earlier in the same solve (oa+bnb)
+        self.due = start
+
+    def __call__(self, nodes: int, open_nodes: int | None, lower: float, incumbent: float) -> None:
+        now = time.perf_counter()
+        if now < self.due:
+            return
+        self.due = now + _LOG_EVERY
+        objective = self.problem.restore_objective(incumbent)
+        bound = min(max(self.problem.restore_objective(lower), 0.0), objective)
+        gap = relative_gap(objective, bound, self.floor)
+        nodes += self.nodes_before
+        self.log(Progress(now - self.start, nodes, open_nodes, objective, bound, gap))
 
 
 class ExactSolver:
@@ -102,10 +128,13 @@ class ExactSolver:
         method: str = "auto",
         branching: Branching = "fractional",
         solver_options: dict | None = None,
+        log: Callable[[Progress], None] | None = None,
     ) -> MIPResult:
         """Solve to relative gap <= tol, or return the best incumbent and bound after
         `time_limit` seconds (every phase checks the clock). `branching`: rule of `bnb`;
-        `solver_options`: passed to the solver of a `pyomo:` method."""
+        `solver_options`: passed to the solver of a `pyomo:` method; `log`: called with the
+        search's Progress about once a second by `bnb` and `oa` (the first line once the
+        root is solved; not called by `pyomo:` methods, whose solvers keep their own logs)."""
         start = time.perf_counter()
         params = SPRParams(lam0, lam2)
         lam0, lam2 = params.lam0, params.lam2
@@ -117,11 +146,15 @@ class ExactSolver:
             raise ParameterError(
                 f"time_limit must be a finite number > 0 (seconds), got {time_limit!r}"
             )
+        if log is not None and not callable(log):
+            raise ParameterError(f"log must be callable or None, got {type(log).__name__}")
         deadline = start + time_limit
         # The exact methods factor matrices of at most a few hundred rows, thousands of times:
         # BLAS threads cost more than they give there (and spin against other processes).
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._solve(method, lam0, lam2, tol, deadline, start, branching, solver_options)
+            return self._solve(
+                method, lam0, lam2, tol, deadline, start, branching, solver_options, log
+            )
 
     def _solve(
         self,
@@ -133,10 +166,14 @@ class ExactSolver:
         start: float,
         branching: Branching,
         solver_options: dict | None,
+        log: Callable[[Progress], None] | None,
     ) -> MIPResult:
         if method.startswith("pyomo:"):
             return self._solve_pyomo(method, lam0, lam2, tol, deadline, start, solver_options)
         problem = self.scaled_problem(lam0, lam2)
+        report = None
+        if log is not None:
+            report = _ProgressLog(log, problem, start, GAP_FLOOR * self._gap_scale()[1])
         only_oa = method == "oa"
         # small instances: bnb enumerates where its relaxation is slow (branch_and_bound)
         flat = method == "auto" and problem.n_groups > ENUMERATE_FREE and _flat_relaxation(problem)
@@ -146,7 +183,7 @@ class ExactSolver:
             # a flat relaxation: `oa` first, on half the time (`auto`), `bnb` on the rest
             now = time.perf_counter()
             oa_deadline = now + 0.5 * (deadline - now) if flat else deadline
-            found = outer_approximation(problem, tol=tol, deadline=oa_deadline)
+            found = outer_approximation(problem, tol=tol, deadline=oa_deadline, progress=report)
             cuts = tuple(
                 Cut(cut.constant * problem.f_scale, cut.slopes * problem.f_scale)
                 for cut in found.cuts
@@ -154,7 +191,11 @@ class ExactSolver:
             incumbent, lower = found.incumbent, found.lower
             nodes, stalled, method = found.nodes, found.stalled, "oa"
         if not only_oa and (not flat or relative_gap(incumbent.value, lower, GAP_FLOOR) > tol):
-            searched = BranchAndBound(problem, branching=branching).run(tol=tol, deadline=deadline)
+            if report is not None:
+                report.nodes_before = nodes
+            searched = BranchAndBound(problem, branching=branching).run(
+                tol=tol, deadline=deadline, progress=report
+            )
             if incumbent is None or searched.incumbent.value < incumbent.value:
                 incumbent = searched.incumbent
             lower = max(lower, searched.lower)  # both are proven bounds of the same MIP
@@ -197,15 +238,11 @@ class ExactSolver:
             self.instance.loss(W) + lam2 * float(np.sum(W_P * W_P)) + lam0 * int(support.sum())
         )
         # Every term of the objective is >= 0, so 0 is a valid bound; a gap is relative to the
-        # objective, floored at GAP_FLOOR of the problem's scale: the objective at W = 0 with
-        # the free rows fitted (an offset the free rows absorb is not the problem's scale), at
-        # least eps of the objective at W = 0 (a zero optimum, Y in the span of the kept
-        # columns with lam0 = lam2 = 0, or of the free rows alone, is then certified: the
-        # rounding left there is not the problem's scale). The bound is lowered by its
-        # rounding: the fitted constant is exact to about eps sqrt(at_zero x scale).
+        # objective, floored at GAP_FLOOR of the problem's scale (_gap_scale). The bound is
+        # lowered by its rounding: the fitted constant is exact to about eps sqrt(at_zero x
+        # scale).
         eps = np.finfo(np.float64).eps
-        at_zero = float(np.sum(self.instance.Y**2)) / self.instance.n
-        scale = max(self.reduced.const, eps * at_zero)
+        at_zero, scale = self._gap_scale()
         bound -= BOUND_ROUNDING * eps * np.sqrt(max(at_zero, scale)) * np.sqrt(scale)  # no overflow
         bound = min(max(bound, 0.0), objective)
         gap = relative_gap(objective, bound, GAP_FLOOR * scale)
@@ -222,6 +259,15 @@ class ExactSolver:
             cuts=cuts,
             solver_seconds=solver_seconds,
         )
+
+    def _gap_scale(self) -> tuple[float, float]:
+        """(objective at W = 0, the problem's scale): the objective at W = 0 with the free
+        rows fitted (an offset the free rows absorb is not the problem's scale), at least eps
+        of the objective at W = 0 (a zero optimum, Y in the span of the kept columns with
+        lam0 = lam2 = 0, or of the free rows alone, is then certified: the rounding left
+        there is not the problem's scale)."""
+        at_zero = float(np.sum(self.instance.Y**2)) / self.instance.n
+        return at_zero, max(self.reduced.const, np.finfo(np.float64).eps * at_zero)
 
     def _solve_pyomo(
         self,

@@ -22,7 +22,7 @@ import numpy as np
 
 from sprkit.optim.node_relaxation import FREE, NodeRelaxation
 from sprkit.optim.problem import ScaledProblem
-from sprkit.optim.result import GAP_FLOOR, relative_gap
+from sprkit.optim.result import GAP_FLOOR, SearchProgress, relative_gap
 from sprkit.optim.silence import c_level_silence
 from sprkit.optim.support import Cut, SupportProblem, SupportSolution
 
@@ -119,8 +119,15 @@ _SMALLEST_SCALE = 1e-9  # of eta, in solver units (loss at W = 0 is 1)
 _ROOT_TIME_SHARE = 0.1
 
 
-def outer_approximation(problem: ScaledProblem, *, tol: float, deadline: float) -> OAOutcome:
-    """Outer approximation to relative gap <= tol, or the best so far at `deadline`."""
+def outer_approximation(
+    problem: ScaledProblem,
+    *,
+    tol: float,
+    deadline: float,
+    progress: SearchProgress | None = None,
+) -> OAOutcome:
+    """Outer approximation to relative gap <= tol, or the best so far at `deadline`;
+    `progress` is called after every round (open nodes: None, HiGHS keeps its own)."""
     supports = SupportProblem(
         problem.reduced,
         problem.row_structure,
@@ -160,6 +167,9 @@ def outer_approximation(problem: ScaledProblem, *, tol: float, deadline: float) 
                 master.add_cut(solution.cut)
             cuts.append(solution.cut)
         gap = relative_gap(incumbent.value, bound, GAP_FLOOR)
+        if progress is not None:
+            master_nodes = 0 if master is None else master.nodes
+            progress(master_nodes, None, min(bound, incumbent.value), incumbent.value)
         if gap <= tol or time.perf_counter() >= deadline:
             break
         if rounds and not new:  # HiGHS proposes only points already cut: bound is final

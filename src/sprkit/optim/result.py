@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,9 @@ GAP_FLOOR = 1e-8
 # Reported bounds are lowered by this many times their rounding (ExactSolver._result), so that
 # a bound is never above the optimum by rounding.
 BOUND_ROUNDING = 8.0
+# What a native method reports as it goes, in solver units: (nodes solved, open nodes or None
+# where the method keeps none, proven lower bound, incumbent value).
+SearchProgress = Callable[[int, "int | None", float, float], None]
 
 
 def relative_gap(objective: float, bound: float, floor: float = 0.0) -> float:
@@ -27,6 +31,22 @@ def relative_gap(objective: float, bound: float, floor: float = 0.0) -> float:
     (`floor`: a scale under which the objective counts as zero, so that a zero optimum can be
     certified)."""
     return float(max(objective - bound, 0.0) / max(abs(objective), floor, 1e-300))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One line of a native solve's log (ExactSolver.solve(log=...)), in the instance's
+    units: `seconds` since the solve started, `nodes` solved so far (HiGHS's master nodes for
+    `oa`), `open_nodes` still to search (None for `oa`), `objective` of the incumbent,
+    `bound` proven at that moment (it can fall by up to tol/2 when the incumbent improves:
+    nodes pruned earlier were only proven at the old pruning level), and their `gap`."""
+
+    seconds: float
+    nodes: int
+    open_nodes: int | None
+    objective: float
+    bound: float
+    gap: float
 
 
 @dataclass(frozen=True)

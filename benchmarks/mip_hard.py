@@ -42,6 +42,7 @@ SOLVERS = {
     "gurobi": ("pyomo:gurobi", {"Threads": 1}),
     "scip": ("pyomo:scip", {"parallel/maxnthreads": 1}),
 }
+_DEFAULT_OUT = Path("docs/benchmarks/mip_hard.md")
 LEVELS = {
     "correlation": [0.0, 0.5, 0.8],
     "snr": [1.0, 2.0, 5.0],
@@ -173,7 +174,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=list(SOLVERS))
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/mip_hard.md"))
+    parser.add_argument("--out", type=Path, default=_DEFAULT_OUT)
     args = parser.parse_args()
     specs = grid(args.sizes, args.per_size, args.seed)
     tasks = [(i, spec, name, args.limit) for i, spec in enumerate(specs) for name in args.solvers]
@@ -203,7 +204,7 @@ def main() -> None:
             for name in args.solvers
         }
     )
-    profile = args.out.with_name("mip_hard_profile.png")
+    profile = args.out.with_name(f"{args.out.stem}_profile.png")
     performance_profile(times, profile, args.limit)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     command = (
@@ -212,6 +213,8 @@ def main() -> None:
     )
     if args.solvers != list(SOLVERS):
         command += f" --solvers {' '.join(args.solvers)}"
+    if args.out != _DEFAULT_OUT:
+        command += f" --out {args.out}"
     columns = [
         "instance",
         "structures",
@@ -226,8 +229,10 @@ def main() -> None:
     for name in args.solvers:
         columns += [f"{name}_status", f"{name}_seconds"]
     columns += ["bnb_nodes", "bnb_gap", "bnb_kept"]
+    names = {"bnb": "sprkit bnb", "oa": "sprkit oa", "gurobi": "Gurobi", "scip": "SCIP"}
+    title = ", ".join(names[name] for name in args.solvers)
     args.out.write_text(
-        "# Exact MIP, hard regime: sprkit bnb and oa against Gurobi and SCIP\n\n"
+        f"# Exact MIP, hard regime: {title}\n\n"
         f"Command: `{command}`  \nMachine: {machine}, CPU only, every solver single threaded, "
         f"{args.workers} solver processes side by side. Time limit {args.limit:g} s, relative "
         "gap 1e-6. Seconds: to a certified gap (status optimal), model build excluded for "

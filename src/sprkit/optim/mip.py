@@ -82,9 +82,17 @@ class _ProgressLog:
     lines in the instance's units, at most one every _LOG_EVERY seconds (the first at once)."""
 
     def __init__(
-        self, log: Callable[[Progress], None], problem: ScaledProblem, start: float, floor: float
+        self,
+        log: Callable[[Progress], None],
+        problem: ScaledProblem,
+        start: float,
+        *,
+        floor: float,
+        margin: float,
     ) -> None:
-        self.log, self.problem, self.start, self.floor = log, problem, start, floor
+        """`floor` of the gaps and rounding `margin` of the bounds: ExactSolver's."""
+        self.log, self.problem, self.start = log, problem, start
+        self.floor, self.margin = floor, margin
         self.nodes_before = 0  # nodes of a method run earlier in the same solve (oa+bnb)
         self.due = start
 
@@ -94,7 +102,8 @@ class _ProgressLog:
             return
         self.due = now + _LOG_EVERY
         objective = self.problem.restore_objective(incumbent)
-        bound = min(max(self.problem.restore_objective(lower), 0.0), objective)
+        bound = self.problem.restore_objective(lower) - self.margin
+        bound = min(max(bound, 0.0), objective)
         gap = relative_gap(objective, bound, self.floor)
         nodes += self.nodes_before
         self.log(Progress(now - self.start, nodes, open_nodes, objective, bound, gap))
@@ -173,7 +182,8 @@ class ExactSolver:
         problem = self.scaled_problem(lam0, lam2)
         report = None
         if log is not None:
-            report = _ProgressLog(log, problem, start, GAP_FLOOR * self._gap_scale()[1])
+            floor = GAP_FLOOR * self._gap_scale()[1]
+            report = _ProgressLog(log, problem, start, floor=floor, margin=self._bound_margin())
         only_oa = method == "oa"
         # small instances: bnb enumerates where its relaxation is slow (branch_and_bound)
         flat = method == "auto" and problem.n_groups > ENUMERATE_FREE and _flat_relaxation(problem)
@@ -238,13 +248,10 @@ class ExactSolver:
             self.instance.loss(W) + lam2 * float(np.sum(W_P * W_P)) + lam0 * int(support.sum())
         )
         # Every term of the objective is >= 0, so 0 is a valid bound; a gap is relative to the
-        # objective, floored at GAP_FLOOR of the problem's scale (_gap_scale). The bound is
-        # lowered by its rounding: the fitted constant is exact to about eps sqrt(at_zero x
-        # scale).
-        eps = np.finfo(np.float64).eps
-        at_zero, scale = self._gap_scale()
-        bound -= BOUND_ROUNDING * eps * np.sqrt(max(at_zero, scale)) * np.sqrt(scale)  # no overflow
-        bound = min(max(bound, 0.0), objective)
+        # objective, floored at GAP_FLOOR of the problem's scale (_gap_scale); the bound is
+        # lowered by its rounding (_bound_margin).
+        scale = self._gap_scale()[1]
+        bound = min(max(bound - self._bound_margin(), 0.0), objective)
         gap = relative_gap(objective, bound, GAP_FLOOR * scale)
         return MIPResult(
             status=OPTIMAL if gap <= tol else fallback,
@@ -268,6 +275,14 @@ class ExactSolver:
         there is not the problem's scale)."""
         at_zero = float(np.sum(self.instance.Y**2)) / self.instance.n
         return at_zero, max(self.reduced.const, np.finfo(np.float64).eps * at_zero)
+
+    def _bound_margin(self) -> float:
+        """What bounds are lowered by: BOUND_ROUNDING times their rounding (the fitted
+        constant is exact to about eps sqrt(at_zero x scale); a product of square roots does
+        not overflow)."""
+        at_zero, scale = self._gap_scale()
+        eps = np.finfo(np.float64).eps
+        return BOUND_ROUNDING * eps * np.sqrt(max(at_zero, scale)) * np.sqrt(scale)
 
     def _solve_pyomo(
         self,

@@ -160,6 +160,7 @@ def test_log_reports_the_search_about_once_a_second_with_valid_bounds():
     assert np.all(np.diff([line.nodes for line in lines]) >= 0) and lines[-1].nodes > 1
     slack = 1e-12 * result.objective
     for line in lines:
+        assert all(type(v) is float for v in (line.seconds, line.objective, line.bound, line.gap))
         assert line.open_nodes >= 1
         assert line.bound <= line.objective and line.bound <= result.objective + slack
         assert line.objective >= result.bound - slack
@@ -191,3 +192,23 @@ def test_log_of_oa_and_of_the_command(tmp_path, capsys):
         seconds, nodes, open_nodes, objective, bound, gap = row.split()
         assert float(seconds) >= 0 and int(nodes) >= 0 and int(open_nodes) >= 1
         assert float(bound) <= float(objective) and float(gap) >= 0
+
+
+def test_log_of_oa_then_bnb_carries_the_incumbent_and_bound_over():
+    """A flat relaxation under `auto`: oa on half the time, then bnb. The lines after the
+    hand-over keep oa's incumbent and proven bound (both methods bound the same MIP): the
+    objective never rises and the bound never falls by more than tol/2 of the objective."""
+    case = hard_case(
+        20, correlation=0.8, snr=2.0, lam2=0.0, keep_fraction=0.3, rows_per_group=2, n=15, seed=4
+    )
+    lines = []
+    result = ExactSolver(case.instance, case.M).solve(
+        case.lam0, 0.0, method="auto", time_limit=4.0, log=lines.append
+    )
+    assert result.method == "oa+bnb" and len(lines) >= 3
+    assert any(line.open_nodes is None for line in lines)  # oa's rounds
+    assert any(line.open_nodes is not None for line in lines)  # bnb's nodes
+    for before, after in itertools.pairwise(lines):
+        assert after.objective <= before.objective
+        assert after.bound >= before.bound - 0.5e-6 * before.objective
+    assert lines[-1].bound <= result.objective and lines[-1].objective >= result.bound

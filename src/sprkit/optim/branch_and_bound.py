@@ -432,7 +432,8 @@ class BranchAndBound:
         self, *, tol: float, deadline: float, progress: SearchProgress | None = None
     ) -> SearchOutcome:
         """Search to relative gap tol/2 below the incumbent, or until `deadline`
-        (time.perf_counter() seconds); `progress` is called before every node."""
+        (time.perf_counter() seconds); `progress` is called once the root is solved and
+        before every node."""
         problem = self.problem
         self.supports.deadline = deadline
         groups = problem.n_groups
@@ -457,6 +458,8 @@ class BranchAndBound:
         self.nodes = 1
         self._offer(root.nonzero | (state == KEPT))
         self._offer((root.y >= 0.5) | (state == KEPT))
+        if progress is not None:  # before the local search, which can take a while
+            progress(self.nodes, 1, min(root.lower, self._level(tol)), self.incumbent.value)
         self.incumbent = local_search(self.supports, self.incumbent, deadline)
         state, M, shift, root, root_lower = self._root_rounds(
             state, M, shift, root, root.lower, tol, deadline

@@ -93,16 +93,22 @@ class _ProgressLog:
         """`floor` of the gaps and rounding `margin` of the bounds: ExactSolver's."""
         self.log, self.problem, self.start = log, problem, start
         self.floor, self.margin = floor, margin
-        self.nodes_before = 0  # nodes of a method run earlier in the same solve (oa+bnb)
         self.due = start
+        # what a method run earlier in the same solve (oa, before bnb) ended with, solver units
+        self.nodes_before, self.best, self.proven = 0, np.inf, -np.inf
+
+    def hand_over(self, nodes: int, incumbent: float, lower: float) -> None:
+        """Count the earlier method's nodes, incumbent and proven bound in later lines."""
+        self.nodes_before, self.best, self.proven = nodes, incumbent, lower
 
     def __call__(self, nodes: int, open_nodes: int | None, lower: float, incumbent: float) -> None:
         now = time.perf_counter()
         if now < self.due:
             return
         self.due = now + _LOG_EVERY
-        objective = self.problem.restore_objective(incumbent)
-        bound = self.problem.restore_objective(lower) - self.margin
+        # both methods' bounds are proven bounds of the same MIP
+        objective = float(self.problem.restore_objective(min(incumbent, self.best)))
+        bound = float(self.problem.restore_objective(max(lower, self.proven)) - self.margin)
         bound = min(max(bound, 0.0), objective)
         gap = relative_gap(objective, bound, self.floor)
         nodes += self.nodes_before
@@ -201,8 +207,8 @@ class ExactSolver:
             incumbent, lower = found.incumbent, found.lower
             nodes, stalled, method = found.nodes, found.stalled, "oa"
         if not only_oa and (not flat or relative_gap(incumbent.value, lower, GAP_FLOOR) > tol):
-            if report is not None:
-                report.nodes_before = nodes
+            if report is not None and incumbent is not None:
+                report.hand_over(nodes, incumbent.value, lower)
             searched = BranchAndBound(problem, branching=branching).run(
                 tol=tol, deadline=deadline, progress=report
             )

@@ -50,20 +50,99 @@ def test_bare_parameters_and_tuple_outputs_compress_exactly(make):
     assert pruner.macs() < SPRPruner(make().eval(), torch.zeros(2, 3, 8, 8)).macs()
 
 
-def test_groupnorm_losing_channels_is_a_compression_error():
-    model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1),
-        nn.GroupNorm(4, 16),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 2),
-    ).eval()
-    pruner = SPRPruner(model, torch.zeros(2, 3, 8, 8))
+class GroupNormNet(nn.Module):
+    """conv -> GroupNorm -> conv -> head: c1's channels are normalized in groups of 4."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.norm = nn.Conv2d(3, 16, 3, padding=1), nn.GroupNorm(4, 16)
+        self.c2, self.fc = nn.Conv2d(16, 8, 3, padding=1), nn.Linear(8, 2)
+
+    def forward(self, x):
+        x = F.relu(self.c2(F.relu(self.norm(self.c1(x)))))
+        return self.fc(x.mean((2, 3)))
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW map (a subclass, as vision libraries write it)."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ConvNeXtLike(nn.Module):
+    """Stem, channels-first LayerNorm, one ConvNeXt block (depthwise conv, LayerNorm, MLP with
+    GELU, layer scale, residual), head: only the MLP's hidden neurons can be cut exactly."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.stem_norm = nn.Conv2d(3, 16, 2, stride=2), LayerNorm2d(16)
+        self.dw, self.norm = nn.Conv2d(16, 16, 7, padding=3, groups=16), nn.LayerNorm(16)
+        self.pw1, self.pw2 = nn.Linear(16, 64), nn.Linear(64, 16)
+        self.scale = nn.Parameter(torch.full((16,), 0.5))
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = self.stem_norm(self.stem(x))
+        y = self.norm(self.dw(x).permute(0, 2, 3, 1))
+        x = x + (self.scale * self.pw2(F.gelu(self.pw1(y)))).permute(0, 3, 1, 2)
+        return self.fc(x.mean((2, 3)))
+
+
+class TransformerLike(nn.Module):
+    """Token embedding, attention, LayerNorm and an MLP on the residual stream."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(8, 16)
+        self.attn = nn.MultiheadAttention(16, 4, batch_first=True)
+        self.norm = nn.LayerNorm(16)
+        self.ff1, self.ff2, self.fc = nn.Linear(16, 32), nn.Linear(32, 16), nn.Linear(16, 3)
+
+    def forward(self, x):
+        h = self.embed(x)
+        h = self.norm(h + self.attn(h, h, h, need_weights=False)[0])
+        return self.fc((h + self.ff2(F.relu(self.ff1(h)))).mean(1))
+
+
+@pytest.mark.parametrize(
+    "make, shape, owners",
+    [
+        (GroupNormNet, (3, 8, 8), {"c2"}),
+        (ConvNeXtLike, (3, 16, 16), {"pw1"}),
+        (TransformerLike, (5, 8), {"ff1"}),
+    ],
+)
+def test_channels_mixed_by_normalization_or_attention_are_not_structures(make, shape, owners):
+    """A zero channel still counts in a GroupNorm's or LayerNorm's statistics and in
+    attention, so removing it would change the other channels: those channels get no
+    structures at construction (not a refusal after training); the rest is cut exactly."""
+    torch.manual_seed(0)
+    model = make().eval()
+    pruner = SPRPruner(model, torch.randn(2, *shape))
+    assert {piece.parameter.rpartition(".")[0] for piece in pruner.structures.slices} == owners
+    pruner.prune(fraction=0.5)
+    small = pruner.compress()
+    _same(model, small, torch.randn(4, *shape))
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+def test_a_functional_groupnorm_losing_channels_is_a_compression_error():
+    """F.group_norm is no module the graph can see: compression's own check refuses it."""
+
+    class FunctionalGroupNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 16, 3, padding=1), nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.fc(F.relu(F.group_norm(self.conv(x), 4)).mean((2, 3)))
+
+    pruner = SPRPruner(FunctionalGroupNorm().eval(), torch.zeros(2, 3, 8, 8))
     keep = torch.ones(pruner.structures.n, dtype=torch.bool)
     keep[:2] = False
     pruner.set_masks(keep)
-    with pytest.raises(CompressionError):
+    with pytest.raises(CompressionError, match="does not run"):
         pruner.compress()
 
 
@@ -90,19 +169,20 @@ def test_graph_and_counts_work_inside_no_grad_and_count_attention_projections():
     class Attention(nn.Module):
         def __init__(self):
             super().__init__()
-            self.embed = nn.Linear(8, 16)
+            self.hidden, self.embed = nn.Linear(8, 8), nn.Linear(8, 16)
             self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
             self.fc = nn.Linear(16, 3)
 
         def forward(self, x):
-            h = torch.relu(self.embed(x))
+            h = torch.relu(self.embed(torch.relu(self.hidden(x))))
             return self.fc((h + self.attn(h, h, h, need_weights=False)[0]).mean(1))
 
     with torch.no_grad():
         pruner = SPRPruner(Attention().eval(), torch.zeros(2, 5, 8))
         macs = pruner.macs()
-    # the Linear layers alone: embed, q/k/v projections, output projection, head
-    assert macs >= 5 * 8 * 16 + 5 * 16 * 48 + 5 * 16 * 16 + 16 * 3
+    # the Linear layers alone: hidden, embed, q/k/v projections, output projection, head
+    assert macs >= 5 * 8 * 8 + 5 * 8 * 16 + 5 * 16 * 48 + 5 * 16 * 16 + 16 * 3
+    assert pruner.structures.n == 8  # the hidden layer's: attention mixes embed's channels
 
 
 def test_a_float64_model_saves_and_loads_back(tmp_path):

@@ -214,16 +214,37 @@ def carries_inputs(graph: tp.DependencyGraph, group: tp.Group) -> bool:
     )
 
 
+# Layers whose outputs on one channel depend on the other channels' values (statistics over
+# channels, attention over the embedding): a zero channel still counts in them, so removing it
+# changes the rest of the layer's outputs and no cut of it is exact.
+CHANNEL_MIXING_TYPES = (
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.RMSNorm,
+    nn.LocalResponseNorm,
+    nn.CrossMapLRN2d,
+    nn.MultiheadAttention,
+    nn.Softmax2d,
+)
+
+
+def mixes_channels(group: tp.Group) -> bool:
+    """Whether a group's channels pass through a layer of CHANNEL_MIXING_TYPES (subclasses,
+    e.g. a channels-first LayerNorm, included)."""
+    return any(isinstance(member.target.module, CHANNEL_MIXING_TYPES) for member, _ in group)
+
+
 def never_pruned(graph: tp.DependencyGraph, group: tp.Group) -> bool:
-    """A group whose channels are the model's output or its input: it has no structures."""
-    return reaches_outputs(graph, group) or carries_inputs(graph, group)
+    """A group whose channels are the model's output or its input, or are mixed with each
+    other by a normalization or attention layer: it has no structures."""
+    return reaches_outputs(graph, group) or carries_inputs(graph, group) or mixes_channels(group)
 
 
 def coupled_groups(
     graph: tp.DependencyGraph, ignored: Sequence[nn.Module] = ()
 ) -> Iterator[CoupledGroup]:
     """Every group rooted at the output channels of a conv or Linear layer, except those with
-    an ignored member and those that are the model's outputs or carry its input."""
+    an ignored member and those never pruned (never_pruned)."""
     ignored_modules = [m for layer in ignored for m in layer.modules()]
     groups = [g for g in _all_groups(graph, ignored_modules) if not never_pruned(graph, g)]
     _refuse_tied_parameters(graph.model, {id(dep.target.module) for g in groups for dep, _ in g})

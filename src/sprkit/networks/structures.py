@@ -14,11 +14,15 @@ Groupings:
   with the normalization rows that follow it in data flow (rows of a normalization that
   follows an addition or concatenation go to the first layer of the position).
 
-Never structures: the layers the user ignores, and every group that reaches the model's
-outputs. A "unit" is a set of structures whose removal leaves some layers outputting only
-zeros (a pruning group; with "layer", a layer); a unit is *essential* when the model's output
-would then no longer depend on its input (found from the graph's data flow), and the pruning
-rules keep at least one structure of every essential unit.
+Never structures: the layers the user ignores, every group that reaches the model's outputs
+or carries its input, and every group whose channels a normalization over channels
+(LayerNorm, GroupNorm, RMSNorm, local response norm) or an attention layer mixes: there a
+zero channel still counts, so cutting it would change the other channels.
+
+A "unit" is a set of structures whose removal leaves some layers outputting only zeros (a
+pruning group; with "layer", a layer); a unit is *essential* when the model's output would
+then no longer depend on its input (found from the graph's data flow), and the pruning rules
+keep at least one structure of every essential unit.
 """
 
 from __future__ import annotations
@@ -334,8 +338,9 @@ def derive_structures(
                     owner.append(structure)
     if not owners:
         raise ParameterError(
-            "no prunable structure found: the model has no conv or Linear layer whose "
-            "outputs are not ignored and do not feed the model's output directly"
+            "no prunable structure found: the outputs of every conv or Linear layer are "
+            "ignored, feed the model's output directly, or are mixed with each other by a "
+            "normalization or attention layer (LayerNorm, GroupNorm, MultiheadAttention)"
         )
     if grouping == "graph":  # units: connected pruning groups (merged positions span them)
         unit_key_of = _group_units(groups, offsets, position_class, owners)

@@ -85,10 +85,15 @@ def test_an_operation_that_maps_zero_elsewhere_is_refused_not_cut():
     model = nn.Sequential(
         nn.Conv2d(3, 4, 3), nn.Sigmoid(), nn.Conv2d(4, 2, 3), nn.Flatten(), nn.Linear(8, 2)
     )
-    pruner = SPRPruner(model, torch.zeros(2, 3, 6, 6))
-    pruner.prune(fraction=0.5)
+    with torch.no_grad():  # channel 0 of the first conv removed: sigmoid(0) = 0.5 is read
+        model[0].weight[0] = 0.0
+        model[0].bias[0] = 0.0
     with pytest.raises(CompressionError, match="maps 0 to a nonzero value"):
-        pruner.compress()
+        compress(model, torch.zeros(2, 3, 6, 6))
+    # SPRPruner finds it at construction: the first conv gets no structures
+    pruner = SPRPruner(model, torch.zeros(2, 3, 6, 6))
+    assert [layer for layer, _ in pruner.structures.uncut] == ["0"]
+    assert set(pruner.structures.layer) == {"2"}
 
 
 def test_round_to_keeps_multiples_of_channels_and_the_function():

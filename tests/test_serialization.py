@@ -86,3 +86,23 @@ def test_weights_and_description_from_two_saves_are_refused(tmp_path):
     loaded, _ = load_compressed(tmp_path / "first", fn)  # an untouched save loads as saved
     x = torch.randn(4, *shape)
     assert torch.allclose(loaded(x), compressed.eval()(x), atol=1e-6)
+
+
+def test_a_channels_last_network_loads_back_channels_last_with_the_same_outputs(tmp_path):
+    def make():
+        return ZOO["vgg16_bn"][0]()
+
+    torch.manual_seed(0)
+    model = randomize(make(), seed=3).to(memory_format=torch.channels_last).eval()
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    pruner = SPRPruner(model, x, ignored_layers=[model.features[0]])  # kept whole: uncut
+    pruner.prune(fraction=0.5)
+    small = pruner.save(tmp_path / "net")
+    loaded, _ = load_compressed(tmp_path / "net", make)
+    saved = dict(small.named_parameters())
+    for name, parameter in loaded.named_parameters():  # the same memory layout, trainable
+        assert parameter.stride() == saved[name].stride() and parameter.requires_grad
+    first = loaded.features[0].weight
+    assert first.is_contiguous(memory_format=torch.channels_last) and not first.is_contiguous()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), small(x))

@@ -332,9 +332,42 @@ def compress(
     (module docstring). `ignored_layers`: names of layers never cut."""
     round_to = check_round_to(round_to)
     model = copy.deepcopy(masked).eval()
-    generator = torch.Generator().manual_seed(0)
-    probe = torch.randn((2, *example_inputs.shape[1:]), generator=generator).to(example_inputs)
+    probe = _probe_inputs(example_inputs)
     replaced = _fold_dead_branches(model, probe)
+    compression = _cut(model, example_inputs, ignored_layers, round_to, replaced)
+    _check_identity(masked, model, probe)
+    return model, compression
+
+
+def check_cut(
+    trial: nn.Module, example_inputs: torch.Tensor, ignored_layers: Sequence[str]
+) -> None:
+    """CompressionError where compress() would refuse to cut `trial`'s zero channels, for
+    a model none of whose residual branches is constant: trial cuts at construction
+    (sprkit.networks.exactness). Cheaper than compress(): no folding of constant branches
+    (so three forward passes in all), and `trial`, a copy made for it, is cut in place.
+    The inputs have the example's batch size, which a forward may depend on."""
+    probe = _probe_inputs(example_inputs, batch=len(example_inputs))
+    expected = _outputs(trial, probe)
+    _cut(trial.eval(), example_inputs, ignored_layers, None, {})
+    _compare(expected, trial, probe)
+
+
+def _probe_inputs(example_inputs: torch.Tensor, batch: int = 2) -> torch.Tensor:
+    """`batch` random inputs of the example's shape, dtype and device (seeded)."""
+    generator = torch.Generator().manual_seed(0)
+    shape = (batch, *example_inputs.shape[1:])
+    return torch.randn(shape, generator=generator).to(example_inputs)
+
+
+def _cut(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    ignored_layers: Sequence[str],
+    round_to: int | None,
+    replaced: dict[str, int],
+) -> Compression:
+    """Cut `model`'s zero channels in place (compress() without the checks around it)."""
     graph = build_graph(model, example_inputs)
     names = {id(module): name for name, module in model.named_modules()}
     modules = dict(model.named_modules())
@@ -365,18 +398,27 @@ def compress(
                 f"Torch-Pruning could not cut channels of {names[id(root)]}: {first_line(error)}"
             ) from None
         compression.history.append((names[id(root)], root_channels))
-    _check_identity(masked, model, probe)
-    return model, compression
+    return compression
+
+
+def _check_identity(masked: nn.Module, compressed: nn.Module, inputs: torch.Tensor) -> None:
+    _compare(_outputs(masked, inputs), compressed, inputs)
 
 
 @torch.no_grad()
-def _check_identity(masked: nn.Module, compressed: nn.Module, inputs: torch.Tensor) -> None:
-    was_training = masked.training
-    masked.eval()
+def _outputs(model: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
+    """The output tensors of `model` on `inputs` in eval mode (its mode is restored)."""
+    was_training = model.training
+    model.eval()
     try:
-        expected = output_tensors(masked(inputs))
+        return output_tensors(model(inputs))
     finally:
-        masked.train(was_training)
+        model.train(was_training)
+
+
+@torch.no_grad()
+def _compare(expected: list[torch.Tensor], compressed: nn.Module, inputs: torch.Tensor) -> None:
+    """CompressionError unless `compressed` runs on `inputs` and gives `expected`."""
     try:
         got = output_tensors(compressed(inputs))
     except Exception as error:  # e.g. a GroupNorm left with channels not divisible

@@ -234,10 +234,31 @@ def mixes_channels(group: tp.Group) -> bool:
     return any(isinstance(member.target.module, CHANNEL_MIXING_TYPES) for member, _ in group)
 
 
+def cuts_transposed_conv(graph: tp.DependencyGraph, group: tp.Group) -> bool:
+    """Whether a group holds the output channels of a transposed conv that is not depthwise
+    (its weight keeps them on dimension 1, per channel group, not as rows), or the input
+    channels of a grouped one (Torch-Pruning 1.6 cuts its weight as a grouped conv's, to
+    in_channels / groups rows, and the cut model does not run). Input channels of any other
+    transposed conv are cut like any consumer's."""
+    for dependency, _ in group:
+        module = dependency.target.module
+        if not getattr(module, "transposed", False) or is_depthwise(module):
+            continue
+        if is_out_channel(graph, dependency) or module.groups > 1:
+            return True
+    return False
+
+
 def never_pruned(graph: tp.DependencyGraph, group: tp.Group) -> bool:
-    """A group whose channels are the model's output or its input, or are mixed with each
-    other by a normalization or attention layer: it has no structures."""
-    return reaches_outputs(graph, group) or carries_inputs(graph, group) or mixes_channels(group)
+    """A group whose channels are the model's output or its input, are mixed with each other
+    by a normalization or attention layer, or cannot be cut in a transposed conv: it has no
+    structures."""
+    return (
+        reaches_outputs(graph, group)
+        or carries_inputs(graph, group)
+        or mixes_channels(group)
+        or cuts_transposed_conv(graph, group)
+    )
 
 
 def coupled_groups(
@@ -291,19 +312,20 @@ def _all_groups(graph: tp.DependencyGraph, ignored: Sequence[nn.Module]) -> list
 
 
 def is_depthwise(module: nn.Module) -> bool:
-    """A conv whose every output channel is computed from its own input channel alone."""
+    """A conv (transposed or not) whose every output channel is computed from its own input
+    channel alone."""
     return (
-        isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+        isinstance(module, nn.modules.conv._ConvNd)
         and module.groups > 1
         and module.groups == module.in_channels == module.out_channels
     )
 
 
 def is_grouped_conv(module: nn.Module) -> bool:
-    """A conv with several channel groups that is not depthwise (depthwise channels are
-    pruned one by one with their input channel)."""
+    """A conv (transposed or not) with several channel groups that is not depthwise
+    (depthwise channels are pruned one by one with their input channel)."""
     return (
-        isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+        isinstance(module, nn.modules.conv._ConvNd)
         and module.groups > 1
         and not is_depthwise(module)
     )

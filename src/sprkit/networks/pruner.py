@@ -79,6 +79,9 @@ class SPRPruner:
         self.structures: Structures = derive_structures(
             model, example_inputs, grouping=grouping, ignored_layers=ignored_layers
         )
+        # Layers a trial cut found inexact are never cut, not even a channel that training
+        # happens to zero.
+        self.ignored_names += [layer for layer, _ in self.structures.uncut]
         self.regularizer = make_penalty(
             penalty,
             model,

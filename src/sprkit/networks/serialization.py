@@ -100,8 +100,8 @@ def load_compressed(folder: Path, model_fn: Callable[[], nn.Module]) -> tuple[nn
             ) from None
         pruner = graph.get_pruner_of_module(root)
         graph.get_pruning_group(root, pruner.prune_out_channels, channels).prune()
-    try:
-        model.load_state_dict(state)
+    try:  # assign: the saved tensors' memory format (channels_last) is kept
+        model.load_state_dict(state, assign=True)
     except RuntimeError as error:
         first = str(error).strip().splitlines()[-1].strip()
         raise SprkitInputError(

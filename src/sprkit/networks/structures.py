@@ -37,8 +37,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from sprkit.errors import ParameterError, first_line
+from sprkit.networks.exactness import uncuttable_layers
 from sprkit.networks.graph import (
     ROOT_TYPES,
+    CoupledGroup,
     UnionFind,
     build_graph,
     channel_group_keys,
@@ -104,7 +106,8 @@ class Structures:
     slices: the rows each structure owns; n: number of structures; sizes: scalars per
     structure; weight_sizes: scalars of conv/Linear weights per structure; layer: name of the
     first conv/Linear layer of each structure; units: structure ids of every unit;
-    essential: per unit, whether one of its structures must stay; grouping: its name."""
+    essential: per unit, whether one of its structures must stay; grouping: its name;
+    uncut: (layer, reason) of the layers a trial cut found inexact, never pruned."""
 
     slices: tuple[RowSlice, ...]
     n: int
@@ -114,6 +117,7 @@ class Structures:
     units: tuple[torch.Tensor, ...]
     essential: tuple[bool, ...]
     grouping: str
+    uncut: tuple[tuple[str, str], ...] = ()
     # Caches derived from the fields above: the reduction plan per device and parameter
     # shapes, and the rows removed by the last mask given to apply() per parameter placement.
     _plans: dict[tuple, _ReductionPlan] = field(
@@ -254,10 +258,6 @@ class Structures:
 
 def _owned_parameters(module: nn.Module, channels: int) -> list[tuple[str, nn.Parameter]]:
     """The module's own parameters whose first dimension is its `channels` output rows."""
-    if getattr(module, "transposed", False):
-        raise ParameterError(
-            f"transposed convolutions are not supported as SPR structures ({module})"
-        )
     old_style = hasattr(module, "weight_g") or hasattr(module, "weight_orig")  # hook-based
     if parametrize.is_parametrized(module) or old_style:
         raise ParameterError(
@@ -279,12 +279,44 @@ def derive_structures(
     grouping: str = "graph",
     ignored_layers: Sequence[nn.Module] = (),
 ) -> Structures:
-    """The structures of `model` (module docstring), traced on `example_inputs`."""
+    """The structures of `model` (module docstring), traced on `example_inputs`, without
+    the layers whose cut a trial finds inexact (sprkit.networks.exactness): they are
+    treated as ignored, and `Structures.uncut` names them with the reason."""
     if grouping not in GROUPINGS:
         raise ParameterError(f"unknown grouping {grouping!r}; known: {', '.join(GROUPINGS)}")
+    ignored_layers = list(ignored_layers)
+    modules = dict(model.named_modules())
+    names = {id(module): name for name, module in modules.items()}
+    trial = _derive(model, example_inputs, "graph", ignored_layers)
+    ignored_names = [names[id(layer)] for layer in ignored_layers]
+    ignored_names += [layer for layer, _ in trial.uncut]
+    inexact = uncuttable_layers(model, example_inputs, trial, ignored_names)
+    if not inexact and grouping == "graph":
+        return trial
+    uncut = {**dict(trial.uncut), **inexact}
+    ignored_layers += [modules[name] for name in uncut]
+    return _derive(model, example_inputs, grouping, ignored_layers, uncut)
+
+
+def _derive(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    grouping: str,
+    ignored_layers: Sequence[nn.Module],
+    uncut: dict[str, str] | None = None,
+) -> Structures:
+    """derive_structures without the trial cuts (`uncut`: the layers they excluded); a group
+    the graph maps inconsistently onto a consumer is left out, its root added to `uncut`."""
+    uncut = dict(uncut or {})
     graph = build_graph(model, example_inputs)
     names = {id(module): name for name, module in model.named_modules()}
-    groups = list(coupled_groups(graph, ignored_layers))
+    groups = []
+    for group in coupled_groups(graph, ignored_layers):
+        mismatch = _consumer_mismatch(graph, group, names)
+        if mismatch is None:
+            groups.append(group)
+        else:
+            uncut[names[id(group.root)]] = mismatch
     offsets, total = [], 0
     for group in groups:
         offsets.append(total)
@@ -298,6 +330,7 @@ def derive_structures(
     owners: dict[tuple, int] = {}  # structure key -> id
     rows_of: dict[str, tuple[list[int], list[int], bool]] = {}
     layer_of: list[str] = []
+    order = {name: k for k, name in enumerate(names.values())}  # model order of layers
     unit_key_of: list[tuple] = []
     for group, offset in zip(groups, offsets, strict=True):
         out_members = [(d, c) for d, c in group.members if is_out_channel(graph, d)]
@@ -329,6 +362,8 @@ def derive_structures(
                     layer_of.append(names[id(producer)])
                     unit_key_of.append(unit_key)
                 structure = owners[key]
+                if order[names[id(producer)]] < order[layer_of[structure]]:
+                    layer_of[structure] = names[id(producer)]  # the first, in model order
                 for name, _ in owned:
                     full = f"{names[id(module)]}.{name}"
                     rows, owner, _ = rows_of.setdefault(
@@ -337,10 +372,14 @@ def derive_structures(
                     rows.append(channels[k])
                     owner.append(structure)
     if not owners:
+        found = ""
+        if uncut:
+            layer, reason = next(iter(uncut.items()))
+            found = f"; {layer}'s channels cannot be cut exactly: {reason}"
         raise ParameterError(
-            "no prunable structure found: the outputs of every conv or Linear layer are "
-            "ignored, feed the model's output directly, or are mixed with each other by a "
-            "normalization or attention layer (LayerNorm, GroupNorm, MultiheadAttention)"
+            "no prunable structure found: no conv or Linear layer has output channels that "
+            "can be cut exactly (they are ignored, feed the model's output, are mixed by a "
+            "normalization or attention layer, or are a transposed conv's)" + found
         )
     if grouping == "graph":  # units: connected pruning groups (merged positions span them)
         unit_key_of = _group_units(groups, offsets, position_class, owners)
@@ -375,7 +414,28 @@ def derive_structures(
         units=units,
         essential=essential,
         grouping=grouping,
+        uncut=tuple(uncut.items()),
     )
+
+
+def _consumer_mismatch(graph, group: CoupledGroup, names: dict[int, str]) -> str | None:
+    """Why a group cannot be cut when the graph maps its channels onto a consuming layer's
+    input channels inconsistently (a channel twice, or past its width; e.g. a Linear's
+    outputs viewed as the channels of a conv, or split by chunk: reshapes Torch-Pruning does
+    not follow), else None."""
+    for dependency, channels in group.members:
+        module = dependency.target.module
+        if not isinstance(module, nn.Module) or is_out_channel(graph, dependency):
+            continue
+        width = graph.get_in_channels(module)
+        if width is None or (len(set(channels)) == len(channels) and max(channels) < width):
+            continue
+        return (
+            f"the dependency graph maps these channels onto the input channels of "
+            f"{names[id(module)]} inconsistently (a reshape or split between them that it "
+            "does not follow)"
+        )
+    return None
 
 
 def _group_units(groups, offsets, position_class, owners) -> list[tuple]:

@@ -1,0 +1,116 @@
+"""Which structures can be cut exactly, found at construction by trial cuts.
+
+The dependency graph sees modules, not what a forward does between them: a normalization
+written as a function (F.layer_norm, a hand-written RMSNorm), an operation that maps 0 to a
+nonzero value (sigmoid, BatchNorm without affine), a fixed width (x.view(-1, 400),
+PixelShuffle, slicing) or a per-channel buffer make a cut inexact, and compress() refuses it
+only when it compares the cut model with the masked one. So that this is known before
+training, not after, a copy of the model gets one structure of every unit removed and is
+compressed (the same comparison); the units whose removal fails are found by bisection and
+their layers are never pruned.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from sprkit.networks.compression import CompressionError, check_cut
+
+if TYPE_CHECKING:
+    from sprkit.networks.structures import Structures
+
+
+def uncuttable_layers(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    structures: Structures,
+    ignored_names: Sequence[str],
+) -> dict[str, str]:
+    """Conv and Linear layers (name -> compress()'s reason) of the units of `structures`
+    (graph grouping) whose removal compress() refuses. A unit is tried with its first
+    structure removed, so that its layers keep outputs; a unit of one structure is tried
+    only when it is not essential (removing it would leave the output constant, which any
+    cut reproduces)."""
+    candidates = [
+        unit
+        for unit, essential in zip(structures.units, structures.essential, strict=True)
+        if len(unit) > 1 or not essential
+    ]
+    failing: dict[str, str] = {}
+    for unit, reason in _failing_units(
+        model, example_inputs, structures, candidates, ignored_names
+    ):
+        for layer in _weight_layers(structures, unit):
+            failing.setdefault(layer, reason)
+    return failing
+
+
+def _failing_units(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    structures: Structures,
+    units: list[torch.Tensor],
+    ignored_names: Sequence[str],
+) -> list[tuple[torch.Tensor, str]]:
+    """Bisection: one trial cut for all `units` when they pass, about 2 log2(len(units))
+    per failing unit otherwise. Units that fail only together are all reported."""
+    if not units:
+        return []
+    reason = _trial_cut(model, example_inputs, structures, units, ignored_names)
+    if reason is None:
+        return []
+    if len(units) == 1:
+        return [(units[0], reason)]
+    half = len(units) // 2
+    found = _failing_units(model, example_inputs, structures, units[:half], ignored_names)
+    found += _failing_units(model, example_inputs, structures, units[half:], ignored_names)
+    return found or [(unit, reason) for unit in units]
+
+
+def _trial_cut(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    structures: Structures,
+    units: list[torch.Tensor],
+    ignored_names: Sequence[str],
+) -> str | None:
+    """compress()'s reason for refusing a copy of `model` with the first structure of each
+    of `units` removed, or None when it cuts them exactly."""
+    keep = torch.ones(structures.n, dtype=torch.bool)
+    for unit in units:
+        keep[unit[0]] = False
+    trial = copy.deepcopy(model)
+    _fill_zeros(trial, structures)
+    structures.apply(trial, keep)
+    try:  # cuts the copy in place
+        check_cut(trial, example_inputs, ignored_names)
+    except CompressionError as error:
+        return str(error)
+    return None
+
+
+@torch.no_grad()
+def _fill_zeros(trial: nn.Module, structures: Structures) -> None:
+    """Give the exact zeros of the structures' rows small random values, so that the trial
+    cuts the structures it removes and no channel that happens to be zero already (a dead
+    unit, a zero-initialized layer) that it was not meant to try."""
+    generator = torch.Generator().manual_seed(0)
+    for parameter in structures.parameters_of(trial):
+        noise = 1e-3 * torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
+        parameter.copy_(torch.where(parameter == 0, noise.to(parameter), parameter))
+
+
+def _weight_layers(structures: Structures, unit: torch.Tensor) -> list[str]:
+    """Names of the conv and Linear layers with weight rows in `unit`'s structures."""
+    in_unit = torch.zeros(structures.n, dtype=torch.bool)
+    in_unit[unit] = True
+    return [
+        piece.parameter.rpartition(".")[0]
+        for piece in structures.slices
+        if piece.is_weight and bool(in_unit[piece.owner].any())
+    ]

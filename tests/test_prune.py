@@ -44,6 +44,7 @@ def test_digits_run_writes_a_consistent_report(tmp_path, capsys):
     networks = pd.read_csv(out / "report.csv").set_index("network")
     assert list(networks.index) == ["baseline", "penalized", "pruned", "compressed"]
     assert report["top1_change_against"] == "baseline"
+    assert report["uncut_layers"] == {}  # the built-in ResNet is cut exactly everywhere
     assert set(report["rows"]) == set(networks.index)
     assert (out / "kept_channels.png").stat().st_size > 0
     assert len(pd.read_csv(out / "layers.csv")) == 5

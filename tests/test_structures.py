@@ -93,7 +93,7 @@ def test_ignored_layers_are_never_structures():
     "name, essential",
     [
         ("vgg16_bn", None),  # a chain: every layer is essential
-        ("resnet18_tv", {"conv1", "layer2.0.downsample.0"}),
+        ("resnet18_tv", {"conv1", "layer2.0.conv2"}),  # with layer2.0.downsample.0
         ("densenet_pre", {"stem.0", "transition.2"}),
     ],
 )

@@ -338,6 +338,7 @@ def _run(
             workers=settings.train.workers,
         ),
         "replaced_blocks": sorted(compression.replaced),
+        "uncut_layers": dict(pruner.structures.uncut),
         "baseline": settings.baseline,
         "init": settings.init,
         "train": asdict(settings.train),

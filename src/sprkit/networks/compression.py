@@ -340,24 +340,31 @@ def compress(
 
 
 def check_cut(
-    trial: nn.Module, example_inputs: torch.Tensor, ignored_layers: Sequence[str]
+    trial: nn.Module,
+    example_inputs: torch.Tensor,
+    ignored_layers: Sequence[str],
+    tolerance: float | None = None,
 ) -> None:
     """CompressionError where compress() would refuse to cut `trial`'s zero channels, for
     a model none of whose residual branches is constant: trial cuts at construction
     (sprkit.networks.exactness). Cheaper than compress(): no folding of constant branches
     (so three forward passes in all), and `trial`, a copy made for it, is cut in place.
-    The inputs have the example's batch size, which a forward may depend on."""
-    probe = _probe_inputs(example_inputs, batch=len(example_inputs))
+    `tolerance`: relative to the output scale (default: compress()'s for the dtype)."""
+    probe = _probe_inputs(example_inputs)
     expected = _outputs(trial, probe)
     _cut(trial.eval(), example_inputs, ignored_layers, None, {})
-    _compare(expected, trial, probe)
+    _compare(expected, trial, probe, tolerance)
 
 
-def _probe_inputs(example_inputs: torch.Tensor, batch: int = 2) -> torch.Tensor:
-    """`batch` random inputs of the example's shape, dtype and device (seeded)."""
+class ForwardError(ParameterError):
+    """The model's forward fails on random inputs of the example's shape."""
+
+
+def _probe_inputs(example_inputs: torch.Tensor) -> torch.Tensor:
+    """Random inputs of the example's shape (batch size included: a forward may depend on
+    it), dtype and device (seeded)."""
     generator = torch.Generator().manual_seed(0)
-    shape = (batch, *example_inputs.shape[1:])
-    return torch.randn(shape, generator=generator).to(example_inputs)
+    return torch.randn(example_inputs.shape, generator=generator).to(example_inputs)
 
 
 def _cut(
@@ -407,18 +414,39 @@ def _check_identity(masked: nn.Module, compressed: nn.Module, inputs: torch.Tens
 
 @torch.no_grad()
 def _outputs(model: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
-    """The output tensors of `model` on `inputs` in eval mode (its mode is restored)."""
+    """The output tensors of `model` on `inputs` in eval mode (its mode is restored);
+    ForwardError if the forward fails (the check needs it)."""
     was_training = model.training
     model.eval()
     try:
         return output_tensors(model(inputs))
+    except Exception as error:  # the user's forward: one line, not a traceback
+        raise ForwardError(
+            "the model's forward fails on random inputs of the example's shape, which "
+            f"checking a cut needs: {type(error).__name__}: {first_line(error)}"
+        ) from None
     finally:
         model.train(was_training)
 
 
+def identity_tolerance(dtype: torch.dtype) -> float:
+    """The largest difference, relative to the output scale, between the masked and the cut
+    model's outputs that is rounding: 1e-4, or 4 units of the last place of a half-precision
+    dtype (float16: 3.9e-3, bfloat16: 3.1e-2)."""
+    eps = torch.finfo(dtype).eps if dtype.is_floating_point else 0.0
+    return max(_IDENTITY_TOLERANCE, 4 * eps)
+
+
 @torch.no_grad()
-def _compare(expected: list[torch.Tensor], compressed: nn.Module, inputs: torch.Tensor) -> None:
-    """CompressionError unless `compressed` runs on `inputs` and gives `expected`."""
+def _compare(
+    expected: list[torch.Tensor],
+    compressed: nn.Module,
+    inputs: torch.Tensor,
+    tolerance: float | None = None,
+) -> None:
+    """CompressionError unless `compressed` runs on `inputs` and gives `expected`: the same
+    entries finite, the finite ones within `tolerance` (default: identity_tolerance) of
+    the largest of them; outputs with no finite entry cannot be checked and are refused."""
     try:
         got = output_tensors(compressed(inputs))
     except Exception as error:  # e.g. a GroupNorm left with channels not divisible
@@ -434,9 +462,21 @@ def _compare(expected: list[torch.Tensor], compressed: nn.Module, inputs: torch.
             "layer's output is also one of the model's outputs, out of the traced graph's sight"
         )
     for want, have in zip(expected, got, strict=True):
+        if not want.is_floating_point():
+            if not torch.equal(want, have):
+                raise CompressionError("cutting the zero channels would change the model's outputs")
+            continue
+        finite = torch.isfinite(want)
+        if not bool(finite.any()) or not torch.equal(finite, torch.isfinite(have)):
+            raise CompressionError(
+                "the model's outputs on random inputs of the example's shape are not finite "
+                "(or the cut changes which are), so the cut cannot be checked"
+            )
+        want, have = want[finite], have[finite]
         scale = float(want.abs().max()) + 1e-12
         difference = float((want - have).abs().max())
-        if difference > _IDENTITY_TOLERANCE * scale:
+        limit = identity_tolerance(want.dtype) if tolerance is None else tolerance
+        if difference > limit * scale:
             raise CompressionError(
                 f"cutting the zero channels would change the model's outputs (max difference "
                 f"{difference:.3g} on values up to {scale:.3g}): between a removed channel and "

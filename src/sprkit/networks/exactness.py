@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from sprkit.networks.compression import CompressionError, check_cut
+from sprkit.networks.compression import CompressionError, ForwardError, check_cut
 
 if TYPE_CHECKING:
     from sprkit.networks.structures import Structures
@@ -32,10 +32,11 @@ def uncuttable_layers(
     ignored_names: Sequence[str],
 ) -> dict[str, str]:
     """Conv and Linear layers (name -> compress()'s reason) of the units of `structures`
-    (graph grouping) whose removal compress() refuses. A unit is tried with its first
-    structure removed, so that its layers keep outputs; a unit of one structure is tried
-    only when it is not essential (removing it would leave the output constant, which any
-    cut reproduces)."""
+    (graph grouping) whose removal compress() refuses. A unit is tried with some of its
+    structures removed (_trial_cut), so that its layers keep outputs; a unit of one
+    structure is tried only when it is not essential (removing it would leave the output
+    constant, which any cut reproduces). ForwardError (ParameterError) if the model's forward
+    fails on random inputs of the example's shape."""
     candidates = [
         unit
         for unit, essential in zip(structures.units, structures.essential, strict=True)
@@ -79,30 +80,41 @@ def _trial_cut(
     units: list[torch.Tensor],
     ignored_names: Sequence[str],
 ) -> str | None:
-    """compress()'s reason for refusing a copy of `model` with the first structure of each
-    of `units` removed, or None when it cuts them exactly."""
+    """compress()'s reason for refusing a copy of `model` with structures of each of `units`
+    removed (the first and the last of a unit of three or more), or None when it cuts them
+    exactly. The copy runs in float64 and is held to 1e-9 of the output scale, so that a
+    change that deep layers shrink below float32's tolerance is still seen (float16 models
+    are judged without their rounding); a model whose forward fails in float64 is tried in
+    its own dtype, at compress()'s tolerance."""
     keep = torch.ones(structures.n, dtype=torch.bool)
     for unit in units:
         keep[unit[0]] = False
+        if len(unit) > 2:
+            keep[unit[-1]] = False
     trial = copy.deepcopy(model)
-    _fill_zeros(trial, structures)
+    _fill_zeros(trial)
     structures.apply(trial, keep)
-    try:  # cuts the copy in place
-        check_cut(trial, example_inputs, ignored_names)
+    try:  # each attempt cuts its copy in place
+        try:
+            check_cut(copy.deepcopy(trial).double(), example_inputs.double(), ignored_names, 1e-9)
+        except ForwardError:  # dtypes fixed in the forward, kernels without float64
+            check_cut(trial, example_inputs, ignored_names)
     except CompressionError as error:
         return str(error)
     return None
 
 
 @torch.no_grad()
-def _fill_zeros(trial: nn.Module, structures: Structures) -> None:
-    """Give the exact zeros of the structures' rows small random values, so that the trial
-    cuts the structures it removes and no channel that happens to be zero already (a dead
-    unit, a zero-initialized layer) that it was not meant to try."""
+def _fill_zeros(trial: nn.Module) -> None:
+    """Give the exact zeros of every floating-point parameter and buffer small random
+    values: the trial then cuts only the structures it removes (not a channel that happens
+    to be zero already), and no zero that training will change (a zero-initialized bias,
+    shift or output layer, BatchNorm's running mean) hides what the cut does."""
     generator = torch.Generator().manual_seed(0)
-    for parameter in structures.parameters_of(trial):
-        noise = 1e-3 * torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
-        parameter.copy_(torch.where(parameter == 0, noise.to(parameter), parameter))
+    for tensor in [*trial.parameters(), *trial.buffers()]:
+        if tensor.is_floating_point():
+            noise = 1e-3 * torch.randn(tensor.shape, generator=generator, dtype=torch.float64)
+            tensor.copy_(torch.where(tensor == 0, noise.to(tensor), tensor))
 
 
 def _weight_layers(structures: Structures, unit: torch.Tensor) -> list[str]:

@@ -217,14 +217,18 @@ def carries_inputs(graph: tp.DependencyGraph, group: tp.Group) -> bool:
 # Layers whose outputs on one channel depend on the other channels' values (statistics over
 # channels, attention over the embedding): a zero channel still counts in them, so removing it
 # changes the rest of the layer's outputs and no cut of it is exact.
-CHANNEL_MIXING_TYPES = (
-    nn.LayerNorm,
-    nn.GroupNorm,
-    nn.RMSNorm,
-    nn.LocalResponseNorm,
-    nn.CrossMapLRN2d,
-    nn.MultiheadAttention,
-    nn.Softmax2d,
+CHANNEL_MIXING_TYPES = tuple(
+    getattr(nn, name)
+    for name in (
+        "LayerNorm",
+        "GroupNorm",
+        "RMSNorm",  # torch >= 2.4
+        "LocalResponseNorm",
+        "CrossMapLRN2d",
+        "MultiheadAttention",
+        "Softmax2d",
+    )
+    if hasattr(nn, name)
 )
 
 

@@ -79,9 +79,11 @@ class SPRPruner:
         self.structures: Structures = derive_structures(
             model, example_inputs, grouping=grouping, ignored_layers=ignored_layers
         )
-        # Layers a trial cut found inexact are never cut, not even a channel that training
-        # happens to zero.
-        self.ignored_names += [layer for layer, _ in self.structures.uncut]
+        # Layers a trial cut found inexact are never cut (not even a channel that training
+        # happens to zero) nor regularized by a competitor's penalty.
+        uncut = [layer for layer, _ in self.structures.uncut]
+        self.ignored_names += uncut
+        ignored_layers += [model.get_submodule(layer) for layer in uncut]
         self.regularizer = make_penalty(
             penalty,
             model,

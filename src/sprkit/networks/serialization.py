@@ -100,14 +100,27 @@ def load_compressed(folder: Path, model_fn: Callable[[], nn.Module]) -> tuple[nn
             ) from None
         pruner = graph.get_pruner_of_module(root)
         graph.get_pruning_group(root, pruner.prune_out_channels, channels).prune()
-    try:  # assign: the saved tensors' memory format (channels_last) is kept
-        model.load_state_dict(state, assign=True)
+    try:
+        model.load_state_dict(state)
     except RuntimeError as error:
         first = str(error).strip().splitlines()[-1].strip()
         raise SprkitInputError(
             f"the saved weights do not fit the model this constructor builds: {first}"
         ) from None
+    _keep_memory_formats(model, state)
     return model.eval(), description
+
+
+@torch.no_grad()
+def _keep_memory_formats(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Give each parameter the memory layout of its saved tensor (a channels_last weight
+    stays channels_last), in place: tied parameters stay one."""
+    for name, parameter in model.named_parameters():
+        saved = state.get(name)
+        if saved is not None and saved.stride() != parameter.stride():
+            parameter.data = torch.empty_strided(
+                saved.shape, saved.stride(), dtype=parameter.dtype, device=parameter.device
+            ).copy_(parameter.data)
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> None:

@@ -14,10 +14,13 @@ Groupings:
   with the normalization rows that follow it in data flow (rows of a normalization that
   follows an addition or concatenation go to the first layer of the position).
 
-Never structures: the layers the user ignores, every group that reaches the model's outputs
-or carries its input, and every group whose channels a normalization over channels
-(LayerNorm, GroupNorm, RMSNorm, local response norm) or an attention layer mixes: there a
-zero channel still counts, so cutting it would change the other channels.
+Never structures: the layers the user ignores; every group that reaches the model's outputs
+or carries its input; every group whose channels a normalization over channels (LayerNorm,
+GroupNorm, RMSNorm, local response norm) or an attention layer mixes (a zero channel still
+counts there, so cutting it would change the other channels); a transposed conv's outputs
+and a grouped one's inputs; a group the graph maps inconsistently onto a consumer; and the
+layers a trial cut at construction finds inexact (sprkit.networks.exactness). The last two
+are listed in Structures.uncut with the reason.
 
 A "unit" is a set of structures whose removal leaves some layers outputting only zeros (a
 pruning group; with "layer", a layer); a unit is *essential* when the model's output would
@@ -41,6 +44,7 @@ from sprkit.networks.exactness import uncuttable_layers
 from sprkit.networks.graph import (
     ROOT_TYPES,
     CoupledGroup,
+    TracedGraph,
     UnionFind,
     build_graph,
     channel_group_keys,
@@ -418,7 +422,9 @@ def _derive(
     )
 
 
-def _consumer_mismatch(graph, group: CoupledGroup, names: dict[int, str]) -> str | None:
+def _consumer_mismatch(
+    graph: TracedGraph, group: CoupledGroup, names: dict[int, str]
+) -> str | None:
     """Why a group cannot be cut when the graph maps its channels onto a consuming layer's
     input channels inconsistently (a channel twice, or past its width; e.g. a Linear's
     outputs viewed as the channels of a conv, or split by chunk: reshapes Torch-Pruning does
@@ -428,7 +434,8 @@ def _consumer_mismatch(graph, group: CoupledGroup, names: dict[int, str]) -> str
         if not isinstance(module, nn.Module) or is_out_channel(graph, dependency):
             continue
         width = graph.get_in_channels(module)
-        if width is None or (len(set(channels)) == len(channels) and max(channels) < width):
+        unique = len(set(channels)) == len(channels)
+        if width is None or not channels or (unique and max(channels) < width):
             continue
         return (
             f"the dependency graph maps these channels onto the input channels of "

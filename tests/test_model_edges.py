@@ -502,17 +502,17 @@ class LinearToFeatureMap(nn.Module):
 @pytest.mark.parametrize(
     "make, shape, owners, uncut",
     [
-        (TransposedSkip, (3, 16, 16), {"e2", "d1"}, set()),
+        (TransposedSkip, (3, 16, 16), {"e1", "up", "e2", "d1"}, set()),
         (lambda: TransposedSkip(groups=2), (3, 16, 16), {"d1"}, set()),
-        (LinearToFeatureMap, (8,), {"pre"}, {"fc"}),
+        (LinearToFeatureMap, (8,), {"pre", "t1", "bn"}, {"fc"}),
     ],
 )
 def test_transposed_convs_and_reshapes_the_graph_misreads(make, shape, owners, uncut):
-    """A transposed conv's outputs are not structures (its weight holds them on dimension
-    1) and the input channels of a grouped one are not cut (Torch-Pruning 1.6 cuts its
-    weight as a grouped conv's): before, the first was refused at construction, the second
-    at compress(). A Linear whose outputs are viewed as channels is mapped onto them wrongly
-    by the graph: it is left uncut, named in Structures.uncut."""
+    """A transposed conv's output channels are structures (dimension 1 of its weight; before,
+    a model where they joined a residual was refused at construction); a grouped transposed
+    conv's channels are not cut (Torch-Pruning 1.6 cuts its weight as a grouped conv's; the
+    cut model did not run). A Linear whose outputs are viewed as channels is mapped onto them
+    wrongly by the graph: it is left uncut, named in Structures.uncut."""
     torch.manual_seed(0)
     model = make().eval()
     pruner = SPRPruner(model, torch.randn(2, *shape))
@@ -546,3 +546,28 @@ def test_a_structure_is_named_after_its_first_layer_in_model_order():
     layers = {piece.parameter.rpartition(".")[0] for piece in pruner.structures.slices}
     assert {"expand", "dw", "se_expand"} <= layers
     assert set(pruner.structures.layer) == {"expand", "se_reduce", "project"}
+
+
+def test_a_transposed_convs_removed_outputs_are_zeroed_penalized_and_cut():
+    """Its weight's dimension 1 is what a structure owns: zeroed by the mask, counted in the
+    structure's norm, cut by compression."""
+    torch.manual_seed(0)
+    model = LinearToFeatureMap().eval()
+    pruner = SPRPruner(model, torch.randn(2, 8))
+    t1 = [j for j, layer in enumerate(pruner.structures.layer) if layer == "t1"]
+    assert len(t1) == 16
+    norms = pruner.structures.norms(model)
+    with torch.no_grad():  # structure of output channel k: t1.weight[:, k], t1.bias[k], bn's k
+        own = [
+            float(model.t1.weight[:, k].square().sum() + model.t1.bias[k] ** 2)
+            + float(model.bn.weight[k] ** 2 + model.bn.bias[k] ** 2)
+            for k in range(16)
+        ]
+    assert sorted(float(norms[j]) ** 2 for j in t1) == pytest.approx(sorted(own), rel=1e-6)
+    keep = torch.ones(pruner.structures.n, dtype=torch.bool)
+    keep[t1[:5]] = False
+    pruner.set_masks(keep)
+    assert int((model.t1.weight.abs().sum(dim=(0, 2, 3)) == 0).sum()) == 5
+    small = pruner.compress()
+    assert small.t1.out_channels == 11 and small.t2.in_channels == 11
+    _same(model, small, torch.randn(4, 8))

@@ -40,10 +40,12 @@ from sprkit.errors import ParameterError, first_line
 from sprkit.networks.architectures import ShortcutBlock, folds_to_shortcut
 from sprkit.networks.graph import (
     ROOT_TYPES,
+    TRANSPOSED_TYPES,
     CoupledGroup,
     build_graph,
     channel_group_keys,
     coupled_groups,
+    is_depthwise,
     is_grouped_conv,
     is_out_channel,
     output_tensors,
@@ -119,10 +121,13 @@ def _zero_rows(graph, module: nn.Module) -> torch.Tensor | None:
     if not isinstance(module, nn.Module):
         return None
     rows = graph.get_out_channels(module)
-    own = [
-        p.detach().reshape(rows, -1)
-        for p in module.parameters(recurse=False)
-        if p.ndim >= 1 and p.shape[0] == rows
+    transposed = isinstance(module, TRANSPOSED_TYPES) and not is_depthwise(module)
+    own = [  # a transposed conv's weight holds its output channels on dimension 1
+        (p.detach().transpose(0, 1) if transposed and name == "weight" else p.detach()).reshape(
+            rows, -1
+        )
+        for name, p in module.named_parameters(recurse=False)
+        if p.ndim >= 1 and p.shape[1 if transposed and name == "weight" else 0] == rows
     ]
     if not own:
         return None
@@ -343,17 +348,24 @@ def check_cut(
     trial: nn.Module,
     example_inputs: torch.Tensor,
     ignored_layers: Sequence[str],
+    precision: torch.dtype | None = None,
     tolerance: float | None = None,
 ) -> None:
     """CompressionError where compress() would refuse to cut `trial`'s zero channels, for
     a model none of whose residual branches is constant: trial cuts at construction
     (sprkit.networks.exactness). Cheaper than compress(): no folding of constant branches
     (so three forward passes in all), and `trial`, a copy made for it, is cut in place.
-    `tolerance`: relative to the output scale (default: compress()'s for the dtype)."""
+    `precision`: the dtype both models are compared in (traced and cut in their own);
+    `tolerance`: relative to the output scale (default: compress()'s for the dtype). A
+    ForwardError comes from the masked model's forward, before `trial` is cut."""
     probe = _probe_inputs(example_inputs)
-    expected = _outputs(trial, probe)
+    if precision is None:
+        expected = _outputs(trial, probe)
+    else:
+        probe = probe.to(precision)
+        expected = _outputs(copy.deepcopy(trial).to(precision), probe)
     _cut(trial.eval(), example_inputs, ignored_layers, None, {})
-    _compare(expected, trial, probe, tolerance)
+    _compare(expected, trial if precision is None else trial.to(precision), probe, tolerance)
 
 
 class ForwardError(ParameterError):

@@ -23,7 +23,8 @@ from torch import nn
 from sprkit.errors import ParameterError, first_line
 from sprkit.networks.architectures import ResidualBias, ZeroPadShortcut
 
-ROOT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+TRANSPOSED_TYPES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+ROOT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, *TRANSPOSED_TYPES)
 
 
 class _ZeroPadShortcutPruner(tp.pruner.function.BasePruningFunc):
@@ -238,30 +239,28 @@ def mixes_channels(group: tp.Group) -> bool:
     return any(isinstance(member.target.module, CHANNEL_MIXING_TYPES) for member, _ in group)
 
 
-def cuts_transposed_conv(graph: tp.DependencyGraph, group: tp.Group) -> bool:
-    """Whether a group holds the output channels of a transposed conv that is not depthwise
-    (its weight keeps them on dimension 1, per channel group, not as rows), or the input
-    channels of a grouped one (Torch-Pruning 1.6 cuts its weight as a grouped conv's, to
-    in_channels / groups rows, and the cut model does not run). Input channels of any other
-    transposed conv are cut like any consumer's."""
-    for dependency, _ in group:
-        module = dependency.target.module
-        if not getattr(module, "transposed", False) or is_depthwise(module):
-            continue
-        if is_out_channel(graph, dependency) or module.groups > 1:
-            return True
-    return False
+def cuts_transposed_conv(group: tp.Group) -> bool:
+    """Whether a group holds channels of a transposed conv with several channel groups,
+    not depthwise: its weight keeps output channels per channel group on dimension 1, and
+    Torch-Pruning 1.6 cuts its input rows as a grouped conv's (to in_channels / groups
+    rows, and the cut model does not run). Other transposed convs are cut (outputs on
+    their weight's dimension 1)."""
+    return any(
+        isinstance(dependency.target.module, TRANSPOSED_TYPES)
+        and is_grouped_conv(dependency.target.module)
+        for dependency, _ in group
+    )
 
 
 def never_pruned(graph: tp.DependencyGraph, group: tp.Group) -> bool:
     """A group whose channels are the model's output or its input, are mixed with each other
-    by a normalization or attention layer, or cannot be cut in a transposed conv: it has no
+    by a normalization or attention layer, or pass a grouped transposed conv: it has no
     structures."""
     return (
         reaches_outputs(graph, group)
         or carries_inputs(graph, group)
         or mixes_channels(group)
-        or cuts_transposed_conv(graph, group)
+        or cuts_transposed_conv(group)
     )
 
 

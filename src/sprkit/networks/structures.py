@@ -43,12 +43,14 @@ from sprkit.errors import ParameterError, first_line
 from sprkit.networks.exactness import uncuttable_layers
 from sprkit.networks.graph import (
     ROOT_TYPES,
+    TRANSPOSED_TYPES,
     CoupledGroup,
     TracedGraph,
     UnionFind,
     build_graph,
     channel_group_keys,
     coupled_groups,
+    is_depthwise,
     is_out_channel,
     link_keys,
     output_tensors,
@@ -62,13 +64,19 @@ GROUPINGS = ("graph", "layer")
 class RowSlice:
     """Rows `rows` of parameter `parameter` (full name in the model) belong to structures
     `owner` (same length). `is_weight`: the weight of a conv or Linear layer (what the
-    paper's threshold rule counts)."""
+    paper's threshold rule counts). `dim`: the dimension that indexes output channels, 0,
+    or 1 for a transposed conv's weight (in_channels, out_channels, ...)."""
 
     parameter: str
     rows: torch.Tensor
     owner: torch.Tensor
     is_weight: bool
+    dim: int = 0
     _placed: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def channel_rows(self, parameter: torch.Tensor) -> torch.Tensor:
+        """`parameter` with the output channels first (a view: writes go to `parameter`)."""
+        return parameter if self.dim == 0 else parameter.transpose(0, self.dim)
 
     def on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(rows, owner) on `device`, copied there once: the penalty reads them at every
@@ -165,6 +173,10 @@ class Structures:
         """reductions() from the slices' parameter tensors (parameters_of(model), which a
         caller that evaluates at every step reads through owners_of: the lookup by name costs
         about as much as the reductions' own launches)."""
+        parameters = [
+            piece.channel_rows(parameter)
+            for piece, parameter in zip(self.slices, parameters, strict=True)
+        ]
         plan = self._plan(parameters)
         row_sq, row_max = [], []
         for members in plan.by_length:
@@ -180,8 +192,9 @@ class Structures:
         return sq_norm, max_abs
 
     def _plan(self, parameters: list[torch.Tensor]) -> _ReductionPlan:
-        """The stacking of `parameters` (slice order) by row length, built once per device and
-        parameter shapes (a model of other shapes gets its own plan, or a clear error)."""
+        """The stacking of `parameters` (slice order, output channels first) by row length,
+        built once per device and parameter shapes (a model of other shapes gets its own
+        plan, or a clear error)."""
         device = parameters[0].device
         key = (device, tuple(parameter.shape for parameter in parameters))
         if key not in self._plans:
@@ -219,7 +232,8 @@ class Structures:
             for piece, parameter in zip(self.slices, self.parameters_of(model), strict=True):
                 if not piece.is_weight:
                     continue
-                rows = parameter.detach().index_select(0, piece.on(parameter.device)[0])
+                channels = piece.channel_rows(parameter.detach())
+                rows = channels.index_select(0, piece.on(parameter.device)[0])
                 alive = (rows.reshape(len(rows), -1).abs() >= threshold).sum(dim=1).double().cpu()
                 counts.index_add_(0, piece.owner, alive)
         return counts
@@ -240,8 +254,8 @@ class Structures:
                 for piece, device in zip(self.slices, devices, strict=True)
             ]
             cached = self._removed_rows[devices] = (keep.clone(), removed)
-        for rows, parameter in zip(cached[1], parameters, strict=True):
-            parameter.index_fill_(0, rows, 0.0)
+        for piece, rows, parameter in zip(self.slices, cached[1], parameters, strict=True):
+            parameter.index_fill_(piece.dim, rows, 0.0)
 
     def kept_with_essentials(self, keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """`keep` with the highest-score structure of every essential unit that has none
@@ -260,8 +274,10 @@ class Structures:
         ]
 
 
-def _owned_parameters(module: nn.Module, channels: int) -> list[tuple[str, nn.Parameter]]:
-    """The module's own parameters whose first dimension is its `channels` output rows."""
+def _owned_parameters(module: nn.Module, channels: int) -> list[tuple[str, int]]:
+    """(name, dimension of the output channels) of the module's own parameters with its
+    `channels` output channels: dimension 0, or 1 for a transposed conv's weight (not
+    depthwise: those have (channels, 1, ...), like a conv's; grouped ones are never cut)."""
     old_style = hasattr(module, "weight_g") or hasattr(module, "weight_orig")  # hook-based
     if parametrize.is_parametrized(module) or old_style:
         raise ParameterError(
@@ -269,11 +285,13 @@ def _owned_parameters(module: nn.Module, channels: int) -> list[tuple[str, nn.Pa
             "spectral_norm, torch.nn.utils.prune) is not supported as an SPR structure; remove "
             "it first (parametrize.remove_parametrizations, or prune.remove)"
         )
-    return [
-        (name, p)
-        for name, p in module.named_parameters(recurse=False)
-        if p.ndim >= 1 and p.shape[0] == channels
-    ]
+    transposed = isinstance(module, TRANSPOSED_TYPES) and not is_depthwise(module)
+    owned = []
+    for name, p in module.named_parameters(recurse=False):
+        dim = 1 if transposed and name == "weight" else 0
+        if p.ndim > dim and p.shape[dim] == channels:
+            owned.append((name, dim))
+    return owned
 
 
 def derive_structures(
@@ -332,7 +350,7 @@ def _derive(
 
     # Rows of every parameter, per position: (parameter name, row, producer, is_weight).
     owners: dict[tuple, int] = {}  # structure key -> id
-    rows_of: dict[str, tuple[list[int], list[int], bool]] = {}
+    rows_of: dict[str, tuple[list[int], list[int], bool, int]] = {}
     layer_of: list[str] = []
     order = {name: k for k, name in enumerate(names.values())}  # model order of layers
     unit_key_of: list[tuple] = []
@@ -368,10 +386,10 @@ def _derive(
                 structure = owners[key]
                 if order[names[id(producer)]] < order[layer_of[structure]]:
                     layer_of[structure] = names[id(producer)]  # the first, in model order
-                for name, _ in owned:
+                for name, dim in owned:
                     full = f"{names[id(module)]}.{name}"
-                    rows, owner, _ = rows_of.setdefault(
-                        full, ([], [], isinstance(module, ROOT_TYPES) and name == "weight")
+                    rows, owner, _, _ = rows_of.setdefault(
+                        full, ([], [], isinstance(module, ROOT_TYPES) and name == "weight", dim)
                     )
                     rows.append(channels[k])
                     owner.append(structure)
@@ -391,17 +409,17 @@ def _derive(
     slices = []
     sizes = torch.zeros(len(owners), dtype=torch.float64)
     weight_sizes = torch.zeros(len(owners), dtype=torch.float64)
-    for full, (rows, owner, is_weight) in rows_of.items():
+    for full, (rows, owner, is_weight, dim) in rows_of.items():
         rows_t, owner_t = torch.tensor(rows), torch.tensor(owner)
-        if len(set(rows)) != len(rows) or max(rows) >= parameters[full].shape[0]:
+        if len(set(rows)) != len(rows) or max(rows) >= parameters[full].shape[dim]:
             raise ParameterError(
                 f"the dependency graph maps channels of {full} inconsistently: channels "
                 "permuted or split (channel shuffles, chunks) or mixed along another axis "
                 "(a Linear over tokens after a transpose) are not supported; pass that "
                 "layer in ignored_layers"
             )
-        slices.append(RowSlice(full, rows_t, owner_t, is_weight))
-        per_row = parameters[full][0].numel()
+        slices.append(RowSlice(full, rows_t, owner_t, is_weight, dim))
+        per_row = parameters[full].numel() // parameters[full].shape[dim]
         sizes.index_add_(0, owner_t, torch.full((len(rows),), float(per_row), dtype=torch.float64))
         if is_weight:
             weight_sizes.index_add_(
@@ -477,7 +495,7 @@ def _dead_modules(
     for piece in slices:
         module_name = piece.parameter.rpartition(".")[0]
         complete = bool(in_unit[piece.owner].all()) and (
-            len(piece.rows) == parameters[piece.parameter].shape[0]
+            len(piece.rows) == parameters[piece.parameter].shape[piece.dim]
         )
         dead[module_name] = dead.get(module_name, True) and complete
     return {name for name, is_dead in dead.items() if is_dead}

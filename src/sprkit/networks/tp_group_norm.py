@@ -26,6 +26,7 @@ from sprkit.errors import ParameterError
 from sprkit.networks.graph import (
     CUSTOM_PRUNERS,
     ROOT_TYPES,
+    TRANSPOSED_TYPES,
     build_graph,
     is_grouped_conv,
     never_pruned,
@@ -65,6 +66,15 @@ class TPGroupNormPenalty:
             raise ParameterError(
                 "the tp_group_norm penalty cannot run on grouped convolutions (Torch-Pruning "
                 f"1.6's GroupNormPruner.regularize fails on them): {grouped[0]}"
+            )
+        transposed = [
+            name for name, module in model.named_modules() if isinstance(module, TRANSPOSED_TYPES)
+        ]
+        if transposed:  # it regularizes dimension 0 of their weights: their input channels
+            raise ParameterError(
+                "the tp_group_norm penalty cannot run on transposed convolutions (Torch-"
+                "Pruning 1.6's GroupNormPruner.regularize scales their input channels as "
+                f"if they were outputs): {transposed[0]}"
             )
         self.model, self.structures = model, structures
         self.pruner = tp.pruner.GroupNormPruner(

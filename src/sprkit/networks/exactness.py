@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from sprkit.networks.compression import CompressionError, ForwardError, check_cut
+from sprkit.errors import ParameterError, first_line
+from sprkit.networks.compression import ForwardError, check_cut
 
 if TYPE_CHECKING:
     from sprkit.networks.structures import Structures
@@ -99,8 +100,10 @@ def _trial_cut(
             check_cut(trial, example_inputs, ignored_names, torch.float64, 1e-9)
         except ForwardError:  # in float64, before the cut: dtypes fixed in the forward, ...
             check_cut(trial, example_inputs, ignored_names)
-    except CompressionError as error:
-        return str(error)
+    except ForwardError:
+        raise  # the model's own forward: nothing to try
+    except ParameterError as error:  # CompressionError, or the graph failing on the cut copy
+        return first_line(error)
     return None
 
 

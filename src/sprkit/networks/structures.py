@@ -1,8 +1,9 @@
 """SPR structures of any model: sets of parameter rows kept or removed together.
 
-A structure owns rows (dim 0: output channels, output neurons) of parameter tensors: the
-weights and bias of conv and Linear layers and the scale and shift of normalization layers
-(BatchNorm1d/2d, ...), as the dependency graph couples them (sprkit.networks.graph).
+A structure owns rows (output channels, output neurons: dim 0, or dim 1 of a transposed
+conv's weight) of parameter tensors: the weights and bias of conv, transposed conv and Linear
+layers and the scale and shift of normalization layers (BatchNorm1d/2d, ...), as the
+dependency graph couples them (sprkit.networks.graph).
 Removing a structure zeroes its rows; the layers it owns then output exactly zero on those
 channels, which is what compression cuts.
 
@@ -17,8 +18,8 @@ Groupings:
 Never structures: the layers the user ignores; every group that reaches the model's outputs
 or carries its input; every group whose channels a normalization over channels (LayerNorm,
 GroupNorm, RMSNorm, local response norm) or an attention layer mixes (a zero channel still
-counts there, so cutting it would change the other channels); a transposed conv's outputs
-and a grouped one's inputs; a group the graph maps inconsistently onto a consumer; and the
+counts there, so cutting it would change the other channels); the channels of a grouped
+transposed conv; a group the graph maps inconsistently onto a consumer; and the
 layers a trial cut at construction finds inexact (sprkit.networks.exactness). The last two
 are listed in Structures.uncut with the reason.
 
@@ -401,7 +402,7 @@ def _derive(
         raise ParameterError(
             "no prunable structure found: no conv or Linear layer has output channels that "
             "can be cut exactly (they are ignored, feed the model's output, are mixed by a "
-            "normalization or attention layer, or are a transposed conv's)" + found
+            "normalization or attention layer, or pass a grouped transposed conv)" + found
         )
     if grouping == "graph":  # units: connected pruning groups (merged positions span them)
         unit_key_of = _group_units(groups, offsets, position_class, owners)

@@ -1,5 +1,6 @@
 """Report pieces: top-k accuracies against a hand count, files written atomically."""
 
+import copy
 import json
 
 import pandas as pd
@@ -7,7 +8,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from sprkit.app.pipeline import _layer_table
 from sprkit.app.reports import write_report
+from sprkit.networks import SPRPruner
 from sprkit.networks.measure import max_logit_difference, top_k_accuracies
 
 
@@ -54,3 +57,27 @@ def test_report_files(tmp_path):
     assert pd.read_csv(tmp_path / "report.csv")["network"].tolist() == ["dense", "compressed"]
     assert (tmp_path / "kept_channels.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_layer_table_counts_a_transposed_convs_output_channels():
+    """dense, masked and compressed are output channels: dimension 1 of a transposed conv's
+    weight (it reported the 32 input channels as dense and masked)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(32, 24, 2, 2),
+        nn.BatchNorm2d(24),
+        nn.ReLU(),
+        nn.Conv2d(24, 2, 1),
+    ).eval()
+    dense = copy.deepcopy(model)
+    pruner = SPRPruner(model, torch.randn(2, 3, 8, 8))
+    up = [j for j, layer in enumerate(pruner.structures.layer) if layer == "2"]
+    keep = torch.ones(pruner.structures.n, dtype=torch.bool)
+    keep[up[:10]] = False
+    pruner.set_masks(keep)
+    pruner.compress()
+    table = _layer_table(dense, model, ["0", "2"], pruner.compression).set_index("layer")
+    assert table.loc["2"].tolist() == [24, 14, 14]
+    assert table.loc["0"].tolist() == [32, 32, 32]

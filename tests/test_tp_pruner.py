@@ -43,3 +43,34 @@ def test_regularize_adds_the_spr_gradient_and_step_prunes_in_the_tp_loop():
     assert model(torch.randn(3, *shape)).shape == (3, 10)
     assert model.classifier[-1].out_features == 10
     pruner.regularize(model)  # structures re-derived from the smaller model
+
+
+def test_a_transposed_convs_output_channels_are_ranked_by_their_own_weights():
+    """A transposed conv's output channel k is weight[:, k]: the step removes the channel
+    whose weights are zero, not the one whose input row weight[k] is (it kept output 2 and
+    removed output 7 when the importance read dimension 0)."""
+
+    class Upsampler(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 16, 3, padding=1)
+            self.up, self.bn = torch.nn.ConvTranspose2d(16, 8, 2, 2), torch.nn.BatchNorm2d(8)
+            self.head = torch.nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            relu = torch.nn.functional.relu
+            return self.head(relu(self.bn(self.up(relu(self.conv(x))))))
+
+    torch.manual_seed(0)
+    model = Upsampler().eval()
+    with torch.no_grad():
+        model.up.bias.zero_()
+        model.up.weight[:, 2] = 0.0  # output channel 2: only its BatchNorm rows are left
+        model.up.weight[2, :] = 1.0  # input row 2: large
+        model.bn.running_var.copy_(torch.arange(8.0) + 1)  # tags the output channels
+    pruner = SPRTorchPruner(
+        model, torch.randn(2, 3, 8, 8), ignored_layers=[model.head], pruning_ratio=0.125
+    )
+    pruner.step()
+    assert model.up.out_channels == 7
+    assert (model.bn.running_var - 1).int().tolist() == [0, 1, 3, 4, 5, 6, 7]

@@ -34,7 +34,7 @@ from sprkit.errors import CheckpointError, ParameterError, first_line
 from sprkit.networks import distributed
 from sprkit.networks.architectures import model_constructor
 from sprkit.networks.compression import Compression, fold_batchnorm
-from sprkit.networks.graph import example_batch
+from sprkit.networks.graph import example_batch, output_channel_dim
 from sprkit.networks.measure import (
     count_macs,
     count_parameters,
@@ -53,11 +53,12 @@ def _layer_table(
     dense_modules, masked_modules = dict(dense.named_modules()), dict(masked.named_modules())
     rows = []
     for name in layers:
-        weight = masked_modules[name].weight.detach()
+        dim = output_channel_dim(masked_modules[name], "weight")  # 1: a transposed conv
+        weight = masked_modules[name].weight.detach().transpose(0, dim)
         rows.append(
             {
                 "layer": name,
-                "dense": dense_modules[name].weight.shape[0],
+                "dense": dense_modules[name].weight.shape[dim],
                 "masked": int((weight.reshape(len(weight), -1) != 0).any(dim=1).sum()),
                 "compressed": len(compression.kept_channels.get(name, [])),
             }

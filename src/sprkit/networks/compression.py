@@ -40,14 +40,13 @@ from sprkit.errors import ParameterError, first_line
 from sprkit.networks.architectures import ShortcutBlock, folds_to_shortcut
 from sprkit.networks.graph import (
     ROOT_TYPES,
-    TRANSPOSED_TYPES,
     CoupledGroup,
     build_graph,
     channel_group_keys,
     coupled_groups,
-    is_depthwise,
     is_grouped_conv,
     is_out_channel,
+    output_channel_dim,
     output_tensors,
     position_classes,
 )
@@ -121,14 +120,11 @@ def _zero_rows(graph, module: nn.Module) -> torch.Tensor | None:
     if not isinstance(module, nn.Module):
         return None
     rows = graph.get_out_channels(module)
-    transposed = isinstance(module, TRANSPOSED_TYPES) and not is_depthwise(module)
-    own = [  # a transposed conv's weight holds its output channels on dimension 1
-        (p.detach().transpose(0, 1) if transposed and name == "weight" else p.detach()).reshape(
-            rows, -1
-        )
-        for name, p in module.named_parameters(recurse=False)
-        if p.ndim >= 1 and p.shape[1 if transposed and name == "weight" else 0] == rows
-    ]
+    own = []
+    for name, p in module.named_parameters(recurse=False):
+        dim = output_channel_dim(module, name)  # 1 for a transposed conv's weight
+        if p.ndim > dim and p.shape[dim] == rows:
+            own.append(p.detach().transpose(0, dim).reshape(rows, -1))
     if not own:
         return None
     return torch.cat(own, dim=1).eq(0).all(dim=1).cpu()

@@ -239,6 +239,14 @@ def mixes_channels(group: tp.Group) -> bool:
     return any(isinstance(member.target.module, CHANNEL_MIXING_TYPES) for member, _ in group)
 
 
+def output_channel_dim(module: nn.Module, parameter_name: str) -> int:
+    """The dimension of a module's parameter that indexes the module's output channels: 1 for
+    the weight of a transposed conv that is not depthwise (in_channels, out_channels /
+    groups, ...), else 0."""
+    transposed = isinstance(module, TRANSPOSED_TYPES) and not is_depthwise(module)
+    return 1 if transposed and parameter_name == "weight" else 0
+
+
 def cuts_transposed_conv(group: tp.Group) -> bool:
     """Whether a group holds channels of a transposed conv with several channel groups,
     not depthwise: its weight keeps output channels per channel group on dimension 1, and

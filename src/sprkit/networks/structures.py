@@ -44,16 +44,15 @@ from sprkit.errors import ParameterError, first_line
 from sprkit.networks.exactness import uncuttable_layers
 from sprkit.networks.graph import (
     ROOT_TYPES,
-    TRANSPOSED_TYPES,
     CoupledGroup,
     TracedGraph,
     UnionFind,
     build_graph,
     channel_group_keys,
     coupled_groups,
-    is_depthwise,
     is_out_channel,
     link_keys,
+    output_channel_dim,
     output_tensors,
     position_classes,
 )
@@ -286,10 +285,9 @@ def _owned_parameters(module: nn.Module, channels: int) -> list[tuple[str, int]]
             "spectral_norm, torch.nn.utils.prune) is not supported as an SPR structure; remove "
             "it first (parametrize.remove_parametrizations, or prune.remove)"
         )
-    transposed = isinstance(module, TRANSPOSED_TYPES) and not is_depthwise(module)
     owned = []
     for name, p in module.named_parameters(recurse=False):
-        dim = 1 if transposed and name == "weight" else 0
+        dim = output_channel_dim(module, name)
         if p.ndim > dim and p.shape[dim] == channels:
             owned.append((name, dim))
     return owned

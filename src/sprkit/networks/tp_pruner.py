@@ -26,7 +26,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from sprkit.networks.graph import CUSTOM_PRUNERS
+from sprkit.networks.graph import CUSTOM_PRUNERS, output_channel_dim
 from sprkit.networks.penalties import SPRPenalty
 from sprkit.networks.structures import derive_structures
 
@@ -43,10 +43,11 @@ class SPRImportance(tp.importance.Importance):
                 continue
             module = dependency.target.module
             channels = torch.as_tensor([int(i) for i in idxs])
-            for parameter in module.parameters(recurse=False):
-                if parameter.ndim == 0 or parameter.shape[0] <= int(channels.max()):
+            for name, parameter in module.named_parameters(recurse=False):
+                dim = output_channel_dim(module, name)  # 1 for a transposed conv's weight
+                if parameter.ndim <= dim or parameter.shape[dim] <= int(channels.max()):
                     continue
-                values = parameter.detach()[channels.to(parameter.device)]
+                values = parameter.detach().transpose(0, dim)[channels.to(parameter.device)]
                 total = values.reshape(len(channels), -1).double().square().sum(dim=1).cpu()
                 squares = total if squares is None else squares + total
         if squares is None:

@@ -63,6 +63,24 @@ class GroupNormNet(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
+def test_a_groupnorms_channels_are_cut_in_whole_groups():
+    """Channels of one GroupNorm group share their statistics: a structure holds a whole
+    group (4 channels of GroupNorm(4, 16)), and cutting it leaves the other groups' values
+    as they were (the GroupNorm loses a group; before, these channels were never pruned)."""
+    torch.manual_seed(0)
+    model = GroupNormNet().eval()
+    pruner = SPRPruner(model, torch.randn(2, 3, 8, 8))
+    first = [j for j, layer in enumerate(pruner.structures.layer) if layer == "c1"]
+    assert len(first) == 4
+    assert all(int(pruner.structures.sizes[j]) == 4 * (27 + 1 + 2) for j in first)
+    keep = torch.ones(pruner.structures.n, dtype=torch.bool)
+    keep[first[1:3]] = False
+    pruner.set_masks(keep)
+    small = pruner.compress()
+    assert (small.norm.num_groups, small.norm.num_channels, small.c1.out_channels) == (2, 8, 8)
+    _same(model, small, torch.randn(4, 3, 8, 8))
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW map (a subclass, as vision libraries write it)."""
 
@@ -108,15 +126,14 @@ class TransformerLike(nn.Module):
 @pytest.mark.parametrize(
     "make, shape, owners",
     [
-        (GroupNormNet, (3, 8, 8), {"c2"}),
         (ConvNeXtLike, (3, 16, 16), {"pw1"}),
         (TransformerLike, (5, 8), {"ff1"}),
     ],
 )
 def test_channels_mixed_by_normalization_or_attention_are_not_structures(make, shape, owners):
-    """A zero channel still counts in a GroupNorm's or LayerNorm's statistics and in
-    attention, so removing it would change the other channels: those channels get no
-    structures at construction (not a refusal after training); the rest is cut exactly."""
+    """A zero channel still counts in a LayerNorm's statistics and in attention, so removing
+    it would change the other channels: those channels get no structures at construction
+    (not a refusal after training); the rest is cut exactly."""
     torch.manual_seed(0)
     model = make().eval()
     pruner = SPRPruner(model, torch.randn(2, *shape))

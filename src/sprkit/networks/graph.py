@@ -74,7 +74,36 @@ class _ResidualBiasPruner(tp.pruner.function.BasePruningFunc):
     get_in_channels = get_out_channels
 
 
-CUSTOM_PRUNERS = {ZeroPadShortcut: _ZeroPadShortcutPruner(), ResidualBias: _ResidualBiasPruner()}
+class _GroupNormPruner(tp.pruner.function.BasePruningFunc):
+    """GroupNorm losing whole channel groups (channel_group_keys keeps a group's channels
+    together): the remaining groups keep their channels and statistics, so the cut is
+    exact; Torch-Pruning 1.6's own rule keeps num_groups and regroups the channels."""
+
+    def prune_out_channels(self, layer: nn.GroupNorm, idxs: Sequence[int]) -> nn.GroupNorm:
+        per_group = layer.num_channels // layer.num_groups
+        if len(idxs) % per_group:
+            raise ValueError(f"cutting {len(idxs)} channels of {layer}: not whole groups")
+        keep = sorted(set(range(layer.num_channels)) - set(idxs))
+        layer.num_groups -= len(idxs) // per_group
+        layer.num_channels = len(keep)
+        if layer.affine:
+            layer.weight = nn.Parameter(layer.weight.data[keep].clone())
+            layer.bias = nn.Parameter(layer.bias.data[keep].clone())
+        return layer
+
+    prune_in_channels = prune_out_channels
+
+    def get_out_channels(self, layer: nn.GroupNorm) -> int:
+        return layer.num_channels
+
+    get_in_channels = get_out_channels
+
+
+CUSTOM_PRUNERS = {
+    ZeroPadShortcut: _ZeroPadShortcutPruner(),
+    ResidualBias: _ResidualBiasPruner(),
+    nn.GroupNorm: _GroupNormPruner(),
+}
 
 
 def example_batch(
@@ -222,7 +251,6 @@ CHANNEL_MIXING_TYPES = tuple(
     getattr(nn, name)
     for name in (
         "LayerNorm",
-        "GroupNorm",
         "RMSNorm",  # torch >= 2.4
         "LocalResponseNorm",
         "CrossMapLRN2d",
@@ -345,10 +373,17 @@ def is_grouped_conv(module: nn.Module) -> bool:
 def channel_group_keys(graph: tp.DependencyGraph, group: CoupledGroup) -> list[list[tuple]]:
     """Per position, keys that must be removed together with it elsewhere: a grouped conv's
     channel c in each of its channel groups (key: module, side, c mod channels per group),
-    since every channel group must keep the same number of channels."""
+    since every channel group must keep the same number of channels; and a GroupNorm's
+    whole group of channels (key: module, c div channels per group), since its channels
+    share their statistics."""
     keys: list[list[tuple]] = [[] for _ in range(group.width)]
     for dependency, channels in group.members:
         module = dependency.target.module
+        if isinstance(module, nn.GroupNorm):
+            per_group = module.num_channels // module.num_groups
+            for k, channel in enumerate(channels):
+                keys[k].append((id(module), "statistics", channel // per_group))
+            continue
         if not is_grouped_conv(module):
             continue
         out = is_out_channel(graph, dependency)

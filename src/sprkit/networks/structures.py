@@ -17,7 +17,7 @@ Groupings:
 
 Never structures: the layers the user ignores; every group that reaches the model's outputs
 or carries its input; every group whose channels a normalization over channels (LayerNorm,
-GroupNorm, RMSNorm, local response norm) or an attention layer mixes (a zero channel still
+RMSNorm, local response norm) or an attention layer mixes (a zero channel still
 counts there, so cutting it would change the other channels); the channels of a grouped
 transposed conv; a group the graph maps inconsistently onto a consumer; and the
 layers a trial cut at construction finds inexact (sprkit.networks.exactness). The last two

@@ -171,7 +171,7 @@ def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> TracedGraph:
             graph = TracedGraph().build_dependency(
                 model,
                 example_inputs=traced_input,
-                customized_pruners=CUSTOM_PRUNERS,
+                customized_pruners={**CUSTOM_PRUNERS, **_group_norm_subclasses(model)},
                 output_transform=record_outputs,
             )
     except Exception as error:  # tracing runs the user's forward: report, not traceback
@@ -185,6 +185,16 @@ def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> TracedGraph:
     graph.output_grad_fns = frozenset(fn for fn in outputs if fn is not None)
     graph.input_consumers = _consumers_of(outputs, traced_input)
     return graph
+
+
+def _group_norm_subclasses(model: nn.Module) -> dict[type, tp.pruner.BasePruningFunc]:
+    """The GroupNorm pruner for the model's subclasses of nn.GroupNorm (Torch-Pruning picks
+    a custom pruner by exact class)."""
+    return {
+        type(module): CUSTOM_PRUNERS[nn.GroupNorm]
+        for module in model.modules()
+        if isinstance(module, nn.GroupNorm)
+    }
 
 
 def output_tensors(output) -> list[torch.Tensor]:
@@ -263,8 +273,22 @@ CHANNEL_MIXING_TYPES = tuple(
 
 def mixes_channels(group: tp.Group) -> bool:
     """Whether a group's channels pass through a layer of CHANNEL_MIXING_TYPES (subclasses,
-    e.g. a channels-first LayerNorm, included)."""
-    return any(isinstance(member.target.module, CHANNEL_MIXING_TYPES) for member, _ in group)
+    e.g. a channels-first LayerNorm, included), or share a GroupNorm group with channels of
+    another group (after a concatenation: the group could not be cut whole)."""
+    return any(
+        isinstance(member.target.module, CHANNEL_MIXING_TYPES)
+        or _splits_norm_groups(member.target.module, channels)
+        for member, channels in group
+    )
+
+
+def _splits_norm_groups(module: nn.Module, channels: Sequence[int]) -> bool:
+    """Whether `channels` of a GroupNorm cover some of its groups only in part."""
+    if not isinstance(module, nn.GroupNorm):
+        return False
+    per_group = module.num_channels // module.num_groups
+    held = {int(c) for c in channels}
+    return any(c // per_group * per_group + k not in held for c in held for k in range(per_group))
 
 
 def output_channel_dim(module: nn.Module, parameter_name: str) -> int:

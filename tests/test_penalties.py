@@ -120,3 +120,29 @@ def test_bad_settings_raise_named_errors():
             parameter.zero_()
     with pytest.raises(ParameterError, match="all-zero"):
         SPRPenalty(zeroed, _structures(zeroed), lam=1.0, alpha=0.5)
+
+
+def test_bn_l1_reads_groupnorm_scales_too():
+    """Network slimming's |gamma| over a GroupNorm's scales (it refused a GroupNorm model);
+    a structure holding a whole GroupNorm group scores the mean |gamma| of its channels."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.GroupNorm(2, 8),
+        nn.ReLU(),
+        nn.Conv2d(8, 4, 3),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 2),
+    )
+    with torch.no_grad():
+        model[1].weight.copy_(torch.linspace(-2.0, 2.0, 8))
+    structures = derive_structures(model, torch.zeros(2, 3, 8, 8))
+    gammas = model[1].weight.detach().abs().double()
+    assert BatchNormL1Penalty(model, structures, lam=0.5)().item() == pytest.approx(
+        0.5 * float(gammas.sum()),
+        rel=1e-6,  # summed in float32
+    )
+    scores = structure_scores(model, structures, "bn_l1")
+    first = [j for j, layer in enumerate(structures.layer) if layer == "0"]
+    expected = sorted([float(gammas[:4].mean()), float(gammas[4:].mean())])
+    assert sorted(float(scores[j]) for j in first) == pytest.approx(expected, rel=1e-12)

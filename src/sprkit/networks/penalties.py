@@ -107,6 +107,12 @@ class GroupLassoPenalty:
         return self.lam * (sizes.sqrt() * norms).sum() / sizes.sum()
 
 
+def _is_normalization_scale(module: nn.Module, name: str) -> bool:
+    """Whether parameter `name` of `module` is the per-channel scale (gamma) of a BatchNorm,
+    InstanceNorm or GroupNorm."""
+    return name == "weight" and isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm))
+
+
 def normalization_scales(model: nn.Module, structures: Structures) -> list[torch.Tensor]:
     """The scale (weight) tensors of the normalization layers the structures own."""
     modules = dict(model.named_modules())
@@ -114,7 +120,7 @@ def normalization_scales(model: nn.Module, structures: Structures) -> list[torch
     for piece in structures.slices:
         module_name, _, name = piece.parameter.rpartition(".")
         module = modules[module_name]
-        if name == "weight" and isinstance(module, nn.modules.batchnorm._NormBase):
+        if _is_normalization_scale(module, name):
             scales.append(module.weight)
     return scales
 
@@ -126,7 +132,9 @@ class BatchNormL1Penalty:
         self.lam = check_lam(lam)
         self.scales = normalization_scales(model, structures)
         if not self.scales:
-            raise ParameterError("bn_l1 needs BatchNorm layers: the model's structures have none")
+            raise ParameterError(
+                "bn_l1 needs BatchNorm (or GroupNorm) layers: the model's structures have none"
+            )
 
     def __call__(self) -> torch.Tensor:
         return self.lam * sum(scale.abs().sum() for scale in self.scales)
@@ -145,7 +153,7 @@ def structure_scores(model: nn.Module, structures: Structures, penalty: str) -> 
     for piece in structures.slices:
         module_name, _, name = piece.parameter.rpartition(".")
         module = modules[module_name]
-        if name == "weight" and isinstance(module, nn.modules.batchnorm._NormBase):
+        if _is_normalization_scale(module, name):
             gamma = module.weight.detach().abs().double().cpu()[piece.rows]
             totals.index_add_(0, piece.owner, gamma)
             counts.index_add_(0, piece.owner, torch.ones_like(gamma))

@@ -5,9 +5,9 @@ written as a function (F.layer_norm, a hand-written RMSNorm), an operation that 
 nonzero value (sigmoid, BatchNorm without affine), a fixed width (x.view(-1, 400),
 PixelShuffle, slicing) or a per-channel buffer make a cut inexact, and compress() refuses it
 only when it compares the cut model with the masked one. So that this is known before
-training, not after, a copy of the model gets one structure of every unit removed and is
-compressed (the same comparison); the units whose removal fails are found by bisection and
-their layers are never pruned.
+training, not after, a copy of the model gets one or two structures of every unit removed
+and is cut and compared with its masked self (compress()'s comparison, in float64); the units
+whose removal fails are found by bisection and their layers are never pruned.
 """
 
 from __future__ import annotations

@@ -20,6 +20,20 @@ def _same(model, small, x):
         assert float((a - b).abs().max()) <= 1e-5 * float(a.abs().max())
 
 
+def _owners(pruner):
+    """Names of the modules whose parameter rows are structures."""
+    return {piece.parameter.rpartition(".")[0] for piece in pruner.structures.slices}
+
+
+def _half_pruned_compresses_exactly(model, pruner, x):
+    """prune(fraction=0.5), then the compressed model computes the masked one's outputs
+    with fewer parameters."""
+    pruner.prune(fraction=0.5)
+    small = pruner.compress()
+    _same(model, small, x)
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+
+
 class LayerScale(nn.Module):
     def __init__(self):
         super().__init__()
@@ -120,7 +134,7 @@ def test_groupnorm_groups_across_a_concatenation_and_subclasses(make, owners):
     torch.manual_seed(0)
     model = make().eval()
     pruner = SPRPruner(model, torch.randn(2, 3, 8, 8), ignored_layers=[model.fc])
-    assert {piece.parameter.rpartition(".")[0] for piece in pruner.structures.slices} == owners
+    assert _owners(pruner) == owners
     assert pruner.structures.uncut == ()
     for j in range(pruner.structures.n):  # every structure alone
         keep = torch.ones(pruner.structures.n, dtype=torch.bool)
@@ -186,11 +200,8 @@ def test_channels_mixed_by_normalization_or_attention_are_not_structures(make, s
     torch.manual_seed(0)
     model = make().eval()
     pruner = SPRPruner(model, torch.randn(2, *shape))
-    assert {piece.parameter.rpartition(".")[0] for piece in pruner.structures.slices} == owners
-    pruner.prune(fraction=0.5)
-    small = pruner.compress()
-    _same(model, small, torch.randn(4, *shape))
-    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+    assert _owners(pruner) == owners
+    _half_pruned_compresses_exactly(model, pruner, torch.randn(4, *shape))
 
 
 class FunctionalGroupNorm(nn.Module):
@@ -260,7 +271,7 @@ def test_cuts_the_graph_cannot_judge_are_tried_at_construction(make, shape, owne
     torch.manual_seed(0)
     model = make().eval()
     pruner = SPRPruner(model, torch.randn(2, *shape))
-    assert {piece.parameter.rpartition(".")[0] for piece in pruner.structures.slices} == owners
+    assert _owners(pruner) == owners
     assert {layer for layer, _ in pruner.structures.uncut} == uncut
     assert all("cut" in reason for _, reason in pruner.structures.uncut)
     for fraction in (0.5, 1.0):
@@ -399,7 +410,7 @@ def test_returned_input_coupled_and_frozen_channels_are_traced_and_compress_exac
     model = make().eval()
     pruner = SPRPruner(model, torch.randn(2, *shape))
     # the modules whose output rows are structures
-    assert {piece.parameter.rpartition(".")[0] for piece in pruner.structures.slices} == owners
+    assert _owners(pruner) == owners
     pruner.prune(fraction=0.5)
     assert pruner.keep.sum() < pruner.structures.n
     _same(model, pruner.compress(), torch.randn(4, *shape))
@@ -496,10 +507,7 @@ def test_one_module_under_two_names_is_not_weight_tying():
     torch.manual_seed(0)
     model = Twice().eval()
     pruner = SPRPruner(model, torch.randn(2, 8))
-    pruner.prune(fraction=0.5)
-    small = pruner.compress()
-    _same(model, small, torch.randn(4, 8))
-    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+    _half_pruned_compresses_exactly(model, pruner, torch.randn(4, 8))
 
 
 class ReturnsNone(nn.Module):
@@ -582,12 +590,9 @@ def test_transposed_convs_and_reshapes_the_graph_misreads(make, shape, owners, u
     torch.manual_seed(0)
     model = make().eval()
     pruner = SPRPruner(model, torch.randn(2, *shape))
-    assert {piece.parameter.rpartition(".")[0] for piece in pruner.structures.slices} == owners
+    assert _owners(pruner) == owners
     assert {layer for layer, _ in pruner.structures.uncut} == uncut
-    pruner.prune(fraction=0.5)
-    small = pruner.compress()
-    _same(model, small, torch.randn(4, *shape))
-    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+    _half_pruned_compresses_exactly(model, pruner, torch.randn(4, *shape))
 
 
 class SqueezeExcite(nn.Module):
@@ -609,7 +614,7 @@ def test_a_structure_is_named_after_its_first_layer_in_model_order():
     """The structure holding rows of expand, dw and se_expand (one coupled position) is
     reported as expand's, the first of them (it was se_expand's, the graph's order)."""
     pruner = SPRPruner(SqueezeExcite().eval(), torch.randn(2, 3, 8, 8))
-    layers = {piece.parameter.rpartition(".")[0] for piece in pruner.structures.slices}
+    layers = _owners(pruner)
     assert {"expand", "dw", "se_expand"} <= layers
     assert set(pruner.structures.layer) == {"expand", "se_reduce", "project"}
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -603,8 +604,10 @@ def test_text_output_names_the_method_and_nodes(tmp_path, capsys):
 @pytest.mark.parametrize("seed", range(6))
 def test_search_with_the_root_diagonal_from_the_start_agrees_with_enumeration(seed, monkeypatch):
     """The search chooses the root diagonal after some nodes (instances this small rarely get
-    there): forced from the first node, it must still certify the optimum of all supports."""
+    there, and then in portions): forced from the first node in one go, it must still certify
+    the optimum of all supports."""
     monkeypatch.setattr(branch_and_bound, "_ASCENT_AFTER_NODES", 0)
+    monkeypatch.setattr(branch_and_bound, "_ASCENT_RATIO", np.inf)
     case = _hard(100 + seed, 10)
     problem, solutions = _enumerate(case)
     best = min(solutions, key=lambda s: s.value)
@@ -638,6 +641,62 @@ def _fits_by_enumeration(X, Y, groups, lam0, lam2, M) -> tuple[float, list[int]]
             value += float(np.sum((A @ fitted.x - target) ** 2))
         best = min(best, (value, kept.tolist()), key=lambda pair: pair[0])
     return best
+
+
+@pytest.mark.parametrize("seed", [2, 5, 7])
+def test_a_penalized_column_that_duplicates_a_free_one_is_fitted_exactly(seed):
+    """A free column copies a penalized one, lam2 = 0, the box binds: after the free rows are
+    minimized out the copy is rounding only, which Jacobi scaling blew up to O(1) in the
+    fixed-support fits (seed 2: `optimal` 5.6 % above the optimum, the bound above it too).
+    The reduction now zeroes such a column; every method agrees with enumeration."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(6), rng.integers(1, 3, 6))
+    X = rng.standard_normal((16, groups.size))
+    Y = X @ (5 * rng.standard_normal((groups.size, 3))) + rng.standard_normal((16, 3))
+    X = np.column_stack([X, np.ones(16), X[:, 1]])
+    groups = np.r_[groups, -1, -1]
+    instance = make_instance(X, Y, groups)
+    solver = ExactSolver(instance, 1.0)
+    column = int(np.flatnonzero(solver.reduced.penalized_rows == 1)[0])
+    assert not solver.reduced.gram[column].any()  # in the free columns' span: exactly zero
+    optimum, kept = _fits_by_enumeration(X, Y, groups, 0.01, 0.0, 1.0)
+    for method in ("bnb", "oa", "auto"):
+        result = solver.solve(0.01, 0.0, method=method, time_limit=30)
+        assert result.status == OPTIMAL, method
+        assert result.objective == pytest.approx(optimum, rel=1e-6), method
+        assert result.bound <= optimum * (1 + 1e-9), method
+
+
+@pytest.mark.parametrize("time_limit", [0.1, 0.3, 3.0])
+def test_outer_approximation_bound_allows_for_the_master_tolerance(time_limit):
+    """Found by a sweep: structure 2 is an all-zero column, lam2 = 0, lam0 = 2.4e-8 of the
+    objective. HiGHS stopped on its own tolerance with the dual bound of the support that
+    keeps the zero column, lam0 above the optimum (at limits of 0.1-0.3 s on this machine).
+    The master's bound is now lowered by its tolerance."""
+    data = np.load(Path(__file__).parent / "data" / "oa_zero_column.npz")
+    X, Y, groups = data["X"], data["Y"], data["groups"]
+    lam0, M = 1.6910022432728696e-08, 6.40275140308023
+    optimum, kept = _fits_by_enumeration(X, Y, groups, lam0, 0.0, M)
+    assert 2 not in kept
+    result = ExactSolver(make_instance(X, Y, groups), M).solve(
+        lam0, 0.0, method="oa", time_limit=time_limit
+    )
+    assert result.bound <= optimum * (1 + 1e-12)
+    assert result.objective <= optimum * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_zero_optimum_through_the_free_rows_is_certified(seed):
+    """Y in the span of the free rows: the optimum, with nothing kept, is 0 up to rounding
+    (up to 6e-25 with a free block of condition number 765), below the bounds' rounding
+    (7e-23): it used to end `stalled` on 4 of these 6 seeds."""
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([rng.standard_normal((6, 4)), rng.standard_normal((6, 6))])
+    Y = rng.standard_normal((6, 2))
+    instance = make_instance(X, Y, np.array([0, 1, 2, 3] + [-1] * 6))
+    result = ExactSolver(instance, 2.0).solve(0.1, 1e-3, method="bnb", time_limit=10)
+    assert result.status == OPTIMAL and result.kept == []
+    assert result.objective <= 1e-20 * float(np.sum(Y**2)) and result.bound == 0.0
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -304,8 +304,9 @@ def _solve(args: argparse.Namespace) -> None:
     from sprkit.optim.mip import ExactSolver
 
     instance, lam0, lam2 = _checked_problem(args)
+    solver = ExactSolver(instance, args.M)  # the data's reduction counts against the limit
     remaining = args.time_limit - (time.perf_counter() - args.started)
-    result = ExactSolver(instance, args.M).solve(
+    result = solver.solve(
         lam0,
         lam2,
         tol=args.tol,

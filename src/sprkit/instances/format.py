@@ -72,6 +72,21 @@ class Instance:
 
 def validate_arrays(X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> None:
     """Raise InstanceError naming the first inconsistency."""
+    _check_structure(X, Y, groups)
+    for name, array in (("X", X), ("Y", Y)):
+        if not np.all(np.isfinite(array)):
+            raise InstanceError(f"{name} contains NaN or Inf")
+        largest = float(np.max(np.abs(array)))
+        if largest > LARGEST:
+            raise InstanceError(
+                f"{name} has entries up to {largest:g}; beyond {LARGEST:g} its products "
+                "overflow float64: rescale the data (the solvers do not depend on units)"
+            )
+
+
+def _check_structure(X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> None:
+    """The checks of validate_arrays that do not read X's and Y's values (shapes, dtypes,
+    groups): what the raw arrays must pass before their conversion to float64."""
     if X.ndim != 2:
         raise InstanceError(f"X must be 2-D (n x d), got shape {X.shape}")
     if Y.ndim != 2:
@@ -90,14 +105,6 @@ def validate_arrays(X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> None:
             array.dtype, np.integer
         ):
             raise InstanceError(f"{name} must be numeric, got dtype {array.dtype}")
-        if not np.all(np.isfinite(array)):
-            raise InstanceError(f"{name} contains NaN or Inf")
-        largest = float(np.max(np.abs(array)))
-        if largest > LARGEST:
-            raise InstanceError(
-                f"{name} has entries up to {largest:g}; beyond {LARGEST:g} its products "
-                "overflow float64: rescale the data (the solvers do not depend on units)"
-            )
     if not np.issubdtype(groups.dtype, np.integer):
         raise InstanceError(f"groups must be integers, got dtype {groups.dtype}")
     if np.any(groups < -1):
@@ -115,9 +122,10 @@ def make_instance(
     meta: dict | None = None,
     extras: dict[str, np.ndarray] | None = None,
 ) -> Instance:
-    """Build an Instance, converting dtypes after validating the raw arrays."""
+    """Build an Instance, converting dtypes after checking the raw arrays' shapes and dtypes
+    (the values are validated once, converted, by Instance)."""
     X, Y, groups = np.asarray(X), np.asarray(Y), np.asarray(groups)
-    validate_arrays(X, Y, groups)
+    _check_structure(X, Y, groups)
     if meta is not None and not isinstance(meta, dict):
         raise InstanceError(f"meta must be a dict (a JSON object), got {type(meta).__name__}")
     return Instance(

@@ -190,7 +190,7 @@ def _compute_bounds(
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     spr_deadline = _share(deadline, 3)  # inf without a deadline
-    spr = SPRRoute(instance, M).solve(lam0, lam2, tol=tol, deadline=spr_deadline)
+    spr = SPRRoute(instance, M, spr_deadline).solve(lam0, lam2, tol=tol, deadline=spr_deadline)
     seconds["spr"] = time.perf_counter() - start
     mip = {}
     if with_mip:

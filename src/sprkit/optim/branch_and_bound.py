@@ -28,7 +28,8 @@ from typing import Literal
 import numpy as np
 
 from sprkit.errors import ParameterError
-from sprkit.optim.diagonal import StrengthenedForm, ascend_diagonal
+from sprkit.optim.dense_cost import CHOLESKY, EIGH, affordable
+from sprkit.optim.diagonal import DiagonalAscent, StrengthenedForm
 from sprkit.optim.local_search import local_search
 from sprkit.optim.node_relaxation import (
     FREE,
@@ -58,11 +59,15 @@ _STRONG_DEPTH = 4  # strong branching at depths 0..4, pseudo-costs (seeded by it
 _GROWTH_CACHE = 16  # node growths kept (one P x P matrix each)
 _BACKOFF_LIMIT = 64  # largest interval, in offers, between two new node growths
 _USEFUL_TIGHTENING = 0.99  # a node growth is useful if it fixes or cuts an M_j by 1 %
-# The root diagonal (optim.diagonal) costs 10-60 root solves: it is chosen once the search has
-# solved this many nodes, so that instances certified in fewer do not pay for it.
+# The root diagonal (optim.diagonal) costs 10-60 root solves: its ascent starts once the search
+# has solved this many nodes, so that instances certified in fewer do not pay for it, and runs
+# in portions, its time at most _ASCENT_RATIO times the rest of the search's so far (and each
+# portion at most _ASCENT_SHARE of the time left): an instance the tree alone would certify
+# soon pays at most that ratio for it.
 _ASCENT_AFTER_NODES = 100
 _ASCENT_TOL = 1e-8  # its root solves: the barrier's steps compare values this close
-_ASCENT_SHARE = 0.1  # of the time left, at most
+_ASCENT_SHARE = 0.1
+_ASCENT_RATIO = 1.0
 # A node with at most this many free structures is enumerated where that is cheaper than its
 # relaxation (BranchAndBound._enumerates).
 ENUMERATE_FREE = 16
@@ -152,26 +157,39 @@ class BranchAndBound:
     """One search per solve; `problem` fixes the data, lambdas and M (solver units)."""
 
     def __init__(
-        self, problem: ScaledProblem, *, branching: Branching = "pseudocost", windows: bool = True
+        self,
+        problem: ScaledProblem,
+        *,
+        branching: Branching = "pseudocost",
+        windows: bool = True,
+        deadline: float = np.inf,
     ) -> None:
         """`windows`: run the window search on hard instances (off for the windows' own
-        searches)."""
+        searches). `deadline` (time.perf_counter() seconds, the solve's): factorizations of
+        the setup (and later of the nodes) predicted to take too much of the time left are
+        skipped (optim.dense_cost); each only strengthens the search."""
         check_branching(branching)
         self.problem = problem
         self.branching = branching
         self.windows = windows
-        self.relaxation = NodeRelaxation(problem)
+        self.deadline = deadline
+        self.relaxation = NodeRelaxation(problem, deadline=deadline)
         self.supports = SupportProblem(
             problem.reduced, problem.row_structure, problem.M, lam0=problem.lam0, lam2=problem.lam2
         )
         groups = problem.n_groups
         reduced = problem.reduced
-        self.growth = QuadraticGrowth.from_matrix(reduced.gram, problem.row_structure, groups)
         # Unconstrained fits and their growth: the loss alone (matrix G) and loss + ridge
         # (G + lam2 I); the MIP objective is at least fit minimum + growth (+ lam0 if w_j != 0).
+        # Each costs an eigendecomposition of G's size (and a solve).
+        size = reduced.gram.shape[0]
+        affords_growth = affordable(size, deadline, EIGH * (2 if problem.lam2 > 0 else 1), 0.25)
+        self.growth = None
+        if affords_growth:
+            self.growth = QuadraticGrowth.from_matrix(reduced.gram, problem.row_structure, groups)
         self.fits: list[tuple[QuadraticGrowth, np.ndarray, float]] = []
         matrices = [(self.growth, reduced.gram)]
-        if problem.lam2 > 0:
+        if problem.lam2 > 0 and affords_growth:
             hessian = reduced.gram + problem.lam2 * np.eye(reduced.gram.shape[0])
             growth = QuadraticGrowth.from_matrix(hessian, problem.row_structure, groups)
             matrices.append((growth, hessian))
@@ -236,7 +254,9 @@ class BranchAndBound:
         until = now + _WINDOWS_SHARE * (deadline - now) if np.isfinite(deadline) else deadline
 
         def solve_window(local: ScaledProblem, window_deadline: float) -> np.ndarray:
-            search = BranchAndBound(local, branching=self.branching, windows=False)
+            search = BranchAndBound(
+                local, branching=self.branching, windows=False, deadline=window_deadline
+            )
             return search.run(tol=tol, deadline=window_deadline).incumbent.support
 
         self.incumbent = window_search(
@@ -256,9 +276,11 @@ class BranchAndBound:
         free_shift, on top of the root's form once it is chosen, in its frame)."""
         problem = self.problem
         if self.form is None:
-            return free_shift(problem.reduced.gram, problem.row_structure, state)
+            return free_shift(
+                problem.reduced.gram, problem.row_structure, state, deadline=self.deadline
+            )
         gram = self.form.gram(problem)
-        return free_shift(gram, problem.row_structure, state, self.form.base)
+        return free_shift(gram, problem.row_structure, state, self.form.base, self.deadline)
 
     @property
     def _frame(self) -> Frame | None:
@@ -310,6 +332,8 @@ class BranchAndBound:
         fresh = key not in self._growth_cache
         if not fresh:
             self._growth_cache.move_to_end(key)
+        elif not affordable(rows.size, self.deadline, 3 * CHOLESKY, 0.25):
+            return None, rows, False  # a Cholesky factor and its inverse: too slow here
         elif not self._growth_schedule.due():
             return None, rows, False
         else:
@@ -408,25 +432,20 @@ class BranchAndBound:
             self._offer(root.nonzero | (state == KEPT))
         return state, M, shift, root, root_lower
 
-    def _ascend(self, state, M, root: NodeBound, tol, deadline) -> float:
-        """Choose the diagonal of the strengthened form from the root (`state`, `M`, `root`
-        after the root presolve); returns the root bound it certifies (-inf if none), a
-        bound on every node of the tree."""
+    def _ascend(self, ascent: DiagonalAscent, allowance: float, state, tol, deadline) -> bool:
+        """Advance the root diagonal's ascent (from the root `state`) by a portion of at most
+        `allowance` seconds and _ASCENT_SHARE of the time left (checked between its root
+        solves); where it found a better form, the tree takes it for the nodes to come.
+        Returns whether the root bound rose."""
         now = time.perf_counter()
-        self.form, ascended = ascend_diagonal(
-            self.relaxation,
-            state,
-            M,
-            root,
-            level=self._level(tol),
-            tol=_ASCENT_TOL,
-            max_iter=_ROOT_ITERATIONS,
-            deadline=now + _ASCENT_SHARE * (deadline - now) if np.isfinite(deadline) else deadline,
-        )
-        if self.form is None:
-            return -np.inf
-        self._offer(ascended.nonzero | (state == KEPT))
-        return ascended.lower
+        budget = min(allowance, _ASCENT_SHARE * (deadline - now))
+        before = ascent.best.lower
+        ascent.advance(level=self._level(tol), until=now + budget, deadline=deadline)
+        if ascent.best_form is None or not ascent.best.lower > before:
+            return False
+        self.form = ascent.best_form
+        self._offer(ascent.best.nonzero | (state == KEPT))
+        return True
 
     def run(
         self, *, tol: float, deadline: float, progress: SearchProgress | None = None
@@ -435,7 +454,8 @@ class BranchAndBound:
         (time.perf_counter() seconds); `progress` is called once the root is solved and
         before every node."""
         problem = self.problem
-        self.supports.deadline = deadline
+        self.supports.deadline = self.deadline = deadline
+        search_start = time.perf_counter()
         groups = problem.n_groups
         state = np.full(groups, FREE, dtype=np.int8)
         M = problem.M.copy()
@@ -468,18 +488,36 @@ class BranchAndBound:
         counter = itertools.count()
         heap: list[_Node] = [_Node(root_lower, next(counter), state, M, root.W, 0)]
         first, first_shift = root, shift
-        ascended = False
+        ascent: DiagonalAscent | None = None
+        ascent_seconds = 0.0
         searched_windows = not self.windows
         while heap and time.perf_counter() < deadline:
             if not searched_windows and self.nodes >= _WINDOWS_AFTER_NODES:
                 searched_windows = True
                 self._search_windows(tol, deadline)
-            if not ascended and self.nodes >= _ASCENT_AFTER_NODES:
-                ascended = True
-                lower = self._ascend(root_state, root_M, root, tol, deadline)
-                for node in heap:
-                    node.bound = max(node.bound, lower)
-                heapq.heapify(heap)  # equal raised bounds reorder by insertion number
+            if self.nodes >= _ASCENT_AFTER_NODES and not (ascent and ascent.finished):
+                if ascent is None:
+                    ascent = DiagonalAscent(
+                        self.relaxation,
+                        root_state,
+                        root_M,
+                        root,
+                        tol=_ASCENT_TOL,
+                        max_iter=_ROOT_ITERATIONS,
+                    )
+                now = time.perf_counter()
+                searched = now - search_start - ascent_seconds
+                # a portion is worth starting when it has room for a root solve (as long as
+                # the ascent's own solves took on average, or the first root's)
+                solve_seconds = ascent_seconds / ascent.solves if ascent.solves else root_seconds
+                allowance = _ASCENT_RATIO * searched - ascent_seconds
+                if allowance >= solve_seconds:
+                    rose = self._ascend(ascent, allowance, root_state, tol, deadline)
+                    ascent_seconds += time.perf_counter() - now
+                    if rose:  # the root bound is a bound on every node of the tree
+                        for node in heap:
+                            node.bound = max(node.bound, ascent.best.lower)
+                        heapq.heapify(heap)  # equal raised bounds reorder by insertion
             node = heapq.heappop(heap)
             while node is not None:
                 if time.perf_counter() >= deadline:

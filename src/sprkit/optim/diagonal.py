@@ -71,6 +71,152 @@ class StrengthenedForm:
         return problem.reduced.gram if self.frame is None else self.frame.gram
 
 
+class DiagonalAscent:
+    """The ascent of the module docstring, resumable: `advance` takes steps until a given
+    time, and `best_form` and `best` hold the best form met so far and the root bound it
+    certifies (None and the given `root` until a form improves on the scalar shift). A
+    diagonal per structure, or a matrix per structure where some structure has several rows
+    (plain steps and a ridge: the frame's relaxation needs both). `state`, `M`, `root`: the
+    root node and its relaxation with the scalar shift; `tol`, `max_iter`: of each root
+    solve. The branch and bound advances it in portions, so that the ascent never costs
+    more than the search it serves (docs/mip.md)."""
+
+    def __init__(
+        self,
+        relaxation: NodeRelaxation,
+        state: np.ndarray,
+        M: np.ndarray,
+        root: NodeBound,
+        *,
+        tol: float,
+        max_iter: int,
+    ) -> None:
+        problem = relaxation.problem
+        self._relaxation, self._state, self._M = relaxation, state, M
+        self._tol, self._max_iter = tol, max_iter
+        gram, row_structure = problem.reduced.gram, problem.row_structure
+        self._rows = np.flatnonzero(state[row_structure] != REMOVED)
+        self._gram = gram[np.ix_(self._rows, self._rows)]
+        root_structure = row_structure[self._rows]
+        free = state == FREE
+        free_rows = self._free_rows = free[root_structure]
+        self._scale = float(np.max(free_shift(gram, row_structure, state)))
+        matrices = (
+            bool(np.any(np.bincount(root_structure) > 1))
+            and relaxation.metric is None
+            and problem.lam2 > 0
+        )
+        self._geometry = (
+            _Blocks(root_structure, free_rows) if matrices else _Diagonal(root_structure, free)
+        )
+        self.best_form: StrengthenedForm | None = None
+        self.best = root
+        self.solves = 0
+        self.finished = self._scale <= 0.0 or not np.any(free_rows)
+        self._current = root
+        self._part = self._barrier = None
+        self._weight = self._step_size = None
+        self._steps = self._idle = self._refused = 0
+
+    def advance(self, *, level: float, until: float, deadline: float = np.inf) -> None:
+        """Take steps until `finished` or time.perf_counter() passes `until` (checked after
+        each step, so a call takes one step at least; the first call also solves the
+        starting point; each root solve stops at `deadline` at the latest). `level`: the
+        pruning level (the ascent stops once the root reaches it)."""
+        if not self.finished and self._part is None and not self._start(level, deadline):
+            self.finished = True
+        while not self.finished:
+            self._step(level, deadline)
+            if time.perf_counter() >= until:
+                return
+
+    def _step(self, level: float, deadline: float) -> None:
+        """One step of the path (or the end of the ascent: `finished`)."""
+        if (
+            self._steps >= _STEPS
+            or self.best.lower >= level
+            or self._idle >= _PATIENCE
+            or time.perf_counter() >= deadline
+        ):
+            self.finished = True
+            return
+        geometry = self._geometry
+        direction = geometry.gradient(self._current, self._rows)
+        direction = direction - self._weight * geometry.restrict(self._barrier.inverse)
+        top = float(np.max(np.abs(direction)))
+        if not top > 0:
+            self.finished = True
+            return
+        self._steps += 1
+        if self._step_size is None:
+            self._step_size = _FIRST_STEP * self._scale / top
+        accepted = self._try_steps(direction, deadline)
+        if accepted is None:  # the barrier's maximizer for this weight, up to the solves
+            self._refused += 1
+            self.finished = self._refused > _REFUSALS
+            self._weight *= 0.5
+            self._step_size = None
+            return
+        self._refused = 0
+        self._part, self._barrier, form, self._current = accepted
+        self._step_size *= _GROW
+        if self._steps % _MU_HALVES_EVERY == 0:
+            self._weight *= 0.5
+        gain = self._current.lower - self.best.lower
+        useful = gain > _USEFUL_GAIN * _gap_left(level, self.best.lower)
+        self._idle = 0 if useful else self._idle + 1
+        if gain > 0:
+            self.best_form, self.best = form, self._current
+
+    def _start(self, level: float, deadline: float) -> bool:
+        """The first point, strictly inside the PSD cone: half the scalar shift on the free
+        rows; False where the scalar shift has no room left."""
+        part = self._geometry.project(np.diag(np.where(self._free_rows, 0.5 * self._scale, 0.0)))
+        barrier = _Barrier.at(self._gram, part)
+        if barrier is None:
+            return False
+        form = self._geometry.form(self._relaxation.problem, self._rows, part)
+        self._current = self._solve(form, deadline)
+        if self._current.lower > self.best.lower:
+            self.best_form, self.best = form, self._current
+        self._part, self._barrier = part, barrier
+        # barrier weight: its term's duality gap (weight x rows) starts at the gap left
+        self._weight = _gap_left(level, self.best.lower) / self._rows.size
+        return True
+
+    def _try_steps(self, direction: np.ndarray, deadline: float):
+        """(part, barrier, form, bound) of the first of _TRIES halving steps along
+        `direction` whose merit (bound + weight log det) does not decrease, or None."""
+        merit = self._current.upper + self._weight * self._barrier.log_det
+        for _ in range(_TRIES):
+            candidate = self._geometry.project(self._part + self._step_size * direction)
+            if np.array_equal(candidate, self._part):  # the step only pushed against E >= 0
+                return None
+            inside = _Barrier.at(self._gram, candidate)
+            if inside is not None:
+                form = self._geometry.form(self._relaxation.problem, self._rows, candidate)
+                trial = self._solve(form, deadline)
+                if trial.upper + self._weight * inside.log_det >= merit:
+                    return candidate, inside, form, trial
+            self._step_size *= _SHRINK
+        return None
+
+    def _solve(self, form: StrengthenedForm, deadline: float) -> NodeBound:
+        """The root relaxation in `form`, warm-started from the current point."""
+        self.solves += 1
+        problem = self._relaxation.problem
+        return self._relaxation.solve(
+            self._state,
+            self._M,
+            self._current.W,
+            tol=self._tol,
+            max_iter=self._max_iter,
+            deadline=deadline,
+            shift=free_shift(form.gram(problem), problem.row_structure, self._state, form.base),
+            frame=form.frame,
+        )
+
+
 def ascend_diagonal(
     relaxation: NodeRelaxation,
     state: np.ndarray,
@@ -82,109 +228,17 @@ def ascend_diagonal(
     max_iter: int,
     deadline: float,
 ) -> tuple[StrengthenedForm | None, NodeBound]:
-    """(form, root bound with it): the best form met by the ascent (module docstring) and
-    the root relaxation solved with it; (None, `root`) when no form met (the starting half
-    shift included) improved on `root` (solved with the scalar shift). A diagonal per
-    structure, or a matrix per structure where some structure has several rows (plain steps
-    and a ridge: the frame's relaxation needs both). `level`: the pruning level (the ascent
-    stops once the root reaches it); `tol`, `max_iter`: of each root solve."""
-    problem = relaxation.problem
-    gram, row_structure = problem.reduced.gram, problem.row_structure
-    rows = np.flatnonzero(state[row_structure] != REMOVED)
-    root_gram, root_structure = gram[np.ix_(rows, rows)], row_structure[rows]
-    free = state == FREE
-    free_rows = free[root_structure]
-    scale = float(np.max(free_shift(gram, row_structure, state)))
-    if scale <= 0.0 or not np.any(free_rows):
-        return None, root
-    matrices = (
-        bool(np.any(np.bincount(root_structure) > 1))
-        and relaxation.metric is None
-        and problem.lam2 > 0
-    )
-    geometry = _Blocks(root_structure, free_rows) if matrices else _Diagonal(root_structure, free)
-    # start strictly inside the PSD cone: half the scalar shift on the free rows
-    part = geometry.project(np.diag(np.where(free_rows, 0.5 * scale, 0.0)))
-    barrier = _Barrier.at(root_gram, part)
-    if barrier is None:  # the scalar shift has no room left
-        return None, root
-    form = geometry.form(problem, rows, part)
-    current = _solve(
-        relaxation, state, M, current=root, form=form, tol=tol, max_iter=max_iter, deadline=deadline
-    )
-    best_form, best = (form, current) if current.lower > root.lower else (None, root)
-    # barrier weight: its term's duality gap (weight x rows) starts at the gap left
-    weight = _gap_left(level, best.lower) / rows.size
-    step_size, idle, refused = None, 0, 0
-    for step in range(_STEPS):
-        if best.lower >= level or time.perf_counter() >= deadline or idle >= _PATIENCE:
-            break
-        direction = geometry.gradient(current, rows) - weight * geometry.restrict(barrier.inverse)
-        top = float(np.max(np.abs(direction)))
-        if not top > 0:
-            break
-        if step_size is None:
-            step_size = _FIRST_STEP * scale / top
-        merit = current.upper + weight * barrier.log_det
-        accepted = None
-        for _ in range(_TRIES):
-            candidate = geometry.project(part + step_size * direction)
-            if np.array_equal(candidate, part):  # the step only pushed against E >= 0
-                break
-            inside = _Barrier.at(root_gram, candidate)
-            if inside is not None:
-                form = geometry.form(problem, rows, candidate)
-                trial = _solve(
-                    relaxation,
-                    state,
-                    M,
-                    current=current,
-                    form=form,
-                    tol=tol,
-                    max_iter=max_iter,
-                    deadline=deadline,
-                )
-                if trial.upper + weight * inside.log_det >= merit:
-                    accepted = (candidate, inside, form, trial)
-                    break
-            step_size *= _SHRINK
-        if accepted is None:  # the barrier's maximizer for this weight, up to the solves
-            refused += 1
-            if refused > _REFUSALS:
-                break
-            weight *= 0.5
-            step_size = None
-            continue
-        refused = 0
-        part, barrier, form, current = accepted
-        step_size *= _GROW
-        if step % _MU_HALVES_EVERY == _MU_HALVES_EVERY - 1:
-            weight *= 0.5
-        gain = current.lower - best.lower
-        idle = 0 if gain > _USEFUL_GAIN * _gap_left(level, best.lower) else idle + 1
-        if gain > 0:
-            best_form, best = form, current
-    return best_form, best
+    """(form, root bound with it): the ascent run to its end (or `deadline`) in one go;
+    (None, `root`) when no form met (the starting half shift included) improved on `root`
+    (solved with the scalar shift). Arguments as DiagonalAscent's and its `advance`."""
+    ascent = DiagonalAscent(relaxation, state, M, root, tol=tol, max_iter=max_iter)
+    ascent.advance(level=level, until=deadline, deadline=deadline)
+    return ascent.best_form, ascent.best
 
 
 def _gap_left(level: float, lower: float) -> float:
     """The gap the ascent may close: to the level, at most _START_GAP of the bound's value."""
     return max(min(level - lower, _START_GAP * abs(lower)), 0.0)
-
-
-def _solve(relaxation, state, M, *, current, form, tol, max_iter, deadline) -> NodeBound:
-    """The root relaxation in `form`, warm-started from `current`."""
-    problem = relaxation.problem
-    return relaxation.solve(
-        state,
-        M,
-        current.W,
-        tol=tol,
-        max_iter=max_iter,
-        deadline=deadline,
-        shift=free_shift(form.gram(problem), problem.row_structure, state, form.base),
-        frame=form.frame,
-    )
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from sprkit.optim.dense_cost import LEAST_SQUARES, affordable
 from sprkit.optim.support import SupportProblem, SupportSolution
 
 _VERIFIED_PER_ROUND = 8
@@ -98,7 +99,10 @@ def local_search(
 ) -> SupportSolution:
     """Best support reachable from `start` by improving single moves (verified exactly)."""
     best = start
-    while time.perf_counter() < deadline:
+    # ranking the moves costs a pseudo-inverse of the kept rows' block
+    while time.perf_counter() < deadline and affordable(
+        int(np.count_nonzero(best.support[supports.row_structure])), deadline, LEAST_SQUARES, 0.5
+    ):
         improved = False
         for candidate in ranked_moves(supports, best)[:_VERIFIED_PER_ROUND]:
             target = best.value - 1e-12 * abs(best.value)

@@ -8,7 +8,8 @@
   MIQP solver, e.g. ``pyomo:gurobi`` or ``pyomo:scip``, for cross-checks.
 
 Whatever the method, the returned objective is recomputed from the data at the incumbent's W
-(the exact fit of its kept set), the bound is the method's proven lower bound, and the status is
+(the exact fit of its kept set, or a feasible point of it where the time limit cut the fit
+short), the bound is the method's proven lower bound, and the status is
 ``optimal`` only when their relative gap is within ``tol``.
 """
 
@@ -61,13 +62,14 @@ def check_method(method: str) -> str:
     raise ParameterError(f"unknown method {method!r}: choose auto, bnb, oa or pyomo:<solver>")
 
 
-def _flat_relaxation(problem: ScaledProblem) -> bool:
+def _flat_relaxation(problem: ScaledProblem, deadline: float) -> bool:
     """Whether the perspective relaxation has no curvature to work with: ridge and shift
     (lambda_min of G) both below _FLAT of the mean curvature (solver units: 1). Its bound is
     then the big-M one, and `oa`, whose cuts are exact at integral points, certified the
-    instances `bnb` could not (lam2 = 0 with fewer samples than rows; docs/mip.md)."""
+    instances `bnb` could not (lam2 = 0 with fewer samples than rows; docs/mip.md). A shift
+    too slow to compute before `deadline` counts as none."""
     state = np.full(problem.n_groups, FREE, dtype=np.int8)
-    shift = free_shift(problem.reduced.gram, problem.row_structure, state)
+    shift = free_shift(problem.reduced.gram, problem.row_structure, state, deadline=deadline)
     mean_curvature = float(np.mean(np.diag(problem.reduced.gram)))
     return problem.lam2 + float(np.max(shift)) <= _FLAT * mean_curvature
 
@@ -188,11 +190,16 @@ class ExactSolver:
         problem = self.scaled_problem(lam0, lam2)
         report = None
         if log is not None:
-            floor = GAP_FLOOR * self._gap_scale()[1]
-            report = _ProgressLog(log, problem, start, floor=floor, margin=self._bound_margin())
+            report = _ProgressLog(
+                log, problem, start, floor=self._gap_floor(), margin=self._bound_margin()
+            )
         only_oa = method == "oa"
         # small instances: bnb enumerates where its relaxation is slow (branch_and_bound)
-        flat = method == "auto" and problem.n_groups > ENUMERATE_FREE and _flat_relaxation(problem)
+        flat = (
+            method == "auto"
+            and problem.n_groups > ENUMERATE_FREE
+            and _flat_relaxation(problem, deadline)
+        )
         cuts: tuple[Cut, ...] = ()
         incumbent, lower, nodes, stalled = None, -np.inf, 0, False
         if only_oa or flat:
@@ -209,7 +216,7 @@ class ExactSolver:
         if not only_oa and (not flat or relative_gap(incumbent.value, lower, GAP_FLOOR) > tol):
             if report is not None and incumbent is not None:
                 report.hand_over(nodes, incumbent.value, lower)
-            searched = BranchAndBound(problem, branching=branching).run(
+            searched = BranchAndBound(problem, branching=branching, deadline=deadline).run(
                 tol=tol, deadline=deadline, progress=report
             )
             if incumbent is None or searched.incumbent.value < incumbent.value:
@@ -254,11 +261,9 @@ class ExactSolver:
             self.instance.loss(W) + lam2 * float(np.sum(W_P * W_P)) + lam0 * int(support.sum())
         )
         # Every term of the objective is >= 0, so 0 is a valid bound; a gap is relative to the
-        # objective, floored at GAP_FLOOR of the problem's scale (_gap_scale); the bound is
-        # lowered by its rounding (_bound_margin).
-        scale = self._gap_scale()[1]
+        # objective, floored (_gap_floor); the bound is lowered by its rounding (_bound_margin).
         bound = min(max(bound - self._bound_margin(), 0.0), objective)
-        gap = relative_gap(objective, bound, GAP_FLOOR * scale)
+        gap = relative_gap(objective, bound, self._gap_floor())
         return MIPResult(
             status=OPTIMAL if gap <= tol else fallback,
             objective=float(objective),
@@ -281,6 +286,14 @@ class ExactSolver:
         there is not the problem's scale)."""
         at_zero = float(np.sum(self.instance.Y**2)) / self.instance.n
         return at_zero, max(self.reduced.const, np.finfo(np.float64).eps * at_zero)
+
+    def _gap_floor(self) -> float:
+        """The objective under which gaps are taken relative to this instead: GAP_FLOOR of
+        the problem's scale, and at least the bounds' rounding (_bound_margin) / GAP_FLOOR,
+        since no bound is known closer than that rounding (an optimum of zero, Y in the span
+        of the free rows, left 6e-25 of rounding in the objective against a margin of 7e-23:
+        it could not be certified)."""
+        return max(GAP_FLOOR * self._gap_scale()[1], self._bound_margin() / GAP_FLOOR)
 
     def _bound_margin(self) -> float:
         """What bounds are lowered by: BOUND_ROUNDING times their rounding (the fitted

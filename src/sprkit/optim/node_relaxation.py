@@ -40,7 +40,9 @@ from sprkit.formula import (
     spr_conjugate_ragged,
     spr_from_reductions,
 )
+from sprkit.optim.dense_cost import CHOLESKY, TOP_EIGENVALUE, dense_seconds
 from sprkit.optim.problem import ScaledProblem
+from sprkit.optim.quadratic import top_eigenvalue
 
 FREE, REMOVED, KEPT = -1, 0, 1
 _CHECK_EVERY = 10
@@ -100,9 +102,13 @@ class NodeRelaxation:
     1 / (2 lambda_max(D^-1/2 G D^-1/2)), gradient divided by D, prox in the D-norm,
     `RaggedProx(metric=...)`). With unit-spread columns a plain step converges at the rate of
     G's conditioning; with scales 1e-4 to 1e4 it made no progress at all on the small ones.
-    The certificate does not depend on how W was found."""
+    The certificate does not depend on how W was found. `deadline`: where the top eigenvalue
+    would take more than a quarter of the time left, the step comes from an upper bound on
+    it (quadratic.top_eigenvalue)."""
 
-    def __init__(self, problem: ScaledProblem, lipschitz: float | None = None) -> None:
+    def __init__(
+        self, problem: ScaledProblem, lipschitz: float | None = None, deadline: float = np.inf
+    ) -> None:
         self.problem = problem
         gram = problem.reduced.gram
         diagonal = np.diag(gram)
@@ -112,15 +118,12 @@ class NodeRelaxation:
             # a zero diagonal is a zero row of G (PSD): any weight serves there
             self.metric = np.where(diagonal > 0, diagonal, positive.min())
         if self.metric is None:
-            self.step = 1.0 / (lipschitz if lipschitz is not None else problem.reduced.lipschitz())
+            if lipschitz is None:
+                lipschitz = problem.reduced.lipschitz(deadline)
+            self.step = 1.0 / lipschitz
         else:
             root = 1.0 / np.sqrt(self.metric)
-            size = diagonal.size
-            top = scipy.linalg.eigh(
-                root[:, None] * gram * root[None, :],
-                eigvals_only=True,
-                subset_by_index=[size - 1, size - 1],
-            )[0]
+            top = top_eigenvalue(root[:, None] * gram * root[None, :], deadline)
             self.step = 1.0 / (2.0 * top)
 
     def solve(
@@ -387,6 +390,7 @@ def free_shift(
     row_structure: np.ndarray,
     state: np.ndarray,
     base: np.ndarray | None = None,
+    deadline: float = np.inf,
 ) -> np.ndarray:
     """The node's strengthened form, one shift per row: `base` (per row, with G - diag(base)
     positive semidefinite on the rows of the structures not removed at the root; default 0)
@@ -395,13 +399,19 @@ def free_shift(
     margin. `gram` is G in the frame the node is solved in (a Frame's, or the original).
     Shifts are read on free rows only. Falls back to the scalar rule (base 0) where delta
     comes out negative, and to 0 where the kept block cannot be factored. delta never
-    decreases from a node to its children (docs/mip.md)."""
+    decreases from a node to its children (docs/mip.md). Where the factorizations are
+    predicted to take more than a quarter of the time left before `deadline`, delta is 0
+    (the form `base` alone, valid by itself: `base` is PSD-admissible on every node)."""
     zero = np.zeros(row_structure.size)
     row_state = state[row_structure]
     free = np.flatnonzero(row_state == FREE)
     if free.size == 0:
         return zero
     kept = np.flatnonzero(row_state == KEPT)
+    if np.isfinite(deadline):
+        cost = dense_seconds(free.size, TOP_EIGENVALUE) + dense_seconds(kept.size, CHOLESKY)
+        if cost > 0.25 * (deadline - time.perf_counter()):
+            return zero if base is None else base.copy()
     schur = gram[np.ix_(free, free)]
     if base is not None:
         schur = schur - np.diag(base[free])

@@ -89,7 +89,8 @@ class _Master:
         self.highs.setSolution(solution)
 
     def solve(self, seconds_left: float) -> tuple[float, list[np.ndarray]]:
-        """Run HiGHS; returns (its dual bound, integral supports it found)."""
+        """Run HiGHS; returns (its dual bound less _MASTER_MARGIN, integral supports it
+        found)."""
         self.found = []
         self.highs.setOptionValue("time_limit", max(seconds_left, 1e-3))
         self.highs.run()
@@ -99,7 +100,7 @@ class _Master:
         if info.primal_solution_status == int(highspy.SolutionStatus.kSolutionStatusFeasible):
             values = np.asarray(self.highs.getSolution().col_value)
             found.append(np.round(values[: self.n_groups]).astype(bool))
-        return float(info.mip_dual_bound) * self.scale, found
+        return (float(info.mip_dual_bound) - _MASTER_MARGIN) * self.scale, found
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,10 @@ class OAOutcome:
     stalled: bool
 
 
+# HiGHS's dual bound holds up to its tolerances (dual feasibility 1e-7, eta in units of the
+# first incumbent): two supports lam0 apart, lam0 = 2.4e-8 of the objective, came back with
+# the bound of the worse one, above the optimum. It is lowered by this, in eta's units.
+_MASTER_MARGIN = 1e-7
 _ROOT_ITERATIONS = 20_000
 _SMALLEST_SCALE = 1e-9  # of eta, in solver units (loss at W = 0 is 1)
 _ROOT_TIME_SHARE = 0.1
@@ -140,7 +145,7 @@ def outer_approximation(
     # The root relaxation only seeds the first cut (valid at any W, so stopping it early is
     # safe): with a zero ridge it converges slowly, so it gets a tenth of the time left.
     start = time.perf_counter()
-    relaxed = NodeRelaxation(problem).solve(
+    relaxed = NodeRelaxation(problem, deadline=deadline).solve(
         state,
         problem.M,
         np.zeros_like(problem.reduced.cross),

@@ -51,9 +51,11 @@ class SPRResult:
 
 
 class SPRRoute:
-    """Precomputes the reduced quadratic once; :meth:`solve` runs for any (lam0, lam2)."""
+    """Precomputes the reduced quadratic once; :meth:`solve` runs for any (lam0, lam2).
+    `deadline` (time.perf_counter() seconds): where the top eigenvalue of the Gram matrix
+    would take too much of the time left, the step comes from an upper bound on it."""
 
-    def __init__(self, instance: Instance, M: float | np.ndarray) -> None:
+    def __init__(self, instance: Instance, M: float | np.ndarray, deadline: float = np.inf) -> None:
         self.instance = instance
         self.bounds = structure_bounds(M, instance.n_structures)
         self.reduced = ReducedLeastSquares.from_instance(instance)
@@ -61,7 +63,7 @@ class SPRRoute:
         row_structure = instance.row_structure[self.reduced.penalized_rows]
         self.entry_group = np.repeat(row_structure, instance.c)  # row-major flattening of W_P
         self.scaled = scale_problem(self.reduced, row_structure, self.bounds, lam0=0.0, lam2=0.0)
-        self.lipschitz = self.scaled.reduced.lipschitz()
+        self.lipschitz = self.scaled.reduced.lipschitz(deadline)
 
     def lam0_max(self, lam2: float) -> float:
         """Smallest lam0 at which W = 0 (every structure pruned) is optimal, for this lam2."""

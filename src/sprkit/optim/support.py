@@ -23,6 +23,7 @@ import scipy.linalg
 import scipy.optimize
 
 from sprkit.formula import spr_conjugate_ragged
+from sprkit.optim.dense_cost import CHOLESKY, LEAST_SQUARES, affordable
 from sprkit.optim.quadratic import ReducedLeastSquares
 
 
@@ -144,6 +145,8 @@ class SupportProblem:
         key = self._key(support)
         if key in self._cache:
             return self._cache[key]
+        if not self._affords(support):
+            return self._at_zero(support)
         return self._cached(key, self._solution(support, self._factor(support)))
 
     def _cached(self, key: bytes, solution: SupportSolution) -> SupportSolution:
@@ -161,12 +164,27 @@ class SupportProblem:
             return self._cache[key]
         if self._free_values.get(key, -np.inf) >= value:
             return None
+        if not self._affords(support):
+            return self._at_zero(support)
         factored = self._factor(support)
         free_value = self.reduced.const if factored is None else factored.free_value
         if free_value >= value:
             self._free_values[key] = free_value
             return None
         return self._cached(key, self._solution(support, factored))
+
+    def _affords(self, support: np.ndarray) -> bool:
+        """Whether the support's factorization is predicted to fit in half the time left
+        before the deadline (optim.dense_cost)."""
+        rows = int(np.count_nonzero(support[self.row_structure]))
+        return affordable(rows, self.deadline, CHOLESKY, share=0.5)
+
+    def _at_zero(self, support: np.ndarray) -> SupportSolution:
+        """W_P = 0 as the support's solution, not exact: a feasible point (its value an
+        upper bound on the support's), where its fit would overrun the deadline."""
+        W_P = np.zeros_like(self.reduced.cross)
+        value = self.reduced.const + self.lam0 * int(support.sum())
+        return SupportSolution(support, value, W_P, self.cut_at(W_P), exact=False)
 
     def _solution(self, support: np.ndarray, factored: _Factored | None) -> SupportSolution:
         W_P, exact = self._fit(factored)
@@ -225,7 +243,11 @@ class SupportProblem:
         if np.all(np.abs(factored.unconstrained) <= row_bound[:, None]):
             return W_P, True
         for column in range(T.shape[1]):
-            if time.perf_counter() >= self.deadline:
+            # bounded-variable least squares solves a few least-squares problems of this size
+            # (and cannot be interrupted): not started where they would overrun the deadline
+            if time.perf_counter() >= self.deadline or not affordable(
+                rows.size, self.deadline, 4 * LEAST_SQUARES, share=0.5
+            ):
                 return W_P, False
             fitted = scipy.optimize.lsq_linear(
                 A, T[:, column], bounds=(-row_bound, row_bound), method="bvls", tol=1e-14

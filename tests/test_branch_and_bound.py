@@ -19,7 +19,7 @@ from sprkit.errors import InstanceError, ParameterError, SolverError
 from sprkit.instances import hard_case, make_instance, save_instance, synthetic_instance
 from sprkit.optim import branch_and_bound
 from sprkit.optim.bounds import compute_bounds
-from sprkit.optim.diagonal import ascend_diagonal
+from sprkit.optim.diagonal import DiagonalAscent
 from sprkit.optim.mip import OPTIMAL, TIME_LIMIT, ExactSolver
 from sprkit.optim.node_relaxation import FREE, KEPT, REMOVED, NodeRelaxation, free_shift
 from sprkit.optim.presolve import QuadraticGrowth, reduced_cost_fixings
@@ -163,7 +163,7 @@ def test_strengthened_relaxation_is_valid_tight_and_grows_down_the_tree(seed):
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("rows_per_group", [1, 2, 3])
 def test_root_form_is_valid_and_raises_the_root_bound(seed, rows_per_group):
-    """ascend_diagonal: its form (a diagonal per structure with one row each, else a matrix
+    """DiagonalAscent: its form (a diagonal per structure with one row each, else a matrix
     per structure written in the frame of its eigenvectors) keeps G - E PSD; every node's
     shifts (the form plus the node's own delta) keep G - diag(free rows' shifts) PSD on the
     node's rows in the frame; the root bound it certifies is at least the scalar shift's and
@@ -191,16 +191,9 @@ def test_root_form_is_valid_and_raises_the_root_bound(seed, rows_per_group):
     scalar = relaxation.solve(
         root_state, problem.M, warm, tol=1e-10, shift=free_shift(gram, rows_of, root_state)
     )
-    form, ascended = ascend_diagonal(
-        relaxation,
-        root_state,
-        problem.M,
-        scalar,
-        level=best * 2,  # never reached: the ascent runs its course
-        tol=1e-10,
-        max_iter=5000,
-        deadline=np.inf,
-    )
+    ascent = DiagonalAscent(relaxation, root_state, problem.M, scalar, tol=1e-10, max_iter=5000)
+    ascent.advance(level=best * 2, until=np.inf)  # never reached: the ascent runs its course
+    form, ascended = ascent.best_form, ascent.best
     assert form is not None, "no step of the ascent raised the root bound"
     assert (form.frame is None) == (rows_per_group == 1)
     framed = form.gram(problem)
@@ -665,6 +658,27 @@ def test_a_penalized_column_that_duplicates_a_free_one_is_fitted_exactly(seed):
         assert result.status == OPTIMAL, method
         assert result.objective == pytest.approx(optimum, rel=1e-6), method
         assert result.bound <= optimum * (1 + 1e-9), method
+
+
+def test_a_column_with_a_large_offset_a_free_intercept_absorbs_is_kept():
+    """The column 2e9 + t (t ~ N(0, 1)) beside a free intercept: its residual is 5e-10 of its
+    norm, resolved by float64, and it carries the signal. A threshold of 1e-9 on that ratio
+    zeroed it and certified 5.64 where keeping it gives 0.0185 (a review's example)."""
+    rng = np.random.default_rng(0)
+    t, other = rng.standard_normal(40), rng.standard_normal(40)
+    X = np.column_stack([2e9 + t, other, np.ones(40)])
+    Y = (3.0 * t + 0.1 * rng.standard_normal(40))[:, None]
+    groups = np.array([0, 1, -1])
+    # the reference on the centered column: the same problem (the intercept is free), which
+    # bounded least squares can fit without the offset's conditioning
+    centered = X.copy()
+    centered[:, 0] -= centered[:, 0].mean()
+    optimum, kept = _fits_by_enumeration(centered, Y, groups, 0.01, 0.0, 10.0)
+    assert kept == [0] and optimum < 0.02
+    result = ExactSolver(make_instance(X, Y, groups), 10.0).solve(0.01, 0.0, method="bnb")
+    assert result.status == OPTIMAL and result.kept == [0]
+    assert result.objective == pytest.approx(optimum, rel=1e-6)
+    assert result.bound <= optimum * (1 + 1e-9)
 
 
 @pytest.mark.parametrize("time_limit", [0.1, 0.3, 3.0])

@@ -61,9 +61,10 @@ _BACKOFF_LIMIT = 64  # largest interval, in offers, between two new node growths
 _USEFUL_TIGHTENING = 0.99  # a node growth is useful if it fixes or cuts an M_j by 1 %
 # The root diagonal (optim.diagonal) costs 10-60 root solves: its ascent starts once the search
 # has solved this many nodes, so that instances certified in fewer do not pay for it, and runs
-# in portions, its time at most _ASCENT_RATIO times the rest of the search's so far (and each
-# portion at most _ASCENT_SHARE of the time left): an instance the tree alone would certify
-# soon pays at most that ratio for it.
+# in portions, its time about at most _ASCENT_RATIO times the rest of the search's so far (a
+# portion is given the smaller of that allowance and _ASCENT_SHARE of the time left, and ends
+# at the first step boundary after it: a step is up to 6 root solves): an instance the tree
+# alone would certify soon pays about that ratio at most for it.
 _ASCENT_AFTER_NODES = 100
 _ASCENT_TOL = 1e-8  # its root solves: the barrier's steps compare values this close
 _ASCENT_SHARE = 0.1
@@ -433,10 +434,10 @@ class BranchAndBound:
         return state, M, shift, root, root_lower
 
     def _ascend(self, ascent: DiagonalAscent, allowance: float, state, tol, deadline) -> bool:
-        """Advance the root diagonal's ascent (from the root `state`) by a portion of at most
-        `allowance` seconds and _ASCENT_SHARE of the time left (checked between its root
-        solves); where it found a better form, the tree takes it for the nodes to come.
-        Returns whether the root bound rose."""
+        """Advance the root diagonal's ascent (from the root `state`) by a portion of
+        `allowance` seconds, at most _ASCENT_SHARE of the time left (the portion ends at the
+        first step boundary after it); where it found a better form, the tree takes it for
+        the nodes to come. Returns whether the root bound rose."""
         now = time.perf_counter()
         budget = min(allowance, _ASCENT_SHARE * (deadline - now))
         before = ascent.best.lower
@@ -491,7 +492,8 @@ class BranchAndBound:
         ascent: DiagonalAscent | None = None
         ascent_seconds = 0.0
         searched_windows = not self.windows
-        while heap and time.perf_counter() < deadline:
+        unfitted = False
+        while heap and not unfitted and time.perf_counter() < deadline:
             if not searched_windows and self.nodes >= _WINDOWS_AFTER_NODES:
                 searched_windows = True
                 self._search_windows(tol, deadline)
@@ -504,6 +506,7 @@ class BranchAndBound:
                         root,
                         tol=_ASCENT_TOL,
                         max_iter=_ROOT_ITERATIONS,
+                        deadline=deadline,
                     )
                 now = time.perf_counter()
                 searched = now - search_start - ascent_seconds
@@ -567,8 +570,11 @@ class BranchAndBound:
                 state, M = deduced
                 if not np.any(state == FREE):
                     leaf = self._offer(state == KEPT)
-                    if leaf is not None and not leaf.exact:  # cut short by the deadline
+                    if leaf is not None and not leaf.exact:
+                        # its fit was cut short, or would overrun the deadline: the search
+                        # cannot close this node in the time left (and would pop it again)
                         heapq.heappush(heap, node)
+                        unfitted = True
                     break
                 node_seconds = time.perf_counter() - node_start
                 if self._enumerates(state, node_seconds) and self._enumerate(state, deadline):

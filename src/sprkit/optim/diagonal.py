@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
+from sprkit.optim.dense_cost import CHOLESKY, EIGH, TOP_EIGENVALUE, affordable
 from sprkit.optim.node_relaxation import (
     FREE,
     REMOVED,
@@ -54,6 +55,9 @@ _PATIENCE = 10  # steps without a useful gain before stopping
 _USEFUL_GAIN = 0.01  # a gain counts when it closes this share of the gap left to the level
 _TRIES = 6  # step sizes tried (halving) before the barrier weight is halved
 _REFUSALS = 3  # weights halved in a row without a step before the ascent stops
+# a step's dense work (optim.dense_cost), at most: per try a projection (an eigendecomposition
+# for blocks), a Cholesky factor and inverse of G - E, and the node's shift
+_STEP_WORK = _TRIES * (EIGH + 3 * CHOLESKY + TOP_EIGENVALUE)
 _START_GAP = 0.1  # the most of the root's value the ascent counts on closing
 _MARGIN = 1e-12  # smallest pivot^2 / largest diagonal of a Cholesky factor counted as definite
 
@@ -78,8 +82,10 @@ class DiagonalAscent:
     diagonal per structure, or a matrix per structure where some structure has several rows
     (plain steps and a ridge: the frame's relaxation needs both). `state`, `M`, `root`: the
     root node and its relaxation with the scalar shift; `tol`, `max_iter`: of each root
-    solve. The branch and bound advances it in portions, so that the ascent never costs
-    more than the search it serves (docs/mip.md)."""
+    solve; `deadline`: of the scalar shift it starts from (none, and no ascent, where that
+    would overrun it). The branch and bound advances it in portions, so that the ascent
+    costs no more than about the search it serves (docs/mip.md); no step is started whose
+    dense factorizations are predicted to overrun the deadline (optim.dense_cost)."""
 
     def __init__(
         self,
@@ -90,6 +96,7 @@ class DiagonalAscent:
         *,
         tol: float,
         max_iter: int,
+        deadline: float = np.inf,
     ) -> None:
         problem = relaxation.problem
         self._relaxation, self._state, self._M = relaxation, state, M
@@ -100,7 +107,7 @@ class DiagonalAscent:
         root_structure = row_structure[self._rows]
         free = state == FREE
         free_rows = self._free_rows = free[root_structure]
-        self._scale = float(np.max(free_shift(gram, row_structure, state)))
+        self._scale = float(np.max(free_shift(gram, row_structure, state, deadline=deadline)))
         matrices = (
             bool(np.any(np.bincount(root_structure) > 1))
             and relaxation.metric is None
@@ -123,6 +130,8 @@ class DiagonalAscent:
         each step, so a call takes one step at least; the first call also solves the
         starting point; each root solve stops at `deadline` at the latest). `level`: the
         pruning level (the ascent stops once the root reaches it)."""
+        if not affordable(self._rows.size, deadline, _STEP_WORK, share=0.5):
+            self.finished = True  # a step's factorizations would overrun the deadline
         if not self.finished and self._part is None and not self._start(level, deadline):
             self.finished = True
         while not self.finished:
@@ -137,6 +146,7 @@ class DiagonalAscent:
             or self.best.lower >= level
             or self._idle >= _PATIENCE
             or time.perf_counter() >= deadline
+            or not affordable(self._rows.size, deadline, _STEP_WORK, share=0.5)
         ):
             self.finished = True
             return
@@ -215,25 +225,6 @@ class DiagonalAscent:
             shift=free_shift(form.gram(problem), problem.row_structure, self._state, form.base),
             frame=form.frame,
         )
-
-
-def ascend_diagonal(
-    relaxation: NodeRelaxation,
-    state: np.ndarray,
-    M: np.ndarray,
-    root: NodeBound,
-    *,
-    level: float,
-    tol: float,
-    max_iter: int,
-    deadline: float,
-) -> tuple[StrengthenedForm | None, NodeBound]:
-    """(form, root bound with it): the ascent run to its end (or `deadline`) in one go;
-    (None, `root`) when no form met (the starting half shift included) improved on `root`
-    (solved with the scalar shift). Arguments as DiagonalAscent's and its `advance`."""
-    ascent = DiagonalAscent(relaxation, state, M, root, tol=tol, max_iter=max_iter)
-    ascent.advance(level=level, until=deadline, deadline=deadline)
-    return ascent.best_form, ascent.best
 
 
 def _gap_left(level: float, lower: float) -> float:

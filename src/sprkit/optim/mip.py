@@ -191,7 +191,7 @@ class ExactSolver:
         report = None
         if log is not None:
             report = _ProgressLog(
-                log, problem, start, floor=self._gap_floor(), margin=self._bound_margin()
+                log, problem, start, floor=self._gap_floor(tol), margin=self._bound_margin()
             )
         only_oa = method == "oa"
         # small instances: bnb enumerates where its relaxation is slow (branch_and_bound)
@@ -263,7 +263,7 @@ class ExactSolver:
         # Every term of the objective is >= 0, so 0 is a valid bound; a gap is relative to the
         # objective, floored (_gap_floor); the bound is lowered by its rounding (_bound_margin).
         bound = min(max(bound - self._bound_margin(), 0.0), objective)
-        gap = relative_gap(objective, bound, self._gap_floor())
+        gap = relative_gap(objective, bound, self._gap_floor(tol))
         return MIPResult(
             status=OPTIMAL if gap <= tol else fallback,
             objective=float(objective),
@@ -287,13 +287,14 @@ class ExactSolver:
         at_zero = float(np.sum(self.instance.Y**2)) / self.instance.n
         return at_zero, max(self.reduced.const, np.finfo(np.float64).eps * at_zero)
 
-    def _gap_floor(self) -> float:
+    def _gap_floor(self, tol: float) -> float:
         """The objective under which gaps are taken relative to this instead: GAP_FLOOR of
-        the problem's scale, and at least the bounds' rounding (_bound_margin) / GAP_FLOOR,
-        since no bound is known closer than that rounding (an optimum of zero, Y in the span
-        of the free rows, left 6e-25 of rounding in the objective against a margin of 7e-23:
-        it could not be certified)."""
-        return max(GAP_FLOOR * self._gap_scale()[1], self._bound_margin() / GAP_FLOOR)
+        the problem's scale, and at least the bounds' rounding (_bound_margin) / tol: no bound
+        is known closer than that rounding, so an objective that small is `optimal` once its
+        bound is within the rounding (an optimum of zero, Y in the span of the free rows,
+        left 6e-25 of rounding in the objective against a margin of 7e-23: it could not be
+        certified). Above it the gap is relative to the objective, as everywhere."""
+        return max(GAP_FLOOR * self._gap_scale()[1], self._bound_margin() / tol)
 
     def _bound_margin(self) -> float:
         """What bounds are lowered by: BOUND_ROUNDING times their rounding (the fitted

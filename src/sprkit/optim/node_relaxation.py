@@ -399,9 +399,11 @@ def free_shift(
     margin. `gram` is G in the frame the node is solved in (a Frame's, or the original).
     Shifts are read on free rows only. Falls back to the scalar rule (base 0) where delta
     comes out negative, and to 0 where the kept block cannot be factored. delta never
-    decreases from a node to its children (docs/mip.md). Where the factorizations are
-    predicted to take more than a quarter of the time left before `deadline`, delta is 0
-    (the form `base` alone, valid by itself: `base` is PSD-admissible on every node)."""
+    decreases from a node to its children (docs/mip.md) where it is computed: where the
+    factorizations are predicted to take more than a quarter of the time left before
+    `deadline`, delta is 0 (the form `base` alone, valid by itself: the root's barrier kept
+    G - diag(base) positive definite with a margin, and every node's rows are a principal
+    submatrix of the root's)."""
     zero = np.zeros(row_structure.size)
     row_state = state[row_structure]
     free = np.flatnonzero(row_state == FREE)

@@ -46,6 +46,7 @@ class _Master:
     def __init__(self, n_groups: int, mip_gap: float, scale: float) -> None:
         self.n_groups = n_groups
         self.scale = scale
+        self.mip_gap = mip_gap
         self.highs = new_highs()
         self.highs.setOptionValue("mip_rel_gap", mip_gap)
         self.highs.setOptionValue("mip_abs_gap", 0.0)
@@ -89,8 +90,10 @@ class _Master:
         self.highs.setSolution(solution)
 
     def solve(self, seconds_left: float) -> tuple[float, list[np.ndarray]]:
-        """Run HiGHS; returns (its dual bound less _MASTER_MARGIN, integral supports it
-        found)."""
+        """Run HiGHS; returns (its dual bound lowered by its relative gap tolerance, integral
+        supports it found). HiGHS's dual bound holds only up to its tolerances: two supports
+        lam0 apart, lam0 = 2.4e-8 of the objective, came back with the bound of the worse
+        one, above the optimum, with mip_rel_gap 1e-7."""
         self.found = []
         self.highs.setOptionValue("time_limit", max(seconds_left, 1e-3))
         self.highs.run()
@@ -100,7 +103,8 @@ class _Master:
         if info.primal_solution_status == int(highspy.SolutionStatus.kSolutionStatusFeasible):
             values = np.asarray(self.highs.getSolution().col_value)
             found.append(np.round(values[: self.n_groups]).astype(bool))
-        return (float(info.mip_dual_bound) - _MASTER_MARGIN) * self.scale, found
+        dual = float(info.mip_dual_bound)
+        return (dual - self.mip_gap * max(abs(dual), 1.0)) * self.scale, found
 
 
 @dataclass(frozen=True)
@@ -115,10 +119,6 @@ class OAOutcome:
     stalled: bool
 
 
-# HiGHS's dual bound holds up to its tolerances (dual feasibility 1e-7, eta in units of the
-# first incumbent): two supports lam0 apart, lam0 = 2.4e-8 of the objective, came back with
-# the bound of the worse one, above the optimum. It is lowered by this, in eta's units.
-_MASTER_MARGIN = 1e-7
 _ROOT_ITERATIONS = 20_000
 _SMALLEST_SCALE = 1e-9  # of eta, in solver units (loss at W = 0 is 1)
 _ROOT_TIME_SHARE = 0.1

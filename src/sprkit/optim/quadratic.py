@@ -29,7 +29,8 @@ def compressed_least_squares(instance: Instance) -> tuple[np.ndarray, np.ndarray
     return R, B, const
 
 
-_IN_SPAN = 1e-9  # relative residual below which a column counts as in the free columns' span
+# relative residual below which a column counts as in the free columns' span (rounding only)
+_IN_SPAN = 1024 * np.finfo(np.float64).eps
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,10 @@ class ReducedLeastSquares:
             # A penalized column in the span of the free ones (a duplicate of one) is left
             # with rounding only: its weight does nothing the free rows do not. Kept, that
             # noise reads as a column of its own (and Jacobi scaling in the fixed-support
-            # fits amplifies it to O(1): fits 5 % off, certified). Below _IN_SPAN of the
-            # column's norm it is zero, within rounding of the loss for any |w| <= M.
+            # fits amplifies it to O(1): fits 5 % off, certified). A residual at the
+            # subtraction's rounding level (_IN_SPAN: a few hundred ulps of the column) is
+            # zero. Not more: a large offset a free intercept absorbs can leave a residual
+            # 5e-10 of the column that float64 resolves well and that matters.
             in_span = np.linalg.norm(projected, axis=0) <= _IN_SPAN * np.linalg.norm(X_P, axis=0)
             X_P = np.where(in_span, 0.0, projected)
             Y = Y - X_F @ coef_Y

@@ -23,7 +23,7 @@ import scipy.linalg
 import scipy.optimize
 
 from sprkit.formula import spr_conjugate_ragged
-from sprkit.optim.dense_cost import CHOLESKY, LEAST_SQUARES, affordable
+from sprkit.optim.dense_cost import EIGH, LEAST_SQUARES, affordable
 from sprkit.optim.quadratic import ReducedLeastSquares
 
 
@@ -177,7 +177,7 @@ class SupportProblem:
         """Whether the support's factorization is predicted to fit in half the time left
         before the deadline (optim.dense_cost)."""
         rows = int(np.count_nonzero(support[self.row_structure]))
-        return affordable(rows, self.deadline, CHOLESKY, share=0.5)
+        return affordable(rows, self.deadline, EIGH, share=0.5)  # its fallback, if ill posed
 
     def _at_zero(self, support: np.ndarray) -> SupportSolution:
         """W_P = 0 as the support's solution, not exact: a feasible point (its value an

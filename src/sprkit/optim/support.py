@@ -140,7 +140,8 @@ class SupportProblem:
         return self._key(support) in self._cache
 
     def solve(self, support: np.ndarray) -> SupportSolution:
-        """min over W with rows outside `support` (bool per structure) at zero, cached."""
+        """min over W with rows outside `support` (bool per structure) at zero, cached; W = 0,
+        not exact and not cached, where the fit is predicted to overrun the deadline."""
         support = np.asarray(support, dtype=bool)
         key = self._key(support)
         if key in self._cache:
@@ -157,7 +158,8 @@ class SupportProblem:
     def improving(self, support: np.ndarray, value: float) -> SupportSolution | None:
         """The solution of `support` (cached, or solved); None, without the box-constrained
         solve, when the ridge fit without the box (a lower bound: the box only adds
-        constraints) already reaches `value`. Callers compare the value themselves."""
+        constraints) already reaches `value`; W = 0, not exact, where the fit would overrun the
+        deadline (as in `solve`). Callers compare the value themselves."""
         support = np.asarray(support, dtype=bool)
         key = self._key(support)
         if key in self._cache:

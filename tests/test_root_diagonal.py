@@ -34,6 +34,20 @@ def _problem(seed: int, rows_per_group: int):
     return ExactSolver(case.instance, case.M).scaled_problem(case.lam0, case.lam2)
 
 
+def _scalar_root(problem):
+    """(root state, relaxation, root relaxation with the scalar shift) of `problem`."""
+    state = np.full(problem.n_groups, FREE, dtype=np.int8)
+    relaxation = NodeRelaxation(problem)
+    scalar = relaxation.solve(
+        state,
+        problem.M,
+        np.zeros_like(problem.reduced.cross),
+        tol=1e-10,
+        shift=free_shift(problem.reduced.gram, problem.row_structure, state),
+    )
+    return state, relaxation, scalar
+
+
 def _shor_value(problem) -> float:
     """min <G, X> - 2 b'w + const + lam2 tr X + lam0 sum z over [[X, w], [w', 1]] PSD,
     [[X_jj, w_j], [w_j', z_j]] PSD per structure, |w_j| <= M_j z_j, z <= 1."""
@@ -67,16 +81,7 @@ def test_root_ascent_approaches_the_semidefinite_bound(rows_per_group):
     closed = []
     for seed in range(4):
         problem = _problem(seed, rows_per_group)
-        gram, row_structure = problem.reduced.gram, problem.row_structure
-        state = np.full(problem.n_groups, FREE, dtype=np.int8)
-        relaxation = NodeRelaxation(problem)
-        scalar = relaxation.solve(
-            state,
-            problem.M,
-            np.zeros_like(problem.reduced.cross),
-            tol=1e-10,
-            shift=free_shift(gram, row_structure, state),
-        )
+        state, relaxation, scalar = _scalar_root(problem)
         ascent = DiagonalAscent(relaxation, state, problem.M, scalar, tol=1e-10, max_iter=5000)
         ascent.advance(level=np.inf, until=np.inf)  # never reached: the ascent runs its course
         ascended = ascent.best
@@ -93,15 +98,7 @@ def test_ascent_in_portions_takes_the_same_path_as_in_one_go(rows_per_group):
     """The branch and bound advances the ascent a portion at a time: one step per call
     (`until` already past) must reach the same form and bound as one uninterrupted call."""
     problem = _problem(5, rows_per_group)
-    state = np.full(problem.n_groups, FREE, dtype=np.int8)
-    relaxation = NodeRelaxation(problem)
-    scalar = relaxation.solve(
-        state,
-        problem.M,
-        np.zeros_like(problem.reduced.cross),
-        tol=1e-10,
-        shift=free_shift(problem.reduced.gram, problem.row_structure, state),
-    )
+    state, relaxation, scalar = _scalar_root(problem)
     settings = dict(tol=1e-10, max_iter=5000)
     whole = DiagonalAscent(relaxation, state, problem.M, scalar, **settings)
     whole.advance(level=np.inf, until=np.inf)

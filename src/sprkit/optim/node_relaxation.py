@@ -265,9 +265,13 @@ class NodeRelaxation:
         self, rows: np.ndarray, free_group: np.ndarray, shift: np.ndarray, frame: Frame | None
     ) -> np.ndarray:
         """G (in `frame`) on `rows`, less the shift (one value per row of `rows`) on the
-        diagonal of the free rows."""
-        gram = (self.problem.reduced.gram if frame is None else frame.gram)[np.ix_(rows, rows)]
+        diagonal of the free rows; read only (G itself where that leaves it unchanged: a
+        copy of a large G costs seconds)."""
+        matrix = self.problem.reduced.gram if frame is None else frame.gram
         free_rows = np.flatnonzero(free_group[self.problem.row_structure[rows]] & (shift > 0))
+        if rows.size == matrix.shape[0] and free_rows.size == 0:
+            return matrix
+        gram = matrix[np.ix_(rows, rows)]
         gram[free_rows, free_rows] -= shift[free_rows]
         return gram
 

@@ -72,6 +72,10 @@ _ASCENT_RATIO = 1.0
 # A node with at most this many free structures is enumerated where that is cheaper than its
 # relaxation (BranchAndBound._enumerates).
 ENUMERATE_FREE = 16
+# The root is enumerated before any relaxation where its supports' fits are predicted to take
+# at most this long (a few structures: a relaxation with no ridge and a huge M can take
+# seconds to converge where 64 fits take milliseconds).
+_ENUMERATE_ROOT_SECONDS = 0.05
 # Window search (optim.window_search) runs once the search has solved this many nodes (the
 # grid instances bnb certifies need at most 719), for at most this share of the time left.
 _WINDOWS_AFTER_NODES = 1000
@@ -453,7 +457,7 @@ class BranchAndBound:
     ) -> SearchOutcome:
         """Search to relative gap tol/2 below the incumbent, or until `deadline`
         (time.perf_counter() seconds); `progress` is called once the root is solved and
-        before every node."""
+        before every node (where the root is enumerated, once before that)."""
         problem = self.problem
         self.supports.deadline = self.deadline = deadline
         search_start = time.perf_counter()
@@ -463,6 +467,14 @@ class BranchAndBound:
         warm = np.zeros_like(problem.reduced.cross)
         self._offer(np.zeros(groups, dtype=bool))
         self._offer(np.ones(groups, dtype=bool))
+        mean_fit = self._fit_seconds / max(self._fits, 1)
+        if 2.0**groups * mean_fit <= _ENUMERATE_ROOT_SECONDS:
+            if progress is not None:  # the root, open, before its supports are enumerated
+                progress(0, 1, 0.0, self.incumbent.value)
+            if self._enumerate(state, deadline):
+                # every support was offered: each one's value is at least the incumbent's
+                lower = min(self._level(tol), self.incumbent.value)
+                return SearchOutcome(self.incumbent, lower, 0, True)
         state, M = self._presolve(state, M, self._level(tol))
         shift = self._shift(state)
         root_start = time.perf_counter()

@@ -30,10 +30,11 @@ from sprkit.optim.branch_and_bound import (
     Branching,
     check_branching,
 )
+from sprkit.optim.dense_cost import LEAST_SQUARES, affordable
 from sprkit.optim.node_relaxation import FREE, free_shift
 from sprkit.optim.outer_approximation import outer_approximation
 from sprkit.optim.problem import ScaledProblem, scale_problem
-from sprkit.optim.quadratic import ReducedLeastSquares
+from sprkit.optim.quadratic import ReducedLeastSquares, gram_loses_directions
 from sprkit.optim.result import (
     BOUND_ROUNDING,
     GAP_FLOOR,
@@ -130,6 +131,7 @@ class ExactSolver:
         self.bounds = structure_bounds(M, instance.n_structures)
         self.reduced = ReducedLeastSquares.from_instance(instance)
         self.row_structure = instance.row_structure[self.reduced.penalized_rows]
+        self._blind: bool | None = None  # gram_loses_directions, once checked
 
     def scaled_problem(self, lam0: float, lam2: float) -> ScaledProblem:
         """The MIP in solver units (sprkit.optim.problem), as the native methods solve it."""
@@ -151,7 +153,8 @@ class ExactSolver:
         `time_limit` seconds (every phase checks the clock). `branching`: rule of `bnb`;
         `solver_options`: passed to the solver of a `pyomo:` method; `log`: called with the
         search's Progress about once a second by `bnb` and `oa` (the first line once the
-        root is solved; not called by `pyomo:` methods, whose solvers keep their own logs)."""
+        root is solved, or before a few structures' supports are enumerated; not called by
+        `pyomo:` methods, whose solvers keep their own logs)."""
         start = time.perf_counter()
         params = SPRParams(lam0, lam2)
         lam0, lam2 = params.lam0, params.lam2
@@ -188,6 +191,7 @@ class ExactSolver:
         if method.startswith("pyomo:"):
             return self._solve_pyomo(method, lam0, lam2, tol, deadline, start, solver_options)
         problem = self.scaled_problem(lam0, lam2)
+        self._check_resolution(deadline)
         report = None
         if log is not None:
             report = _ProgressLog(
@@ -238,6 +242,7 @@ class ExactSolver:
             method=method,
             fallback=STALLED if stalled else TIME_LIMIT,
             cuts=cuts,
+            from_gram=True,
         )
 
     def _result(
@@ -255,14 +260,20 @@ class ExactSolver:
         fallback: str,
         cuts: tuple[Cut, ...] = (),
         solver_seconds: float | None = None,
+        from_gram: bool = False,
     ) -> MIPResult:
+        """`from_gram`: the bound was proven on the Gram form (native methods), so it is also
+        lowered by what that form cannot see (_blind_margin)."""
         W = self.reduced.full_weights(W_P, self.instance.d)
         objective = (
             self.instance.loss(W) + lam2 * float(np.sum(W_P * W_P)) + lam0 * int(support.sum())
         )
         # Every term of the objective is >= 0, so 0 is a valid bound; a gap is relative to the
         # objective, floored (_gap_floor); the bound is lowered by its rounding (_bound_margin).
-        bound = min(max(bound - self._bound_margin(), 0.0), objective)
+        bound = bound - self._bound_margin()
+        if from_gram:
+            bound -= self._blind_margin(objective, lam2)
+        bound = min(max(bound, 0.0), objective)
         gap = relative_gap(objective, bound, self._gap_floor(tol))
         return MIPResult(
             status=OPTIMAL if gap <= tol else fallback,
@@ -303,6 +314,38 @@ class ExactSolver:
         at_zero, scale = self._gap_scale()
         eps = np.finfo(np.float64).eps
         return BOUND_ROUNDING * eps * np.sqrt(max(at_zero, scale)) * np.sqrt(scale)
+
+    def _check_resolution(self, deadline: float) -> None:
+        """Whether the Gram form loses directions of X (quadratic.gram_loses_directions),
+        once per instance, where its SVD is predicted to take at most a tenth of the time
+        left (else it is taken as losing none)."""
+        if self._blind is not None:
+            return
+        n, d = self.instance.n, self.reduced.gram.shape[0]
+        equivalent = round((max(n, d) * min(n, d) ** 2) ** (1 / 3))  # its cost, as a cube
+        if affordable(equivalent, deadline, LEAST_SQUARES, share=0.1):
+            self._blind = gram_loses_directions(self.instance, self.reduced)
+
+    def _blind_margin(self, objective: float, lam2: float) -> float:
+        """How far below a bound proven on the Gram form the data's objective can be, where
+        that form loses directions of X (_check_resolution), else 0. In u = sqrt(D) w
+        (D = diag(G), a column's squared norm / n), G's entries are exact to gamma = n eps of
+        sqrt(D_r D_s), and B's to gamma sqrt(D_r c0),
+        c0 the fitted constant, so |L(W) - L_gram(W)| <= gamma (d R^2 + 2 sqrt(d c0) R) for
+        ||U|| <= R; doubled for the Gram matrix's convexity, which its rounding also bends.
+        Points below the objective have R^2 <= sum_r c M_r^2 D_r (the box) and, with a
+        ridge, <= objective max(D) / lam2."""
+        if not self._blind:
+            return 0.0
+        instance, reduced = self.instance, self.reduced
+        diagonal = np.diag(reduced.gram)
+        c = reduced.cross.shape[1]
+        radius_squared = float(np.sum(c * self.bounds[self.row_structure] ** 2 * diagonal))
+        if lam2 > 0:
+            radius_squared = min(radius_squared, objective * float(diagonal.max()) / lam2)
+        radius, d = np.sqrt(radius_squared), diagonal.size
+        gamma = instance.n * np.finfo(np.float64).eps
+        return 2.0 * gamma * (d * radius_squared + 2.0 * np.sqrt(d * reduced.const) * radius)
 
     def _solve_pyomo(
         self,

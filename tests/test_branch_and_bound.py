@@ -20,10 +20,10 @@ from sprkit.instances import hard_case, make_instance, save_instance, synthetic_
 from sprkit.optim import branch_and_bound
 from sprkit.optim.bounds import compute_bounds
 from sprkit.optim.diagonal import DiagonalAscent
+from sprkit.optim.gram_error import GramGrowth, gram_margin, loses_directions
 from sprkit.optim.mip import OPTIMAL, TIME_LIMIT, ExactSolver
 from sprkit.optim.node_relaxation import FREE, KEPT, REMOVED, NodeRelaxation, free_shift
 from sprkit.optim.presolve import QuadraticGrowth, reduced_cost_fixings
-from sprkit.optim.quadratic import gram_loses_directions
 from sprkit.optim.spr_route import SPRRoute
 from sprkit.optim.support import SupportProblem
 
@@ -690,42 +690,68 @@ def test_a_direction_the_gram_matrix_cannot_resolve_leaves_the_bound_honest(seed
     """Columns that differ by 1.5e-8 of their norm, Y noise, lam2 = 0, M = 1e9: the optimum
     keeps both with weights near 1e7 along their difference, whose curvature (1e-16 of the
     largest) is below the Gram matrix's rounding. Every native method certified the better
-    single column 0.3-0.6 % above the optimum (seed 170, found by a sweep). Such a direction
-    is now detected, and the bound lowered by what the Gram form cannot see within the box:
+    single column 0.3-0.6 % above the optimum (seed 170, found by a sweep). The bound is now
+    lowered by how far the Gram form can be from the data within the box (gram_error):
     nothing is certified above the optimum."""
     X, Y, groups = _near_duplicates(seed, 1.5e-8, 290, 4)
     optimum, kept = _fits_by_enumeration(X, Y, groups, 5e-5, 0.0, 1e9)
     assert kept == [0, 1]
-    instance = make_instance(X, Y, groups)
-    solver = ExactSolver(instance, 1e9)
-    assert gram_loses_directions(instance, solver.reduced)
+    solver = ExactSolver(make_instance(X, Y, groups), 1e9)
     for method in ("bnb", "oa", "auto"):
         result = solver.solve(5e-5, 0.0, method=method, time_limit=20)
         assert result.bound <= optimum * (1 + 1e-9), method
         assert result.status != OPTIMAL or result.objective <= optimum * (1 + 1e-6), method
 
 
-def test_the_gram_matrix_loses_no_direction_of_ordinary_designs():
-    """gram_loses_directions is False for exact duplicates (nothing to resolve), fewer samples
-    than rows, columns 1e-3 apart, correlated designs and a free intercept; True in the band
-    between X's rounding and what the Gram matrix resolves to 1e-6 (2e-7 and 1e-9 apart)."""
+def _gram_cases():
+    """(instance, M, lam2, near-duplicates the Gram form cannot resolve?): exact duplicates,
+    fewer samples than rows, columns 1e-3 apart, a free intercept, AR(1) with rho = 0.99,
+    columns over 8 orders of magnitude; and two near-duplicate pairs under a huge box."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((40, 6))
-    Y = rng.standard_normal((40, 2))
-    z = rng.standard_normal(40)  # outside the span of x
-
-    def loses(X, groups):
-        instance = make_instance(X, Y[: X.shape[0]], groups)
-        return gram_loses_directions(instance, ExactSolver(instance, 1.0).reduced)
-
-    assert not loses(np.column_stack([x, x[:, 0]]), np.arange(7))
-    assert not loses(rng.standard_normal((10, 30)), np.arange(30))
-    assert not loses(np.column_stack([x, x[:, 0] + 1e-3 * z]), np.arange(7))
-    assert loses(np.column_stack([x, x[:, 0] + 2e-7 * z]), np.arange(7))
-    assert not loses(np.column_stack([x, np.ones(40)]), np.r_[np.arange(6), -1])
+    x, Y, z = rng.standard_normal((40, 6)), rng.standard_normal((40, 2)), rng.standard_normal(40)
+    rows = np.arange(7)
     case = hard_case(20, correlation=0.99, snr=1.0, lam2=0.001, keep_fraction=0.5)
-    assert not gram_loses_directions(case.instance, ExactSolver(case.instance, 4.0).reduced)
-    assert loses(np.column_stack([x, x[:, 0] + 1e-9 * z]), np.arange(7))
+    return [
+        (make_instance(np.column_stack([x, x[:, 0]]), Y, rows), 4.0, 0.0, False),
+        (make_instance(rng.standard_normal((10, 30)), Y[:10], np.arange(30)), 4.0, 0.0, False),
+        (make_instance(np.column_stack([x, x[:, 0] + 1e-3 * z]), Y, rows), 4.0, 0.0, False),
+        (make_instance(np.column_stack([x, np.ones(40)]), Y, np.r_[np.arange(6), -1]), 4, 0, False),
+        (case.instance, case.M, case.lam2, False),
+        (make_instance(x * 10.0 ** rng.uniform(-4, 4, 6), Y, np.arange(6)), 1e7, 1.0, False),
+        (make_instance(np.column_stack([x, x[:, 0] + 1e-9 * z]), Y, rows), 1e9, 0.0, True),
+        (make_instance(*_near_duplicates(5, 1.5e-8, 290, 4)), 1e9, 0.0, True),
+    ]
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_the_gram_margin_bounds_the_gram_forms_error(index):
+    """loses_directions finds exactly the near-duplicate pairs the Gram form cannot resolve
+    (not exact duplicates, n < d, correlated designs, columns in very different units).
+    gram_margin against the loss evaluated from the raw data in extended precision at random
+    points of the box (the ridge's and the growth's radii hold for points below the
+    objective: here the box only): |L - L_gram| <= margin / 2. The margin is below 1e-8 of
+    the objective on ordinary designs, and the objective itself where near-duplicate
+    columns under a huge box leave the Gram form unable to resolve their difference."""
+    instance, M, lam2, unresolved = _gram_cases()[index]
+    solver = ExactSolver(instance, M)
+    reduced, rng = solver.reduced, np.random.default_rng(index)
+    assert loses_directions(instance, reduced) == unresolved
+    result = solver.solve(0.01 * float(np.mean(instance.Y**2)), lam2, time_limit=2)
+    growth = GramGrowth.of(reduced, np.inf)
+    margin = gram_margin(
+        reduced, instance.n, solver.bounds[solver.row_structure], lam2, result.objective, growth
+    )
+    assert (margin >= result.objective) if unresolved else (margin <= 1e-8 * result.objective)
+    box_only = gram_margin(
+        reduced, instance.n, solver.bounds[solver.row_structure], 0.0, np.inf, None
+    )
+    X, Y = instance.X.astype(np.longdouble), instance.Y.astype(np.longdouble)
+    limit = solver.bounds[solver.row_structure][:, None]
+    for _ in range(20):
+        W_P = rng.uniform(-1, 1, reduced.cross.shape) * limit * rng.uniform(0, 1)
+        W = reduced.full_weights(W_P, instance.d).astype(np.longdouble)
+        exact = float(np.sum((Y - X @ W) ** 2) / instance.n)
+        assert abs(exact - reduced.loss(W_P)) <= 0.5 * box_only
 
 
 @pytest.mark.parametrize("seed", [2, 5, 7])

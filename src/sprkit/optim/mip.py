@@ -31,10 +31,11 @@ from sprkit.optim.branch_and_bound import (
     check_branching,
 )
 from sprkit.optim.dense_cost import LEAST_SQUARES, affordable
+from sprkit.optim.gram_error import GramGrowth, gram_margin, loses_directions
 from sprkit.optim.node_relaxation import FREE, free_shift
 from sprkit.optim.outer_approximation import outer_approximation
 from sprkit.optim.problem import ScaledProblem, scale_problem
-from sprkit.optim.quadratic import ReducedLeastSquares, gram_loses_directions
+from sprkit.optim.quadratic import ReducedLeastSquares
 from sprkit.optim.result import (
     BOUND_ROUNDING,
     GAP_FLOOR,
@@ -131,7 +132,8 @@ class ExactSolver:
         self.bounds = structure_bounds(M, instance.n_structures)
         self.reduced = ReducedLeastSquares.from_instance(instance)
         self.row_structure = instance.row_structure[self.reduced.penalized_rows]
-        self._blind: bool | None = None  # gram_loses_directions, once checked
+        self._blind: bool | None = None  # whether the Gram form loses directions of X
+        self._growth: GramGrowth | None = None  # and its growth there (_check_resolution)
 
     def scaled_problem(self, lam0: float, lam2: float) -> ScaledProblem:
         """The MIP in solver units (sprkit.optim.problem), as the native methods solve it."""
@@ -263,7 +265,7 @@ class ExactSolver:
         from_gram: bool = False,
     ) -> MIPResult:
         """`from_gram`: the bound was proven on the Gram form (native methods), so it is also
-        lowered by what that form cannot see (_blind_margin)."""
+        lowered by how far that form can be from the data (_gram_margin)."""
         W = self.reduced.full_weights(W_P, self.instance.d)
         objective = (
             self.instance.loss(W) + lam2 * float(np.sum(W_P * W_P)) + lam0 * int(support.sum())
@@ -272,7 +274,7 @@ class ExactSolver:
         # objective, floored (_gap_floor); the bound is lowered by its rounding (_bound_margin).
         bound = bound - self._bound_margin()
         if from_gram:
-            bound -= self._blind_margin(objective, lam2)
+            bound -= self._gram_margin(objective, lam2)
         bound = min(max(bound, 0.0), objective)
         gap = relative_gap(objective, bound, self._gap_floor(tol))
         return MIPResult(
@@ -316,36 +318,32 @@ class ExactSolver:
         return BOUND_ROUNDING * eps * np.sqrt(max(at_zero, scale)) * np.sqrt(scale)
 
     def _check_resolution(self, deadline: float) -> None:
-        """Whether the Gram form loses directions of X (quadratic.gram_loses_directions),
-        once per instance, where its SVD is predicted to take at most a tenth of the time
-        left (else it is taken as losing none)."""
+        """The Gram form's growth (gram_error.GramGrowth) and whether it loses directions of
+        X (gram_error.loses_directions), once per instance, each where predicted to take at
+        most a tenth of the time left (_gram_margin)."""
         if self._blind is not None:
             return
         n, d = self.instance.n, self.reduced.gram.shape[0]
-        equivalent = round((max(n, d) * min(n, d) ** 2) ** (1 / 3))  # its cost, as a cube
+        self._growth = GramGrowth.of(self.reduced, deadline)
+        equivalent = round((max(n, d) * min(n, d) ** 2) ** (1 / 3))  # the SVD's cost, as a cube
         if affordable(equivalent, deadline, LEAST_SQUARES, share=0.1):
-            self._blind = gram_loses_directions(self.instance, self.reduced)
+            self._blind = loses_directions(self.instance, self.reduced)
 
-    def _blind_margin(self, objective: float, lam2: float) -> float:
-        """How far below a bound proven on the Gram form the data's objective can be, where
-        that form loses directions of X (_check_resolution), else 0. In u = sqrt(D) w
-        (D = diag(G), a column's squared norm / n), G's entries are exact to gamma = n eps of
-        sqrt(D_r D_s), and B's to gamma sqrt(D_r c0),
-        c0 the fitted constant, so |L(W) - L_gram(W)| <= gamma (d R^2 + 2 sqrt(d c0) R) for
-        ||U|| <= R; doubled for the Gram matrix's convexity, which its rounding also bends.
-        Points below the objective have R^2 <= sum_r c M_r^2 D_r (the box) and, with a
-        ridge, <= objective max(D) / lam2."""
-        if not self._blind:
+    def _gram_margin(self, objective: float, lam2: float) -> float:
+        """What a bound proven on the Gram form is lowered by (sprkit.optim.gram_error):
+        within the growth's radius where the Gram matrix is nonsingular (a few eps of the
+        objective on ordinary data); else within the box's or ridge's, where it loses
+        directions of X or could not be checked in time; else 0."""
+        if self._growth is None and self._blind is False:
             return 0.0
-        instance, reduced = self.instance, self.reduced
-        diagonal = np.diag(reduced.gram)
-        c = reduced.cross.shape[1]
-        radius_squared = float(np.sum(c * self.bounds[self.row_structure] ** 2 * diagonal))
-        if lam2 > 0:
-            radius_squared = min(radius_squared, objective * float(diagonal.max()) / lam2)
-        radius, d = np.sqrt(radius_squared), diagonal.size
-        gamma = instance.n * np.finfo(np.float64).eps
-        return 2.0 * gamma * (d * radius_squared + 2.0 * np.sqrt(d * reduced.const) * radius)
+        return gram_margin(
+            self.reduced,
+            self.instance.n,
+            self.bounds[self.row_structure],
+            lam2,
+            objective,
+            self._growth,
+        )
 
     def _solve_pyomo(
         self,

@@ -29,9 +29,6 @@ def compressed_least_squares(instance: Instance) -> tuple[np.ndarray, np.ndarray
     return R, B, const
 
 
-# a direction of X counts as resolved by the Gram matrix when its squared singular value is
-# this many times the Gram matrix's rounding (its curvature then known to 1e-6, relative)
-_GRAM_RESOLUTION = 1e6
 _ROW_BLOCK = 256  # rows per block of a one-pass bound on a large matrix
 
 # relative residual below which a column counts as in the free columns' span (rounding only)
@@ -109,30 +106,6 @@ class ReducedLeastSquares:
         gram, or twice an upper bound on it where computing it is predicted to take more
         than a quarter of the time left before `deadline` (time.perf_counter() seconds)."""
         return 2.0 * top_eigenvalue(self.gram, deadline)
-
-
-def gram_loses_directions(instance: Instance, reduced: ReducedLeastSquares) -> bool:
-    """Whether the penalized columns (projected off the free ones) have a direction that X
-    resolves and their Gram matrix does not resolve to _GRAM_RESOLUTION: with the columns
-    scaled to unit norm, a singular value sigma of X above X's own rounding
-    (eps max(n, d) sigma_max) whose square is within 1 / _GRAM_RESOLUTION of the Gram
-    matrix's rounding (eps d sigma_max^2), as near-duplicate columns that differ by less than
-    about 2e-5 sqrt(d) of their norm have. Weights along such a direction change the loss by
-    amounts the Gram form gets wrong by more than that share (below 1e-8 apart, entirely).
-    Exact duplicates and n < d (sigma at rounding level: nothing to see) are not such."""
-    gram_diagonal = np.diag(reduced.gram)
-    columns = np.flatnonzero(gram_diagonal > 0)
-    if columns.size < 2:
-        return False
-    penalized = instance.X[:, reduced.penalized_rows[columns]]
-    if reduced.free_rows.size:
-        penalized = penalized - instance.X[:, reduced.free_rows] @ reduced.free_map[:, columns]
-    normalized = penalized / np.sqrt(instance.n * gram_diagonal[columns])
-    sigma = np.linalg.svd(normalized, compute_uv=False)
-    eps = np.finfo(np.float64).eps
-    resolved = sigma > eps * max(normalized.shape) * sigma[0]
-    rounding = eps * columns.size * sigma[0] ** 2
-    return bool(np.any(resolved & (sigma**2 < _GRAM_RESOLUTION * rounding)))
 
 
 def top_eigenvalue(matrix: np.ndarray, deadline: float = np.inf) -> float:

@@ -133,7 +133,7 @@ class ExactSolver:
         self.reduced = ReducedLeastSquares.from_instance(instance)
         self.row_structure = instance.row_structure[self.reduced.penalized_rows]
         self._blind: bool | None = None  # whether the Gram form loses directions of X
-        self._growth: GramGrowth | None = None  # and its growth there (_check_resolution)
+        self._growth: GramGrowth | None = None  # the Gram form's growth (_check_resolution)
 
     def scaled_problem(self, lam0: float, lam2: float) -> ScaledProblem:
         """The MIP in solver units (sprkit.optim.problem), as the native methods solve it."""

@@ -63,7 +63,8 @@ def loses_directions(instance: Instance, reduced: ReducedLeastSquares) -> bool:
     # With n < d the singular values of all columns hide a near-duplicate pair (a direction
     # only a support holding both resolves): pairs whose cosine is within the band, their
     # difference measured on the columns themselves, not through the Gram matrix
-    cosine = normalized.T @ normalized
+    root = np.sqrt(gram_diagonal[columns])  # the Gram matrix has the cosines already
+    cosine = reduced.gram[np.ix_(columns, columns)] / root[:, None] / root[None, :]
     np.fill_diagonal(cosine, 0.0)
     band = _GRAM_RESOLUTION * _EPS * columns.size
     for r, t in zip(*np.nonzero(np.triu(np.abs(cosine) > 1.0 - band)), strict=True):

@@ -232,9 +232,23 @@ class BranchAndBound:
         ENUMERATE_FREE free structures, and 2^free fits (at the mean fit time so far) cost
         no more than the node's relaxation did (slow relaxations: no ridge and fewer
         samples than rows, columns in very different units)."""
-        free = int(np.sum(state == FREE))
+        free = np.count_nonzero(state == FREE)
+        return free <= ENUMERATE_FREE and self._enumeration_seconds(state) <= node_seconds
+
+    def _enumeration_seconds(self, state: np.ndarray) -> float:
+        """Predicted seconds to enumerate the node's supports: 2^free times the mean time
+        of the fixed-support fits so far."""
         mean_fit = self._fit_seconds / max(self._fits, 1)
-        return free <= ENUMERATE_FREE and 2.0**free * mean_fit <= node_seconds
+        return 2.0 ** np.count_nonzero(state == FREE) * mean_fit
+
+    def _enumerate_root(
+        self, state: np.ndarray, deadline: float, progress: SearchProgress | None
+    ) -> bool:
+        """Enumerate the root's supports (_enumerate); True when all were offered, so that
+        each one's value is at least the incumbent's and the search is over."""
+        if progress is not None:  # the root, open, before its supports are enumerated
+            progress(self.nodes, 1, 0.0, self.incumbent.value)
+        return self._enumerate(state, deadline)
 
     def _enumerate(self, state: np.ndarray, deadline: float) -> bool:
         """Offer every support of the node (its kept structures, any subset of its free
@@ -467,27 +481,31 @@ class BranchAndBound:
         warm = np.zeros_like(problem.reduced.cross)
         self._offer(np.zeros(groups, dtype=bool))
         self._offer(np.ones(groups, dtype=bool))
-        mean_fit = self._fit_seconds / max(self._fits, 1)
-        if 2.0**groups * mean_fit <= _ENUMERATE_ROOT_SECONDS:
-            if progress is not None:  # the root, open, before its supports are enumerated
-                progress(0, 1, 0.0, self.incumbent.value)
-            if self._enumerate(state, deadline):
-                # every support was offered: each one's value is at least the incumbent's
+        if self._enumeration_seconds(state) <= _ENUMERATE_ROOT_SECONDS:
+            if self._enumerate_root(state, deadline, progress):
                 lower = min(self._level(tol), self.incumbent.value)
                 return SearchOutcome(self.incumbent, lower, 0, True)
         state, M = self._presolve(state, M, self._level(tol))
         shift = self._shift(state)
         root_start = time.perf_counter()
+        # with few free structures, the root relaxation races their enumeration: it gets the
+        # time the enumeration is predicted to take, and the enumeration follows if it used it
+        race = np.count_nonzero(state == FREE) <= ENUMERATE_FREE
+        root_deadline = min(deadline, root_start + self._enumeration_seconds(state))
         root = self.relaxation.solve(
             state,
             M,
             warm,
             tol=tol * 0.01,
             max_iter=_ROOT_ITERATIONS,
-            deadline=deadline,
+            deadline=root_deadline if race else deadline,
             shift=shift,
         )
         root_seconds = time.perf_counter() - root_start
+        if race and root_deadline < deadline and time.perf_counter() >= root_deadline:
+            if self._enumerate_root(state, deadline, progress):
+                lower = min(self._level(tol), self.incumbent.value)
+                return SearchOutcome(self.incumbent, lower, 1, True)
         self.nodes = 1
         self._offer(root.nonzero | (state == KEPT))
         self._offer((root.y >= 0.5) | (state == KEPT))

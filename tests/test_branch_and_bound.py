@@ -355,6 +355,53 @@ def test_a_slow_root_relaxation_gives_way_to_enumeration(seed):
     assert result.bound <= optimum * (1 + 1e-9)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_open_nodes_enumerated_instead_of_searched_agree_with_enumeration(seed, monkeypatch):
+    """With enumeration predicted free, the search enumerates its open nodes (the root's
+    supports, after the root; again, after twice the time, where the enumeration's time ran
+    out) until none is left: certified at brute force's optimum."""
+    case = _hard(seed, 12)
+    problem, solutions = _enumerate(case)
+    best = min(solution.value for solution in solutions) * problem.f_scale
+    monkeypatch.setattr(branch_and_bound.BranchAndBound, "_support_seconds", lambda self: 0.0)
+    left_open = _record_open_enumerations(monkeypatch)
+    result = ExactSolver(case.instance, case.M).solve(case.lam0, case.lam2, method="bnb")
+    assert left_open and left_open[-1] == 0  # (retried where its time ran out) closed all
+    assert result.status == OPTIMAL
+    assert result.objective == pytest.approx(best, rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_an_enumeration_cut_short_leaves_its_nodes_open(seed, monkeypatch):
+    """Every enumeration stops before its first support (as at the end of its time): the
+    nodes go back to the search, which still certifies brute force's optimum."""
+    case = _hard(seed, 12)
+    problem, solutions = _enumerate(case)
+    best = min(solution.value for solution in solutions) * problem.f_scale
+    monkeypatch.setattr(branch_and_bound.BranchAndBound, "_support_seconds", lambda self: 0.0)
+    monkeypatch.setattr(branch_and_bound.BranchAndBound, "_enumerate", lambda *_: False)
+    left_open = _record_open_enumerations(monkeypatch)
+    result = ExactSolver(case.instance, case.M).solve(case.lam0, case.lam2, method="bnb")
+    assert left_open and all(count > 0 for count in left_open)
+    assert result.status == OPTIMAL
+    assert result.objective == pytest.approx(best, rel=1e-6)
+
+
+def _record_open_enumerations(monkeypatch) -> list[int]:
+    """Wrap BranchAndBound._enumerate_open; the list returned fills with the number of
+    nodes each call left open."""
+    left_open: list[int] = []
+    enumerate_open = branch_and_bound.BranchAndBound._enumerate_open
+
+    def recorded(self, nodes, tol, deadline):
+        left = enumerate_open(self, nodes, tol, deadline)
+        left_open.append(len(left))
+        return left
+
+    monkeypatch.setattr(branch_and_bound.BranchAndBound, "_enumerate_open", recorded)
+    return left_open
+
+
 def test_fit_growth_bounds_every_support_below_the_level():
     """The presolve before any relaxation: ellipsoids of the unconstrained fits."""
     case = _hard(3, 7)

@@ -101,6 +101,11 @@ class _Node:
     branch: tuple[int, int, float] | None = field(compare=False, default=None)
 
 
+def _supports(state: np.ndarray) -> float:
+    """Number of supports of a node: 2^(free structures)."""
+    return 2.0 ** np.count_nonzero(state == FREE)
+
+
 @dataclass(frozen=True)
 class SearchOutcome:
     """incumbent: best support found (exact fit, solver units); lower: proven lower bound;
@@ -210,12 +215,14 @@ class BranchAndBound:
         self.incumbent: SupportSolution | None = None
         self.nodes = 0
         self._fit_seconds, self._fits = 0.0, 0
+        self._down_seconds, self._downs = 0.0, 0  # offers turned down without a solve
 
     # -- incumbents ---------------------------------------------------------------------------
 
     def _offer(self, support: np.ndarray) -> SupportSolution | None:
         """Offer a support as incumbent; returns its solution (None if turned down without a
-        solve: its box-free fit reaches the incumbent). Times the fits (_enumerates)."""
+        solve: its box-free fit reaches the incumbent). Times the offers (_enumerates,
+        _support_seconds)."""
         start = time.perf_counter()
         if self.incumbent is None:
             solution = self.incumbent = self.supports.solve(support)
@@ -223,9 +230,21 @@ class BranchAndBound:
             solution = self.supports.improving(support, self.incumbent.value)
             if solution is not None and solution.value < self.incumbent.value:
                 self.incumbent = solution
-        self._fit_seconds += time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        self._fit_seconds += seconds
         self._fits += 1
+        if solution is None:
+            self._down_seconds += seconds
+            self._downs += 1
         return solution
+
+    def _support_seconds(self) -> float:
+        """Predicted seconds per support of an enumeration once the incumbent is good: the
+        mean time of the offers turned down so far (most supports are, then), or of all
+        offers before 16 were."""
+        if self._downs >= 16:
+            return self._down_seconds / self._downs
+        return self._fit_seconds / max(self._fits, 1)
 
     def _enumerates(self, state: np.ndarray, node_seconds: float) -> bool:
         """Whether the node's subtree is cheaper to enumerate than to branch: at most
@@ -238,8 +257,7 @@ class BranchAndBound:
     def _enumeration_seconds(self, state: np.ndarray) -> float:
         """Predicted seconds to enumerate the node's supports: 2^free times the mean time
         of the fixed-support fits so far."""
-        mean_fit = self._fit_seconds / max(self._fits, 1)
-        return 2.0 ** np.count_nonzero(state == FREE) * mean_fit
+        return _supports(state) * self._fit_seconds / max(self._fits, 1)
 
     def _enumerate_root(
         self, state: np.ndarray, deadline: float, progress: SearchProgress | None
@@ -249,6 +267,18 @@ class BranchAndBound:
         if progress is not None:  # the root, open, before its supports are enumerated
             progress(self.nodes, 1, 0.0, self.incumbent.value)
         return self._enumerate(state, deadline)
+
+    def _enumerate_open(self, nodes: list[_Node], tol: float, deadline: float) -> list[_Node]:
+        """Enumerate the open `nodes`, best bound first (_enumerate; those whose bound
+        reaches the pruning level are closed without); returns those left open (at the
+        deadline, or a fit cut short there)."""
+        left: list[_Node] = []
+        for node in sorted(nodes):
+            if left or (
+                node.bound < self._level(tol) and not self._enumerate(node.state, deadline)
+            ):
+                left.append(node)
+        return left
 
     def _enumerate(self, state: np.ndarray, deadline: float) -> bool:
         """Offer every support of the node (its kept structures, any subset of its free
@@ -518,6 +548,14 @@ class BranchAndBound:
         root_state, root_M = state, M
         counter = itertools.count()
         heap: list[_Node] = [_Node(root_lower, next(counter), state, M, root.W, 0)]
+        # With at most ENUMERATE_FREE free structures at the root every open node can be
+        # enumerated: once the search has spent as long as enumerating all the open nodes
+        # (`pending` supports) is predicted to take, it enumerates them instead, for at most
+        # as long again (rent or buy); where that was too short, the search resumes and tries
+        # again after twice its time.
+        small = np.count_nonzero(state == FREE) <= ENUMERATE_FREE
+        pending = _supports(state)
+        enumeration_seconds, retry_after = 0.0, 0.0
         first, first_shift = root, shift
         ascent: DiagonalAscent | None = None
         ascent_seconds = 0.0
@@ -552,9 +590,25 @@ class BranchAndBound:
                             node.bound = max(node.bound, ascent.best.lower)
                         heapq.heapify(heap)  # equal raised bounds reorder by insertion
             node = heapq.heappop(heap)
+            pending -= _supports(node.state)
             while node is not None:
-                if time.perf_counter() >= deadline:
+                now = time.perf_counter()
+                if now >= deadline:
                     heapq.heappush(heap, node)
+                    break
+                # rent or buy (below the heap's creation)
+                tree_seconds = now - search_start - enumeration_seconds
+                cost = (pending + _supports(node.state)) * self._support_seconds()
+                if small and cost <= tree_seconds and tree_seconds >= retry_after:
+                    if progress is not None:
+                        lower = min(node.bound, heap[0].bound if heap else np.inf)
+                        progress(self.nodes, len(heap) + 1, lower, self.incumbent.value)
+                    until = min(deadline, now + tree_seconds)
+                    heap[:] = self._enumerate_open([node, *heap], tol, until)
+                    heapq.heapify(heap)
+                    pending = sum(_supports(open_node.state) for open_node in heap)
+                    enumeration_seconds += time.perf_counter() - now
+                    retry_after = 2.0 * tree_seconds  # if the prediction was too low
                     break
                 level = self._level(tol)
                 if progress is not None:
@@ -628,6 +682,7 @@ class BranchAndBound:
                     )
                 dive = 1 if bound.y[j] >= 0.5 else 0
                 heapq.heappush(heap, children[1 - dive])
+                pending += _supports(children[1 - dive].state)
                 node = children[dive]
         level = self._level(tol)
         open_bound = min((n.bound for n in heap), default=np.inf)

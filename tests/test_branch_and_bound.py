@@ -357,18 +357,61 @@ def test_a_slow_root_relaxation_gives_way_to_enumeration(seed):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_open_nodes_enumerated_instead_of_searched_agree_with_enumeration(seed, monkeypatch):
-    """With enumeration predicted free, the search enumerates its open nodes (the root's
-    supports, after the root; again, after twice the time, where the enumeration's time ran
-    out) until none is left: certified at brute force's optimum."""
+    """With enumeration predicted free, the search enumerates its open nodes right after the
+    root (again, after twice the time, where the enumeration's time ran out and the search
+    has not finished): certified at brute force's optimum."""
     case = _hard(seed, 12)
     problem, solutions = _enumerate(case)
     best = min(solution.value for solution in solutions) * problem.f_scale
     monkeypatch.setattr(branch_and_bound.BranchAndBound, "_support_seconds", lambda self: 0.0)
     left_open = _record_open_enumerations(monkeypatch)
     result = ExactSolver(case.instance, case.M).solve(case.lam0, case.lam2, method="bnb")
-    assert left_open and left_open[-1] == 0  # (retried where its time ran out) closed all
+    assert left_open  # enumerated at least once (again after twice the time if cut short)
     assert result.status == OPTIMAL
     assert result.objective == pytest.approx(best, rel=1e-6)
+    assert result.bound <= best * (1 + 1e-9)
+
+
+def test_an_enumeration_resumed_offers_the_supports_left_in_order(monkeypatch):
+    """`_enumerate` from the k-th support offers exactly the supports a full enumeration
+    offers after its first k, and reports the count offered (what a cut-short enumeration
+    resumes from)."""
+    case = _hard(2, 7)
+    problem = ExactSolver(case.instance, case.M).scaled_problem(case.lam0, case.lam2)
+    state = np.full(problem.n_groups, FREE, dtype=np.int8)
+    state[[1, 4]] = [KEPT, REMOVED]
+    offers = []
+
+    def record(search, support):
+        offers.append(support.copy())
+        return search.supports.solve(support)
+
+    monkeypatch.setattr(branch_and_bound.BranchAndBound, "_offer", record)
+    search = branch_and_bound.BranchAndBound(problem)
+    assert search._enumerate(state, np.inf) == 2**5
+    every = [tuple(support) for support in offers]
+    assert len(set(every)) == 2**5
+    assert all(support[1] and not support[4] for support in every)
+    offers.clear()
+    assert search._enumerate(state, np.inf, 19) == 2**5
+    assert [tuple(support) for support in offers] == every[19:]
+    offers.clear()
+    assert search._enumerate(state, time.perf_counter() - 1.0, 7) == 7  # deadline: none
+    assert offers == []
+
+
+def test_over_a_thousand_structures_search_without_overflow():
+    """2^1030 supports overflow a float: the rules that count supports only look at nodes
+    with at most ENUMERATE_FREE free structures (1,030 structures raised OverflowError)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 1030))
+    Y = X[:, :5] @ rng.standard_normal((5, 2)) + 0.1 * rng.standard_normal((60, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = ExactSolver(make_instance(X, Y, np.arange(1030)), 4.0).solve(
+            0.01, 0.01, method="bnb", time_limit=2
+        )
+    assert result.status in (OPTIMAL, TIME_LIMIT) and result.bound <= result.objective
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -379,12 +422,13 @@ def test_an_enumeration_cut_short_leaves_its_nodes_open(seed, monkeypatch):
     problem, solutions = _enumerate(case)
     best = min(solution.value for solution in solutions) * problem.f_scale
     monkeypatch.setattr(branch_and_bound.BranchAndBound, "_support_seconds", lambda self: 0.0)
-    monkeypatch.setattr(branch_and_bound.BranchAndBound, "_enumerate", lambda *_: False)
+    monkeypatch.setattr(branch_and_bound.BranchAndBound, "_enumerate", lambda *_: 0)
     left_open = _record_open_enumerations(monkeypatch)
     result = ExactSolver(case.instance, case.M).solve(case.lam0, case.lam2, method="bnb")
     assert left_open and all(count > 0 for count in left_open)
     assert result.status == OPTIMAL
     assert result.objective == pytest.approx(best, rel=1e-6)
+    assert result.bound <= best * (1 + 1e-9)
 
 
 def _record_open_enumerations(monkeypatch) -> list[int]:

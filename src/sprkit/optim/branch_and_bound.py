@@ -76,6 +76,10 @@ ENUMERATE_FREE = 16
 # at most this long (a few structures: a relaxation with no ridge and a huge M can take
 # seconds to converge where 64 fits take milliseconds).
 _ENUMERATE_ROOT_SECONDS = 0.05
+# Rent or buy (BranchAndBound.run): an enumeration of the open nodes predicted from fewer
+# than _MEASURED supports enumerated so far is a probe, given _PROBE_SHARE of the search's time.
+_MEASURED = 32
+_PROBE_SHARE = 0.1
 # Window search (optim.window_search) runs once the search has solved this many nodes (the
 # grid instances bnb certifies need at most 719), for at most this share of the time left.
 _WINDOWS_AFTER_NODES = 1000
@@ -99,10 +103,16 @@ class _Node:
     warm: np.ndarray = field(compare=False)
     depth: int = field(compare=False, default=0)
     branch: tuple[int, int, float] | None = field(compare=False, default=None)
+    offered: int = field(compare=False, default=0)  # supports enumerated (_enumerate's order)
+
+    def supports_left(self) -> float:
+        """Supports of the node not enumerated yet (2^free - offered; small nodes only)."""
+        return _supports(self.state) - self.offered
 
 
 def _supports(state: np.ndarray) -> float:
-    """Number of supports of a node: 2^(free structures)."""
+    """Number of supports of a node, 2^(free structures); only called where at most
+    ENUMERATE_FREE structures are free."""
     return 2.0 ** np.count_nonzero(state == FREE)
 
 
@@ -216,6 +226,7 @@ class BranchAndBound:
         self.nodes = 0
         self._fit_seconds, self._fits = 0.0, 0
         self._down_seconds, self._downs = 0.0, 0  # offers turned down without a solve
+        self._enumerated_seconds, self._enumerated = 0.0, 0  # offers made by _enumerate
 
     # -- incumbents ---------------------------------------------------------------------------
 
@@ -239,9 +250,11 @@ class BranchAndBound:
         return solution
 
     def _support_seconds(self) -> float:
-        """Predicted seconds per support of an enumeration once the incumbent is good: the
-        mean time of the offers turned down so far (most supports are, then), or of all
-        offers before 16 were."""
+        """Predicted seconds per support of an enumeration: the mean of the enumerations so
+        far once they offered _MEASURED supports; before, that of the offers turned down
+        (most supports are, once the incumbent is good), or of all offers before 16 were."""
+        if self._enumerated >= _MEASURED:
+            return self._enumerated_seconds / self._enumerated
         if self._downs >= 16:
             return self._down_seconds / self._downs
         return self._fit_seconds / max(self._fits, 1)
@@ -255,8 +268,8 @@ class BranchAndBound:
         return free <= ENUMERATE_FREE and self._enumeration_seconds(state) <= node_seconds
 
     def _enumeration_seconds(self, state: np.ndarray) -> float:
-        """Predicted seconds to enumerate the node's supports: 2^free times the mean time
-        of the fixed-support fits so far."""
+        """Predicted seconds to enumerate the node's supports (at most ENUMERATE_FREE free
+        structures): 2^free times the mean time of the offers so far."""
         return _supports(state) * self._fit_seconds / max(self._fits, 1)
 
     def _enumerate_root(
@@ -266,36 +279,47 @@ class BranchAndBound:
         each one's value is at least the incumbent's and the search is over."""
         if progress is not None:  # the root, open, before its supports are enumerated
             progress(self.nodes, 1, 0.0, self.incumbent.value)
-        return self._enumerate(state, deadline)
+        return self._enumerate(state, deadline) == _supports(state)
 
     def _enumerate_open(self, nodes: list[_Node], tol: float, deadline: float) -> list[_Node]:
-        """Enumerate the open `nodes`, best bound first (_enumerate; those whose bound
-        reaches the pruning level are closed without); returns those left open (at the
-        deadline, or a fit cut short there)."""
+        """Enumerate the open `nodes` (at most ENUMERATE_FREE free structures each), those
+        with the fewest supports left first, each from where an earlier enumeration of it
+        stopped; those whose bound reaches the pruning level are closed without. Returns
+        the nodes left open (at the deadline, or a fit cut short there)."""
         left: list[_Node] = []
-        for node in sorted(nodes):
-            if left or (
-                node.bound < self._level(tol) and not self._enumerate(node.state, deadline)
-            ):
-                left.append(node)
+        for node in sorted(nodes, key=lambda node: (node.supports_left(), node.bound)):
+            if not left and node.bound >= self._level(tol):
+                continue
+            if not left:
+                node.offered = self._enumerate(node.state, deadline, node.offered)
+                if node.supports_left() == 0:
+                    continue
+            left.append(node)
         return left
 
-    def _enumerate(self, state: np.ndarray, deadline: float) -> bool:
-        """Offer every support of the node (its kept structures, any subset of its free
-        ones); True when all were done, which closes the node: each support's value is then
-        at least the incumbent (solved exactly, or turned down by its box-free fit, a lower
-        bound on it). False at the deadline or when a fit was cut short there."""
+    def _enumerate(self, state: np.ndarray, deadline: float, done: int = 0) -> int:
+        """Offer the supports of the node (its kept structures, any subset of its free
+        ones), in the order of a binary counter over the free ones, from the `done`-th;
+        returns how many of them have been offered, stopping at the deadline or at a fit cut
+        short there. All 2^free close the node: each support's value is then at least the
+        incumbent (solved exactly, or turned down by its box-free fit, a lower bound on it;
+        the incumbent only decreases)."""
+        start = time.perf_counter()
         free = np.flatnonzero(state == FREE)
-        choices = (np.arange(2**free.size)[:, None] >> np.arange(free.size)) & 1
+        choices = (np.arange(done, 2**free.size)[:, None] >> np.arange(free.size)) & 1
         support = state == KEPT
-        for count, choice in enumerate(choices.astype(bool)):
-            if count % 64 == 0 and time.perf_counter() >= deadline:
-                return False
+        offered = done
+        for choice in choices.astype(bool):
+            if (offered - done) % 64 == 0 and time.perf_counter() >= deadline:
+                break
             support[free] = choice
             solution = self._offer(support.copy())
             if solution is not None and not solution.exact:
-                return False
-        return True
+                break
+            offered += 1
+        self._enumerated_seconds += time.perf_counter() - start
+        self._enumerated += offered - done
+        return offered
 
     def _search_windows(self, tol: float, deadline: float) -> None:
         """Improve the incumbent by window search within _WINDOWS_SHARE of the time left."""
@@ -511,7 +535,8 @@ class BranchAndBound:
         warm = np.zeros_like(problem.reduced.cross)
         self._offer(np.zeros(groups, dtype=bool))
         self._offer(np.ones(groups, dtype=bool))
-        if self._enumeration_seconds(state) <= _ENUMERATE_ROOT_SECONDS:
+        few = groups <= ENUMERATE_FREE
+        if few and self._enumeration_seconds(state) <= _ENUMERATE_ROOT_SECONDS:
             if self._enumerate_root(state, deadline, progress):
                 lower = min(self._level(tol), self.incumbent.value)
                 return SearchOutcome(self.incumbent, lower, 0, True)
@@ -519,24 +544,29 @@ class BranchAndBound:
         shift = self._shift(state)
         root_start = time.perf_counter()
         # with few free structures, the root relaxation races their enumeration: it gets the
-        # time the enumeration is predicted to take, and the enumeration follows if it used it
+        # time the enumeration is predicted to take, and where it used it the enumeration
+        # follows, for at most as long as the search has taken so far
         race = np.count_nonzero(state == FREE) <= ENUMERATE_FREE
-        root_deadline = min(deadline, root_start + self._enumeration_seconds(state))
+        root_deadline = deadline
+        if race:
+            root_deadline = min(deadline, root_start + self._enumeration_seconds(state))
         root = self.relaxation.solve(
             state,
             M,
             warm,
             tol=tol * 0.01,
             max_iter=_ROOT_ITERATIONS,
-            deadline=root_deadline if race else deadline,
+            deadline=root_deadline,
             shift=shift,
         )
         root_seconds = time.perf_counter() - root_start
-        if race and root_deadline < deadline and time.perf_counter() >= root_deadline:
-            if self._enumerate_root(state, deadline, progress):
+        self.nodes = 1
+        now = time.perf_counter()
+        if race and root_deadline < deadline and now >= root_deadline:
+            until = min(deadline, 2.0 * now - search_start)
+            if self._enumerate_root(state, until, progress):
                 lower = min(self._level(tol), self.incumbent.value)
                 return SearchOutcome(self.incumbent, lower, 1, True)
-        self.nodes = 1
         self._offer(root.nonzero | (state == KEPT))
         self._offer((root.y >= 0.5) | (state == KEPT))
         if progress is not None:  # before the local search, which can take a while
@@ -552,9 +582,11 @@ class BranchAndBound:
         # enumerated: once the search has spent as long as enumerating all the open nodes
         # (`pending` supports) is predicted to take, it enumerates them instead, for at most
         # as long again (rent or buy); where that was too short, the search resumes and tries
-        # again after twice its time.
+        # again after twice its time. Until enumerations have measured their cost per support,
+        # an enumeration is a probe (_PROBE_SHARE of that time), and the rule is checked again
+        # with the cost it measured once the search's time has grown by that share.
         small = np.count_nonzero(state == FREE) <= ENUMERATE_FREE
-        pending = _supports(state)
+        pending = _supports(state) if small else np.inf
         enumeration_seconds, retry_after = 0.0, 0.0
         first, first_shift = root, shift
         ascent: DiagonalAscent | None = None
@@ -590,7 +622,8 @@ class BranchAndBound:
                             node.bound = max(node.bound, ascent.best.lower)
                         heapq.heapify(heap)  # equal raised bounds reorder by insertion
             node = heapq.heappop(heap)
-            pending -= _supports(node.state)
+            if small:
+                pending -= node.supports_left()
             while node is not None:
                 now = time.perf_counter()
                 if now >= deadline:
@@ -598,17 +631,23 @@ class BranchAndBound:
                     break
                 # rent or buy (below the heap's creation)
                 tree_seconds = now - search_start - enumeration_seconds
-                cost = (pending + _supports(node.state)) * self._support_seconds()
-                if small and cost <= tree_seconds and tree_seconds >= retry_after:
+                if (
+                    small
+                    and tree_seconds >= retry_after
+                    and (pending + node.supports_left()) * self._support_seconds() <= tree_seconds
+                ):
                     if progress is not None:
-                        lower = min(node.bound, heap[0].bound if heap else np.inf)
+                        open_bound = min(node.bound, heap[0].bound if heap else np.inf)
+                        lower = min(open_bound, self._level(tol))
                         progress(self.nodes, len(heap) + 1, lower, self.incumbent.value)
-                    until = min(deadline, now + tree_seconds)
+                    probe = self._enumerated < _MEASURED
+                    until = min(deadline, now + (_PROBE_SHARE if probe else 1.0) * tree_seconds)
                     heap[:] = self._enumerate_open([node, *heap], tol, until)
                     heapq.heapify(heap)
-                    pending = sum(_supports(open_node.state) for open_node in heap)
+                    pending = sum(open_node.supports_left() for open_node in heap)
                     enumeration_seconds += time.perf_counter() - now
-                    retry_after = 2.0 * tree_seconds  # if the prediction was too low
+                    # the search goes on in between (nodes left open are popped again)
+                    retry_after = (1.0 + _PROBE_SHARE if probe else 2.0) * tree_seconds
                     break
                 level = self._level(tol)
                 if progress is not None:
@@ -661,8 +700,9 @@ class BranchAndBound:
                         unfitted = True
                     break
                 node_seconds = time.perf_counter() - node_start
-                if self._enumerates(state, node_seconds) and self._enumerate(state, deadline):
-                    break
+                if self._enumerates(state, node_seconds):
+                    if self._enumerate(state, deadline) == _supports(state):
+                        break
                 j = self._choose(node, bound, state, M, tol, deadline)
                 children = []
                 for direction, fix in enumerate((REMOVED, KEPT)):
@@ -682,7 +722,8 @@ class BranchAndBound:
                     )
                 dive = 1 if bound.y[j] >= 0.5 else 0
                 heapq.heappush(heap, children[1 - dive])
-                pending += _supports(children[1 - dive].state)
+                if small:
+                    pending += _supports(children[1 - dive].state)
                 node = children[dive]
         level = self._level(tol)
         open_bound = min((n.bound for n in heap), default=np.inf)

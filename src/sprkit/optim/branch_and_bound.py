@@ -77,9 +77,12 @@ ENUMERATE_FREE = 16
 # seconds to converge where 64 fits take milliseconds).
 _ENUMERATE_ROOT_SECONDS = 0.05
 # Rent or buy (BranchAndBound.run): an enumeration of the open nodes predicted from fewer
-# than _MEASURED supports enumerated so far is a probe, given _PROBE_SHARE of the search's time.
+# than _MEASURED supports enumerated so far is a probe, given _PROBE_SHARE of the search's time,
+# and starts as soon as that prediction is within _PROBE_REACH times the search's time (offers
+# one at a time predict an enumeration's cost within about 5x, either way).
 _MEASURED = 32
 _PROBE_SHARE = 0.1
+_PROBE_REACH = 5.0
 # Window search (optim.window_search) runs once the search has solved this many nodes (the
 # grid instances bnb certifies need at most 719), for at most this share of the time left.
 _WINDOWS_AFTER_NODES = 1000
@@ -583,8 +586,9 @@ class BranchAndBound:
         # (`pending` supports) is predicted to take, it enumerates them instead, for at most
         # as long again (rent or buy); where that was too short, the search resumes and tries
         # again after twice its time. Until enumerations have measured their cost per support,
-        # an enumeration is a probe (_PROBE_SHARE of that time), and the rule is checked again
-        # with the cost it measured once the search's time has grown by that share.
+        # an enumeration is a probe (_PROBE_SHARE of that time, started within _PROBE_REACH),
+        # and the rule is checked again with the cost it measured once the search's time has
+        # grown by that share.
         small = np.count_nonzero(state == FREE) <= ENUMERATE_FREE
         pending = _supports(state) if small else np.inf
         enumeration_seconds, retry_after = 0.0, 0.0
@@ -631,16 +635,17 @@ class BranchAndBound:
                     break
                 # rent or buy (below the heap's creation)
                 tree_seconds = now - search_start - enumeration_seconds
+                probe = self._enumerated < _MEASURED
+                reach = (_PROBE_REACH if probe else 1.0) * tree_seconds
                 if (
                     small
                     and tree_seconds >= retry_after
-                    and (pending + node.supports_left()) * self._support_seconds() <= tree_seconds
+                    and (pending + node.supports_left()) * self._support_seconds() <= reach
                 ):
                     if progress is not None:
                         open_bound = min(node.bound, heap[0].bound if heap else np.inf)
                         lower = min(open_bound, self._level(tol))
                         progress(self.nodes, len(heap) + 1, lower, self.incumbent.value)
-                    probe = self._enumerated < _MEASURED
                     until = min(deadline, now + (_PROBE_SHARE if probe else 1.0) * tree_seconds)
                     heap[:] = self._enumerate_open([node, *heap], tol, until)
                     heapq.heapify(heap)
